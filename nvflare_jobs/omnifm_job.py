@@ -1,0 +1,248 @@
+"""Build, export and simulate an OmniFM-MONAI federated job with NVFlare's Python job API.
+
+Examples::
+
+    # simulate 5 phantom sites (one modality each) for 5 rounds with OmniFM
+    python -m nvflare_jobs.omnifm_job --strategy omnifm --clients 5 --rounds 5 --workspace runs/sim
+
+    # the same job as a folder for `nvflare job submit` (POC or a provisioned deployment)
+    python -m nvflare_jobs.omnifm_job --strategy fedavg --clients 2 --export runs/jobs
+
+    # real MedMNIST files, one modality per site
+    python -m nvflare_jobs.omnifm_job --federation-data ../shared/data/medmnist --clients 10 --image-size 28
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUNDLE_OUTPUTS = ("models", "eval", "logs", "__pycache__", "*.pt", "*.ts")
+BUNDLES = {"classification": REPO_ROOT / "bundles" / "omnifm_classification"}
+
+
+@dataclass
+class JobSettings:
+    """Everything that defines one federated run (serialised next to its results)."""
+
+    task: str = "classification"
+    strategy: str = "omnifm"
+    num_clients: int = 5
+    num_rounds: int = 5
+    participation: float = 1.0
+    local_epochs: int = 1
+    scenario: str = "cross_modality_hard"
+    federation_data: str = ""  # folder of MedMNIST .npz files; empty: the embedded phantom
+    samples_per_client: int = 0  # 0: the partition's default
+    image_size: int = 64
+    seed: int = 0
+    threads: int = 1
+    torch_threads: int = 0  # per site; 0: PyTorch's default (simulation sets cores // threads)
+    state_root: str = "runs/federated/state"  # server state and each site's private folder
+    bundle_overrides: dict[str, Any] = field(default_factory=dict)
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    server_options: dict[str, Any] = field(default_factory=dict)
+    train_timeout: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"omnifm_{self.task}_{self.strategy}"
+
+    def server_state_dir(self) -> str:
+        return os.path.abspath(os.path.join(self.state_root, "server"))
+
+    def site_dir(self, site: str) -> str:
+        return os.path.abspath(os.path.join(self.state_root, site))
+
+
+def bundle_root(task: str) -> Path:
+    if task not in BUNDLES:
+        raise ValueError(f"task {task!r} has no bundle yet; available: {sorted(BUNDLES)}.")
+    return BUNDLES[task]
+
+
+def federation_for(settings: JobSettings):
+    """The simulated federation the sites will hold (the same call every client makes)."""
+    from omnifm_monai.data.federation import build_federation
+
+    extra = {"samples_per_client": settings.samples_per_client} if settings.samples_per_client else {}
+    return build_federation(
+        settings.scenario,
+        settings.num_clients,
+        seed=settings.seed,
+        data_dir=settings.federation_data or None,
+        image_size=settings.image_size,
+        **extra,
+    )
+
+
+def build_network(settings: JobSettings, num_classes: int):
+    """The bundle's own network definition with this job's overrides (the server's initial model)."""
+    from monai.bundle import ConfigParser
+
+    from omnifm_monai.strategies import get_strategy
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle_root(settings.task) / "configs" / "train.json"))
+    strategy = get_strategy(settings.strategy, **settings.strategy_options)
+    overrides = {"num_classes": num_classes, "image_size": settings.image_size, **strategy.network_options()}
+    overrides.update(settings.bundle_overrides)
+    for key, value in overrides.items():
+        parser[key] = value
+    return parser.get_parsed_content("network_def"), strategy
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def client_args(settings: JobSettings, site: str) -> str:
+    """Command-line arguments of ``omnifm_monai/flare/client.py`` for one site."""
+    args = [
+        "--bundle-root", bundle_root(settings.task).name,
+        "--strategy", settings.strategy,
+        "--strategy-options", compact_json(settings.strategy_options),
+        "--local-epochs", str(settings.local_epochs),
+        "--site-dir", settings.site_dir(site),
+        "--scenario", settings.scenario,
+        "--num-clients", str(settings.num_clients),
+        "--image-size", str(settings.image_size),
+        "--seed", str(settings.seed),
+        "--torch-threads", str(settings.torch_threads),
+        "--bundle-overrides", compact_json(settings.bundle_overrides),
+    ]  # fmt: skip
+    if settings.federation_data:
+        args += ["--federation-data", os.path.abspath(settings.federation_data)]
+    if settings.samples_per_client:
+        args += ["--samples-per-client", str(settings.samples_per_client)]
+    # NVFlare splits script_args on white space, without shell quoting
+    spaced = [a for a in args if any(c.isspace() for c in a)]
+    if spaced:
+        raise ValueError(f"client arguments cannot contain white space: {spaced}")
+    return " ".join(args)
+
+
+def stage_bundle(settings: JobSettings) -> str:
+    """A clean copy of the bundle (configs and docs, no checkpoints) in a folder to ship with the job.
+
+    The folder's content lands in each site's ``custom/`` folder, so the bundle arrives as
+    ``custom/<bundle name>/`` next to the client script.
+    """
+    source = bundle_root(settings.task)
+    stage = os.path.abspath(os.path.join(settings.state_root, "job_files"))
+    shutil.rmtree(stage, ignore_errors=True)
+    shutil.copytree(source, os.path.join(stage, source.name), ignore=shutil.ignore_patterns(*BUNDLE_OUTPUTS))
+    return stage
+
+
+def build_job(settings: JobSettings):
+    """An NVFlare ``FedJob``: the OmniFM controller on the server, the bundle and client script on each site."""
+    from nvflare.app_opt.pt.job_config.base_fed_job import BaseFedJob
+    from nvflare.app_opt.tracking.tb.tb_receiver import TBAnalyticsReceiver
+    from nvflare.job_config.script_runner import ScriptRunner
+
+    from omnifm_monai.flare import client as client_module
+    from omnifm_monai.flare.controller import OmniFMController
+
+    federation = federation_for(settings)
+    network, strategy = build_network(settings, federation.num_classes)
+    job = BaseFedJob(
+        initial_model=network,
+        name=settings.name,
+        min_clients=settings.num_clients,
+        key_metric="restricted_accuracy",
+        analytics_receiver=TBAnalyticsReceiver(events=["fed.analytix_log_stats"]),
+    )
+    controller = OmniFMController(
+        strategy=settings.strategy,
+        num_rounds=settings.num_rounds,
+        participation=settings.participation,
+        seed=settings.seed,
+        private_keys=sorted(strategy.private_keys(network)),
+        state_dir=settings.server_state_dir(),
+        strategy_options=settings.strategy_options or None,
+        train_timeout=settings.train_timeout,
+        server_options=settings.server_options or None,
+    )
+    job.to_server(controller)
+    staged_bundle = stage_bundle(settings)
+    for client in federation.clients:
+        job.to(staged_bundle, client.name)
+        job.to(
+            ScriptRunner(script=client_module.__file__, script_args=client_args(settings, client.name)),
+            client.name,
+        )
+    return job, federation
+
+
+def run_simulation(settings: JobSettings, workspace: str) -> None:
+    """Run the job in the NVFlare simulator; results land in ``settings.state_root``."""
+    if not settings.torch_threads:  # the simulated sites share this machine's cores
+        settings.torch_threads = max(1, (os.cpu_count() or 1) // max(1, settings.threads))
+    job, federation = build_job(settings)
+    print(federation.summary(), flush=True)
+    os.makedirs(settings.state_root, exist_ok=True)
+    with open(os.path.join(settings.state_root, "settings.json"), "w") as f:
+        json.dump(asdict(settings), f, indent=1)
+    job.simulator_run(os.path.abspath(workspace), threads=settings.threads)
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse.Namespace]:
+    defaults = JobSettings()
+    parser = argparse.ArgumentParser(description="Simulate or export an OmniFM-MONAI NVFlare job.")
+    parser.add_argument("--task", default=defaults.task, choices=sorted(BUNDLES))
+    parser.add_argument("--strategy", default=defaults.strategy)
+    parser.add_argument("--clients", type=int, default=defaults.num_clients)
+    parser.add_argument("--rounds", type=int, default=defaults.num_rounds)
+    parser.add_argument("--participation", type=float, default=defaults.participation)
+    parser.add_argument("--local-epochs", type=int, default=defaults.local_epochs)
+    parser.add_argument("--scenario", default=defaults.scenario)
+    parser.add_argument("--federation-data", default="", help="folder of MedMNIST .npz files (default: phantom)")
+    parser.add_argument("--samples-per-client", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=defaults.image_size)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--threads", type=int, default=defaults.threads)
+    parser.add_argument("--state-root", default="", help="default: runs/<job name>/state")
+    parser.add_argument("--bundle-overrides", default="{}", help="JSON: bundle config id -> value")
+    parser.add_argument("--strategy-options", default="{}", help='JSON, e.g. {"proximal_mu": 0.1}')
+    parser.add_argument("--workspace", default="", help="simulator workspace (default: runs/<job name>/workspace)")
+    parser.add_argument("--export", default="", help="export the job folder here instead of simulating")
+    args = parser.parse_args(argv)
+    settings = JobSettings(
+        task=args.task,
+        strategy=args.strategy,
+        num_clients=args.clients,
+        num_rounds=args.rounds,
+        participation=args.participation,
+        local_epochs=args.local_epochs,
+        scenario=args.scenario,
+        federation_data=args.federation_data,
+        samples_per_client=args.samples_per_client,
+        image_size=args.image_size,
+        seed=args.seed,
+        threads=args.threads,
+        bundle_overrides=json.loads(args.bundle_overrides),
+        strategy_options=json.loads(args.strategy_options),
+    )
+    settings.state_root = args.state_root or os.path.join("runs", settings.name, "state")
+    return settings, args
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings, args = parse_args(argv)
+    if args.export:
+        job, _ = build_job(settings)
+        job.export_job(args.export)
+        print(f"exported {os.path.join(args.export, settings.name)}")
+        return
+    run_simulation(settings, args.workspace or os.path.join("runs", settings.name, "workspace"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+from .embedding_cross_attention import EmbeddingCrossAttention
+from .prefix_suffix_prompt import PrefixSuffixPrompt
+from .prototype_memory import PrototypeMemory
+
+__all__ = ["EmbeddingCrossAttention", "PrefixSuffixPrompt", "PrototypeMemory"]

@@ -1,0 +1,207 @@
+"""NVFlare client entry point: runs a MONAI bundle's own training workflow under any strategy.
+
+Launched by ``nvflare.job_config.script_runner.ScriptRunner`` (see ``nvflare_jobs/omnifm_job.py``).
+Each round (NVFlare Client API):
+
+1. ``flare.receive()`` -> shared global weights (+ the prototypes the server retrieved for this
+   site, in ``meta``);
+2. load them with ``strict=False`` over the site's private parameters (restored from disk);
+3. evaluate that personalised model on the site's test split (the round's metric);
+4. train ``local_epochs`` more epochs with the bundle's own ``SupervisedTrainer``, built by
+   ``monai.bundle.ConfigWorkflow`` from ``configs/train.json`` with this site's overrides (loss:
+   task + lambda * SPAlign, plus NVFlare's FedProx term when the strategy has one);
+5. save the private parameters to disk, ``flare.send()`` only what
+   :func:`omnifm_monai.flare.payload.outgoing_payload` allows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+logger = logging.getLogger("omnifm_monai.flare.client")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle-root", required=True, help="the MONAI bundle folder")
+    parser.add_argument("--strategy", default="omnifm")
+    parser.add_argument("--strategy-options", default="{}", help="JSON overrides of the strategy's fields")
+    parser.add_argument("--local-epochs", type=int, default=1)
+    parser.add_argument("--site-dir", default="", help="private folder of this site (default ./omnifm_site/<site>)")
+    parser.add_argument("--dataset-dir", default="", help="the site's own data (.npz or image folder)")
+    parser.add_argument("--num-classes", type=int, default=0, help="size of the federation's label space")
+    parser.add_argument("--scenario", default="", help="simulate this site's share of a named federation")
+    parser.add_argument("--num-clients", type=int, default=0)
+    parser.add_argument("--federation-data", default="", help="folder of MedMNIST .npz files (empty: phantom)")
+    parser.add_argument("--samples-per-client", type=int, default=0, help="0: the partition's default")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--torch-threads", type=int, default=0, help="0: PyTorch's default")
+    parser.add_argument("--bundle-overrides", default="{}", help="JSON of bundle config ids -> values")
+    return parser.parse_args(argv)
+
+
+def resolve_bundle_root(path: str) -> str:
+    """The bundle folder: as given, or inside the job's custom folder (next to this script, on sys.path)."""
+    here = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
+    for base in ["", here, *sys.path]:
+        candidate = os.path.join(base, path)
+        if os.path.isfile(os.path.join(candidate, "configs", "train.json")):
+            return os.path.abspath(candidate)
+    raise FileNotFoundError(f"bundle {path!r} not found (no configs/train.json) from {os.getcwd()} or sys.path.")
+
+
+def prepare_site_data(args: argparse.Namespace, site: str, site_dir: str) -> tuple[str, int, tuple[int, ...]]:
+    """Return ``(dataset_dir, num_classes, label_space)`` for this site.
+
+    With ``--scenario`` the site's share of a simulated federation is written once, in the
+    MedMNIST layout, to ``<site_dir>/data.npz``; otherwise ``--dataset-dir`` is the site's own data.
+    """
+    from omnifm_monai.data.federation import build_federation
+    from omnifm_monai.data.medmnist import load_medmnist
+
+    if args.scenario:
+        path = os.path.join(site_dir, "data.npz")
+        federation = build_federation(
+            args.scenario,
+            args.num_clients,
+            seed=args.seed,
+            data_dir=args.federation_data or None,
+            image_size=args.image_size,
+            **({"samples_per_client": args.samples_per_client} if args.samples_per_client else {}),
+        )
+        if not os.path.isfile(path):
+            federation.client(site).save_npz(path)
+        return path, federation.num_classes, federation.client(site).label_space
+    if not args.dataset_dir:
+        raise ValueError("give either --scenario (simulated federation) or --dataset-dir (the site's data).")
+    if args.num_classes < 1:
+        raise ValueError("--num-classes (the federation's label-space size) is required with --dataset-dir.")
+    label_space = tuple(range(args.num_classes))
+    if args.dataset_dir.endswith(".npz"):
+        label_space = load_medmnist(args.dataset_dir).label_space
+    return args.dataset_dir, args.num_classes, label_space
+
+
+@torch.no_grad()
+def evaluate(network: torch.nn.Module, data: list[dict], label_space, batch_size: int = 128) -> dict[str, float]:
+    """Metrics of ``network`` on a list of ``{"image", "label"}`` items (see :mod:`omnifm_monai.metrics`)."""
+    from omnifm_monai.metrics import classification_metrics
+
+    network.eval()
+    device = next(network.parameters()).device
+    images = torch.as_tensor(np.stack([d["image"] for d in data]))
+    logits = torch.cat(
+        [network(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)]
+    )
+    labels = np.asarray([int(d["label"]) for d in data])
+    return classification_metrics(logits.numpy(), labels, label_space)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import nvflare.client as flare
+    from monai.bundle import ConfigWorkflow
+    from monai.networks.utils import copy_model_state
+    from nvflare.app_opt.pt.fedproxloss import PTFedProxLoss
+    from nvflare.client.tracking import SummaryWriter
+
+    from omnifm_monai.data.classification import load_classification_split
+    from omnifm_monai.flare.payload import outgoing_payload, spectral_centroids
+    from omnifm_monai.flare.server_core import MetaKey
+    from omnifm_monai.flare.site_state import PrivateStateStore
+    from omnifm_monai.strategies import get_strategy
+
+    args = parse_args(argv)
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    flare.init()
+    site = flare.get_site_name()
+    strategy = get_strategy(args.strategy, **json.loads(args.strategy_options))
+    site_dir = os.path.abspath(args.site_dir or os.path.join("omnifm_site", site))
+    os.makedirs(site_dir, exist_ok=True)
+    dataset_dir, num_classes, label_space = prepare_site_data(args, site, site_dir)
+
+    overrides = {
+        "dataset_dir": dataset_dir,
+        "num_classes": num_classes,
+        "image_size": args.image_size,
+        "seed": args.seed,
+        "ckpt_dir": os.path.join(site_dir, "models"),
+        "output_dir": os.path.join(site_dir, "eval"),
+        "val_interval": args.local_epochs,  # the bundle's validation once per round
+        **strategy.network_options(),
+        **json.loads(args.bundle_overrides),
+    }
+    bundle_root = resolve_bundle_root(args.bundle_root)
+    workflow = ConfigWorkflow(
+        config_file=os.path.join(bundle_root, "configs", "train.json"),
+        workflow_type="train",
+        bundle_root=bundle_root,
+        **overrides,
+    )
+    workflow.initialize()
+    trainer = workflow.trainer
+    network = trainer.network
+    image_size, in_channels = (workflow.parser.get_parsed_content(k) for k in ("image_size", "in_channels"))
+    test_data = load_classification_split(dataset_dir, "test", image_size=image_size, in_channels=in_channels)
+    num_train = len(trainer.data_loader.dataset)
+    private_keys = strategy.private_keys(network)
+    store = PrivateStateStore(os.path.join(site_dir, f"private_{strategy.name}.pt"))
+    restored = store.load_into(network)
+    logger.info(f"{site}: {num_train} training images, private keys restored: {len(restored)}")
+    if strategy.proximal_mu > 0:
+        task_loss, proximal = trainer.loss_function, PTFedProxLoss(mu=strategy.proximal_mu)
+        global_copy: list[torch.nn.Module] = []
+
+        def loss_with_proximal_term(pred, label):
+            return task_loss(pred, label) + proximal(network, global_copy[0])
+
+        trainer.loss_function = loss_with_proximal_term
+    writer = SummaryWriter()
+
+    while flare.is_running():
+        model = flare.receive()
+        if model is None:
+            break
+        current_round = int(model.meta.get(MetaKey.ROUND, model.current_round or 0))
+        global_weights = {k: torch.as_tensor(np.asarray(v)) for k, v in (model.params or {}).items()}
+        copy_model_state(src=global_weights, dst=network)
+        if strategy.spectral:
+            network.set_prototypes(np.asarray(model.meta.get(MetaKey.PROTOTYPES, np.zeros((0, 64))), np.float32))
+        metrics = evaluate(network, test_data, label_space)
+        for name in ("accuracy", "restricted_accuracy", "macro_f1", "restricted_macro_f1"):
+            writer.add_scalar(f"test_{name}", metrics[name], global_step=current_round)
+        if flare.is_evaluate():
+            flare.send(flare.FLModel(metrics=metrics))
+            continue
+        if strategy.proximal_mu > 0:
+            global_copy[:] = [copy.deepcopy(network).eval()]
+        start = time.perf_counter()
+        trainer.state.max_epochs = trainer.state.epoch + args.local_epochs
+        trainer.run()
+        metrics["train_seconds"] = time.perf_counter() - start
+        store.save(network, private_keys)
+        tokens = None
+        if strategy.spectral:
+            train_items = trainer.data_loader.dataset.data
+            images = torch.as_tensor(np.stack([d["image"] for d in train_items]))
+            tokens = spectral_centroids(network, images, np.asarray([int(d["label"]) for d in train_items]))
+        params, meta = outgoing_payload(network, private_keys, num_train, tokens)
+        metrics["upload_model_bytes"] = meta[MetaKey.UPLOAD_BYTES]["model"]
+        metrics["upload_spectral_bytes"] = meta[MetaKey.UPLOAD_BYTES]["spectral"]
+        logger.info(f"{site} round {current_round}: {metrics}")
+        flare.send(flare.FLModel(params=params, metrics=metrics, meta=meta))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+    main()

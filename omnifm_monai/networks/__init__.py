@@ -1,0 +1,3 @@
+from .omnifm_classifier import OmniFMClassifier
+
+__all__ = ["OmniFMClassifier"]
