@@ -15,6 +15,7 @@ import argparse
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -76,17 +77,22 @@ def run_strategy(strategy: str, args: argparse.Namespace, out_dir: str) -> tuple
     start = time.perf_counter()
     shown = -1
     with open(os.path.join(root, "simulator.log"), "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        while process.poll() is None:
-            time.sleep(2)
-            done, accuracy = _progress(state_root)
-            if done != shown:
-                shown = done
-                print(
-                    f"  {strategy:>7}: round {done}/{args.rounds} done, {time.perf_counter() - start:5.0f} s,"
-                    f" mean accuracy of received model {100 * accuracy:.1f}%",
-                    flush=True,
-                )
+        # own process group, so an interrupted main job also stops the simulator's workers
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            while process.poll() is None:
+                time.sleep(2)
+                done, accuracy = _progress(state_root)
+                if done != shown and done > 0:
+                    shown = done
+                    print(
+                        f"  {strategy:>7}: round {done}/{args.rounds} done, {time.perf_counter() - start:5.0f} s,"
+                        f" mean accuracy of the received model {100 * accuracy:.1f}%",
+                        flush=True,
+                    )
+        except BaseException:
+            os.killpg(process.pid, signal.SIGTERM)
+            raise
     wall = time.perf_counter() - start
     problems = run_logged_errors(workspace)
     if process.returncode:

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BUNDLE_OUTPUTS = ("models", "eval", "logs", "__pycache__", "*.pt", "*.ts")
+# left out of the shipped bundle: outputs, and logging.conf (NVFlare parses every .conf under custom/)
+BUNDLE_OUTPUTS = ("models", "eval", "logs", "__pycache__", "*.pt", "*.ts", "logging.conf")
+CLIENT_SCRIPT = "omnifm_client.py"
 BUNDLES = {"classification": REPO_ROOT / "bundles" / "omnifm_classification"}
 
 
@@ -49,6 +51,10 @@ class JobSettings:
     strategy_options: dict[str, Any] = field(default_factory=dict)
     server_options: dict[str, Any] = field(default_factory=dict)
     train_timeout: int = 0
+    dataset_dir: str = ""  # each site's own data instead of a simulation; "{site}" becomes the site name
+    num_classes: int = 0  # the federation's label-space size, required with dataset_dir
+    tracking: str = "tensorboard"  # or "mlflow" (needs `pip install mlflow`); tracking_uri below
+    tracking_uri: str = ""
 
     @property
     def name(self) -> str:
@@ -110,17 +116,20 @@ def client_args(settings: JobSettings, site: str) -> str:
         "--strategy-options", compact_json(settings.strategy_options),
         "--local-epochs", str(settings.local_epochs),
         "--site-dir", settings.site_dir(site),
-        "--scenario", settings.scenario,
-        "--num-clients", str(settings.num_clients),
         "--image-size", str(settings.image_size),
         "--seed", str(settings.seed),
         "--torch-threads", str(settings.torch_threads),
         "--bundle-overrides", compact_json(settings.bundle_overrides),
     ]  # fmt: skip
-    if settings.federation_data:
-        args += ["--federation-data", os.path.abspath(settings.federation_data)]
-    if settings.samples_per_client:
-        args += ["--samples-per-client", str(settings.samples_per_client)]
+    if settings.dataset_dir:
+        site_data = settings.dataset_dir.replace("{site}", site)
+        args += ["--dataset-dir", site_data, "--num-classes", str(settings.num_classes)]
+    else:
+        args += ["--scenario", settings.scenario, "--num-clients", str(settings.num_clients)]
+        if settings.federation_data:
+            args += ["--federation-data", os.path.abspath(settings.federation_data)]
+        if settings.samples_per_client:
+            args += ["--samples-per-client", str(settings.samples_per_client)]
     # NVFlare splits script_args on white space, without shell quoting
     spaced = [a for a in args if any(c.isspace() for c in a)]
     if spaced:
@@ -128,36 +137,58 @@ def client_args(settings: JobSettings, site: str) -> str:
     return " ".join(args)
 
 
-def stage_bundle(settings: JobSettings) -> str:
-    """A clean copy of the bundle (configs and docs, no checkpoints) in a folder to ship with the job.
-
-    The folder's content lands in each site's ``custom/`` folder, so the bundle arrives as
-    ``custom/<bundle name>/`` next to the client script.
-    """
+def stage_site_files(settings: JobSettings) -> str:
+    """A folder with what each site's ``custom/`` folder receives: the client entry script and a clean
+    copy of the bundle (configs and docs, no checkpoints), so paths inside the job are relative."""
     source = bundle_root(settings.task)
     stage = os.path.abspath(os.path.join(settings.state_root, "job_files"))
     shutil.rmtree(stage, ignore_errors=True)
     shutil.copytree(source, os.path.join(stage, source.name), ignore=shutil.ignore_patterns(*BUNDLE_OUTPUTS))
+    shutil.copy(Path(__file__).with_name("client_entry.py"), os.path.join(stage, CLIENT_SCRIPT))
     return stage
 
 
-def build_job(settings: JobSettings):
-    """An NVFlare ``FedJob``: the OmniFM controller on the server, the bundle and client script on each site."""
-    from nvflare.app_opt.pt.job_config.base_fed_job import BaseFedJob
-    from nvflare.app_opt.tracking.tb.tb_receiver import TBAnalyticsReceiver
-    from nvflare.job_config.script_runner import ScriptRunner
+def analytics_receiver(settings: JobSettings):
+    """NVFlare experiment tracking on the server: the sites' metrics as TensorBoard events or in MLflow."""
+    events = ["fed.analytix_log_stats"]
+    if settings.tracking == "tensorboard":
+        from nvflare.app_opt.tracking.tb.tb_receiver import TBAnalyticsReceiver
 
-    from omnifm_monai.flare import client as client_module
+        return TBAnalyticsReceiver(events=events)
+    if settings.tracking == "mlflow":
+        from nvflare.app_opt.tracking.mlflow.mlflow_receiver import MLflowReceiver
+
+        return MLflowReceiver(tracking_uri=settings.tracking_uri or None, events=events)
+    raise ValueError(f"tracking must be 'tensorboard' or 'mlflow', got {settings.tracking!r}.")
+
+
+def build_job(settings: JobSettings):
+    """An NVFlare ``FedJob``: the OmniFM controller on the server, the bundle and client script on each site.
+
+    Returns:
+        ``(job, federation)``; ``federation`` is None when the sites use their own data (``dataset_dir``).
+    """
+    from nvflare.app_common.executors.client_api_executor import ClientAPIExecutor, ExecutionMode
+    from nvflare.app_opt.pt.job_config.base_fed_job import BaseFedJob
+    from nvflare.client.config import ExchangeFormat, TransferType
+
     from omnifm_monai.flare.controller import OmniFMController
 
-    federation = federation_for(settings)
-    network, strategy = build_network(settings, federation.num_classes)
+    if settings.dataset_dir:  # the hospitals' own data: nothing to simulate
+        if settings.num_classes < 1:
+            raise ValueError("num_classes (the federation's label-space size) is required with dataset_dir.")
+        federation, sites = None, [f"site-{i + 1}" for i in range(settings.num_clients)]
+        num_classes = settings.num_classes
+    else:
+        federation = federation_for(settings)
+        sites, num_classes = [c.name for c in federation.clients], federation.num_classes
+    network, strategy = build_network(settings, num_classes)
     job = BaseFedJob(
         initial_model=network,
         name=settings.name,
         min_clients=settings.num_clients,
         key_metric="restricted_accuracy",
-        analytics_receiver=TBAnalyticsReceiver(events=["fed.analytix_log_stats"]),
+        analytics_receiver=analytics_receiver(settings),
     )
     controller = OmniFMController(
         strategy=settings.strategy,
@@ -171,13 +202,18 @@ def build_job(settings: JobSettings):
         server_options=settings.server_options or None,
     )
     job.to_server(controller)
-    staged_bundle = stage_bundle(settings)
-    for client in federation.clients:
-        job.to(staged_bundle, client.name)
-        job.to(
-            ScriptRunner(script=client_module.__file__, script_args=client_args(settings, client.name)),
-            client.name,
+    site_files = stage_site_files(settings)
+    for site in sites:
+        job.to(site_files, site)
+        executor = ClientAPIExecutor(
+            task_script_path=CLIENT_SCRIPT,
+            task_script_args=client_args(settings, site),
+            execution_mode=ExecutionMode.IN_PROCESS,
+            params_exchange_format=ExchangeFormat.PYTORCH,
+            server_expected_format=ExchangeFormat.NUMPY,
+            params_transfer_type=TransferType.FULL,
         )
+        job.to(executor, site, tasks=["*"])
     return job, federation
 
 
@@ -186,7 +222,8 @@ def run_simulation(settings: JobSettings, workspace: str) -> None:
     if not settings.torch_threads:  # the simulated sites share this machine's cores
         settings.torch_threads = max(1, (os.cpu_count() or 1) // max(1, settings.threads))
     job, federation = build_job(settings)
-    print(federation.summary(), flush=True)
+    if federation is not None:
+        print(federation.summary(), flush=True)
     os.makedirs(settings.state_root, exist_ok=True)
     with open(os.path.join(settings.state_root, "settings.json"), "w") as f:
         json.dump(asdict(settings), f, indent=1)
@@ -211,6 +248,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse.Nam
     parser.add_argument("--state-root", default="", help="default: runs/<job name>/state")
     parser.add_argument("--bundle-overrides", default="{}", help="JSON: bundle config id -> value")
     parser.add_argument("--strategy-options", default="{}", help='JSON, e.g. {"proximal_mu": 0.1}')
+    parser.add_argument("--dataset-dir", default="", help="each site's own data (.npz/folder); {site} = site name")
+    parser.add_argument("--num-classes", type=int, default=0, help="label-space size, with --dataset-dir")
+    parser.add_argument("--tracking", default="tensorboard", choices=["tensorboard", "mlflow"])
+    parser.add_argument("--tracking-uri", default="", help="MLflow tracking server (default: a local store)")
     parser.add_argument("--workspace", default="", help="simulator workspace (default: runs/<job name>/workspace)")
     parser.add_argument("--export", default="", help="export the job folder here instead of simulating")
     args = parser.parse_args(argv)
@@ -229,6 +270,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse.Nam
         threads=args.threads,
         bundle_overrides=json.loads(args.bundle_overrides),
         strategy_options=json.loads(args.strategy_options),
+        dataset_dir=args.dataset_dir,
+        num_classes=args.num_classes,
+        tracking=args.tracking,
+        tracking_uri=args.tracking_uri,
     )
     settings.state_root = args.state_root or os.path.join("runs", settings.name, "state")
     return settings, args

@@ -12,18 +12,19 @@ def _network(strategy):
 
 
 def test_registry_has_every_baseline():
-    assert set(STRATEGIES) == {"fedavg", "fedprox", "fedper", "fedbn", "local", "omnifm"}
+    assert set(STRATEGIES) == {"fedavg", "fedprox", "fedper", "fedbn", "local", "omnifm", "omnifm_paper"}
 
 
 def test_private_keys_per_strategy():
     keys = {name: get_strategy(name).private_keys(_network(get_strategy(name))) for name in STRATEGIES}
     assert keys["fedavg"] == set() and keys["fedprox"] == set()
     assert keys["fedper"] == {"classifier.weight", "classifier.bias"}
-    assert keys["omnifm"] == {
+    assert keys["omnifm_paper"] == {
         "psp.private_suffix",
         "spectral_memory.private_prototypes",
         "spectral_memory.private_num_prototypes",
     }
+    assert keys["omnifm"] == keys["omnifm_paper"] | keys["fedbn"] | keys["fedper"]
     fedbn = keys["fedbn"]
     assert "backbone.bn1.running_mean" in fedbn and "backbone.layer2.0.downsample.1.weight" in fedbn
     assert not any("conv" in k or k.startswith("head") for k in fedbn)

@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     workflow = ConfigWorkflow(
         config_file=os.path.join(bundle_root, "configs", "train.json"),
         workflow_type="train",
+        logging_file=False,  # NVFlare owns logging in this process
         bundle_root=bundle_root,
         **overrides,
     )

@@ -1,0 +1,65 @@
+"""The job builder: exported NVFlare job folders, without running them."""
+
+import json
+
+import pytest
+
+from nvflare_jobs.omnifm_job import CLIENT_SCRIPT, JobSettings, build_job, client_args
+
+
+def _export(tmp_path, **overrides):
+    settings = JobSettings(
+        num_clients=2, num_rounds=1, image_size=32, samples_per_client=30, state_root=str(tmp_path / "state")
+    )
+    for key, value in overrides.items():
+        setattr(settings, key, value)
+    job, federation = build_job(settings)
+    job.export_job(str(tmp_path / "jobs"))
+    return settings, tmp_path / "jobs" / settings.name, federation
+
+
+def _configs(job_dir):
+    server = json.loads((job_dir / "app_server" / "config" / "config_fed_server.json").read_text())
+    client = json.loads((job_dir / "app_site-1" / "config" / "config_fed_client.json").read_text())
+    return server, client
+
+
+def test_fedbn_job_declares_norm_layers_private(tmp_path):
+    # Execute
+    settings, job_dir, federation = _export(tmp_path, strategy="fedbn")
+    server, client = _configs(job_dir)
+    # Assert: the controller gets the strategy and its private keys as plain JSON
+    controller = server["workflows"][0]
+    assert controller["path"] == "omnifm_monai.flare.controller.OmniFMController"
+    assert controller["args"]["strategy"] == "fedbn"
+    assert "backbone.bn1.running_mean" in controller["args"]["private_keys"]
+    assert not any("conv" in k for k in controller["args"]["private_keys"])
+    assert [c.name for c in federation.clients] == ["site-1", "site-2"]
+    # the client script and a clean bundle travel with the job, referenced by relative paths
+    executor = client["executors"][0]["executor"]["args"]
+    assert executor["task_script_path"] == CLIENT_SCRIPT
+    custom = job_dir / "app_site-1" / "custom"
+    assert (custom / CLIENT_SCRIPT).is_file()
+    assert (custom / "omnifm_classification" / "configs" / "train.json").is_file()
+    assert not (custom / "omnifm_classification" / "models").exists()
+    assert not (custom / "omnifm_classification" / "configs" / "logging.conf").exists()
+
+
+def test_sites_with_their_own_data(tmp_path):
+    settings, job_dir, federation = _export(
+        tmp_path, strategy="omnifm", dataset_dir="/data/{site}/export.npz", num_classes=9
+    )
+    assert federation is None
+    args = client_args(settings, "site-2").split()
+    assert args[args.index("--dataset-dir") + 1] == "/data/site-2/export.npz"
+    assert args[args.index("--num-classes") + 1] == "9" and "--scenario" not in args
+    server, _ = _configs(job_dir)
+    assert "psp.private_suffix" in server["workflows"][0]["args"]["private_keys"]
+    with pytest.raises(ValueError, match="num_classes"):
+        _export(tmp_path / "again", dataset_dir="/data/{site}.npz")
+
+
+def test_arguments_cannot_hold_white_space(tmp_path):
+    settings = JobSettings(state_root=str(tmp_path / "my state"))
+    with pytest.raises(ValueError, match="white space"):
+        client_args(settings, "site-1")
