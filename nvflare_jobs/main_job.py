@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 
+from nvflare_jobs.omnifm_job import JobSettings, federation_for
 from omnifm_monai.reporting import RunResult, comparison_rows, load_run, markdown_table, write_report
 
 DEFAULT_STRATEGIES = ("local", "fedavg", "fedper", "fedbn", "omnifm")
@@ -107,6 +108,19 @@ def run_strategy(strategy: str, args: argparse.Namespace, out_dir: str) -> tuple
     return (result if not problems else None), problems
 
 
+def federation_summary(args: argparse.Namespace) -> str:
+    """The sites' modalities, label spaces and split sizes (the same partition every run used)."""
+    settings = JobSettings(
+        num_clients=args.clients,
+        scenario=args.scenario,
+        federation_data=args.federation_data,
+        samples_per_client=args.samples_per_client,
+        image_size=args.image_size,
+        seed=args.seed,
+    )
+    return federation_for(settings).summary()
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES))
@@ -148,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.rounds} rounds x {args.local_epochs} local epoch(s), participation {args.participation}, "
             f"image size {args.image_size}, seed {args.seed}. Accuracy and macro-F1 are the final model's, "
             "per site on its own test split, averaged over sites; 'own labels' restricts the argmax to the "
-            "site's label space, 'all labels' takes it over the union. `local` is each site training alone."
+            "site's label space, 'all labels' takes it over the union. `local` is each site training alone.\n\n"
+            + federation_summary(args)
         )
         paths = write_report(results, args.out, title, notes)
         print("\n" + markdown_table(comparison_rows(results)))

@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         global_weights = {k: torch.as_tensor(np.asarray(v)) for k, v in (model.params or {}).items()}
         copy_model_state(src=global_weights, dst=network)
         if strategy.spectral:
-            network.set_prototypes(np.asarray(model.meta.get(MetaKey.PROTOTYPES, np.zeros((0, 64))), np.float32))
+            network.set_prototypes(model.meta.get(MetaKey.PROTOTYPES, np.zeros((0, network.token_dim), np.float32)))
         metrics = evaluate(network, test_data, label_space)
         for name in ("accuracy", "restricted_accuracy", "macro_f1", "restricted_macro_f1"):
             writer.add_scalar(f"test_{name}", metrics[name], global_step=current_round)

@@ -83,7 +83,8 @@ def test_second_run_resumes_at_the_next_round(federated_runs):
     state = json.loads((tmp_path / "state" / "server" / "server_state.json").read_text())
     assert [r["round"] for r in state["history"]] == [0, 1]
     assert "resumed from" in second
-    restored = re.findall(r"private keys restored: (\d+)", second)
-    assert len(restored) == 2 and all(int(n) > len(PRIVATE_KEYS) for n in restored)  # both sites, after restart
+    restored = dict(re.findall(r"(site-\d): \d+ training images, private keys restored: (\d+)", second))
+    assert sorted(restored) == ["site-1", "site-2"]  # both sites picked their private state back up
+    assert all(int(n) > len(PRIVATE_KEYS) for n in restored.values())
     # round 1's sites received prototypes retrieved from the other site
     assert state["history"][1]["seconds"]["retrieval"] > 0
