@@ -1,7 +1,8 @@
 """NVFlare client entry point: runs a MONAI bundle's own training workflow under any strategy.
 
-Launched by ``nvflare.job_config.script_runner.ScriptRunner`` (see ``nvflare_jobs/omnifm_job.py``).
-Each round (NVFlare Client API):
+Launched by NVFlare's ``ClientAPIExecutor`` through ``nvflare_jobs/client_entry.py`` (see
+``nvflare_jobs/omnifm_job.py``); :class:`SiteTrainer` holds the site's side. Each round (NVFlare
+Client API):
 
 1. ``flare.receive()`` -> shared global weights (+ the prototypes the server retrieved for this
    site, in ``meta``);
@@ -107,99 +108,136 @@ def evaluate(network: torch.nn.Module, data: list[dict], label_space, batch_size
     return classification_metrics(logits.numpy(), labels, label_space)
 
 
+class SiteTrainer:
+    """One site's side of a federated run: the bundle's trainer, its private state and its payloads.
+
+    Args:
+        args: the parsed command line (see :func:`parse_args`).
+        site: this site's name.
+    """
+
+    def __init__(self, args: argparse.Namespace, site: str) -> None:
+        from monai.bundle import ConfigWorkflow
+
+        from omnifm_monai.data.classification import load_classification_split
+        from omnifm_monai.flare.site_state import PrivateStateStore
+        from omnifm_monai.strategies import get_strategy
+
+        self.args, self.site = args, site
+        self.strategy = get_strategy(args.strategy, **json.loads(args.strategy_options))
+        site_dir = os.path.abspath(args.site_dir or os.path.join("omnifm_site", site))
+        os.makedirs(site_dir, exist_ok=True)
+        dataset_dir, num_classes, self.label_space = prepare_site_data(args, site, site_dir)
+        overrides = {
+            "dataset_dir": dataset_dir,
+            "num_classes": num_classes,
+            "image_size": args.image_size,
+            "seed": args.seed,
+            "ckpt_dir": os.path.join(site_dir, "models"),
+            "output_dir": os.path.join(site_dir, "eval"),
+            "val_interval": args.local_epochs,  # the bundle's validation once per round
+            **self.strategy.network_options(),
+            **json.loads(args.bundle_overrides),
+        }
+        bundle_root = resolve_bundle_root(args.bundle_root)
+        workflow = ConfigWorkflow(
+            config_file=os.path.join(bundle_root, "configs", "train.json"),
+            workflow_type="train",
+            logging_file=False,  # NVFlare owns logging in this process
+            bundle_root=bundle_root,
+            **overrides,
+        )
+        workflow.initialize()
+        self.trainer = workflow.trainer
+        self.network = self.trainer.network
+        image_size, in_channels = (workflow.parser.get_parsed_content(k) for k in ("image_size", "in_channels"))
+        self.test_data = load_classification_split(dataset_dir, "test", image_size=image_size, in_channels=in_channels)
+        self.num_train = len(self.trainer.data_loader.dataset)
+        self.private_keys = self.strategy.private_keys(self.network)
+        self.store = PrivateStateStore(os.path.join(site_dir, f"private_{self.strategy.name}.pt"))
+        restored = self.store.load_into(self.network)
+        logger.info(f"{site}: {self.num_train} training images, private keys restored: {len(restored)}")
+        self._global_copy: torch.nn.Module | None = None
+        if self.strategy.proximal_mu > 0:
+            self._add_proximal_term()
+
+    def _add_proximal_term(self) -> None:
+        """FedProx: NVFlare's ``PTFedProxLoss`` against the weights received this round."""
+        from nvflare.app_opt.pt.fedproxloss import PTFedProxLoss
+
+        task_loss, proximal = self.trainer.loss_function, PTFedProxLoss(mu=self.strategy.proximal_mu)
+
+        def loss_with_proximal_term(pred, label):
+            return task_loss(pred, label) + proximal(self.network, self._global_copy)
+
+        self.trainer.loss_function = loss_with_proximal_term
+
+    def receive(self, params: dict, meta: dict) -> None:
+        """Load the shared weights (``strict=False``: private keys keep the site's values) and prototypes."""
+        from monai.networks.utils import copy_model_state
+
+        from omnifm_monai.flare.server_core import MetaKey
+
+        copy_model_state(src={k: torch.as_tensor(np.asarray(v)) for k, v in params.items()}, dst=self.network)
+        if self.strategy.spectral:
+            empty = np.zeros((0, self.network.token_dim), np.float32)
+            self.network.set_prototypes(meta.get(MetaKey.PROTOTYPES, empty))
+
+    def evaluate(self) -> dict[str, float]:
+        """Metrics of the current (received) model on the site's test split."""
+        return evaluate(self.network, self.test_data, self.label_space)
+
+    def train(self) -> float:
+        """``local_epochs`` more epochs of the bundle's trainer; saves the private keys. Returns seconds."""
+        if self.strategy.proximal_mu > 0:
+            self._global_copy = copy.deepcopy(self.network).eval()
+        start = time.perf_counter()
+        self.trainer.state.max_epochs = self.trainer.state.epoch + self.args.local_epochs
+        self.trainer.run()
+        self.store.save(self.network, self.private_keys)
+        return time.perf_counter() - start
+
+    def payload(self) -> tuple[dict, dict]:
+        """``(params, meta)`` to send: see :func:`omnifm_monai.flare.payload.outgoing_payload`."""
+        from omnifm_monai.flare.payload import outgoing_payload, spectral_centroids
+
+        tokens = None
+        if self.strategy.spectral:
+            items = self.trainer.data_loader.dataset.data
+            images = torch.as_tensor(np.stack([d["image"] for d in items]))  # (N, C, H, W)
+            tokens = spectral_centroids(self.network, images, np.asarray([int(d["label"]) for d in items]))
+        return outgoing_payload(self.network, self.private_keys, self.num_train, tokens)
+
+
 def main(argv: list[str] | None = None) -> None:
     import nvflare.client as flare
-    from monai.bundle import ConfigWorkflow
-    from monai.networks.utils import copy_model_state
-    from nvflare.app_opt.pt.fedproxloss import PTFedProxLoss
     from nvflare.client.tracking import SummaryWriter
 
-    from omnifm_monai.data.classification import load_classification_split
-    from omnifm_monai.flare.payload import outgoing_payload, spectral_centroids
     from omnifm_monai.flare.server_core import MetaKey
-    from omnifm_monai.flare.site_state import PrivateStateStore
-    from omnifm_monai.strategies import get_strategy
 
     args = parse_args(argv)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     flare.init()
-    site = flare.get_site_name()
-    strategy = get_strategy(args.strategy, **json.loads(args.strategy_options))
-    site_dir = os.path.abspath(args.site_dir or os.path.join("omnifm_site", site))
-    os.makedirs(site_dir, exist_ok=True)
-    dataset_dir, num_classes, label_space = prepare_site_data(args, site, site_dir)
-
-    overrides = {
-        "dataset_dir": dataset_dir,
-        "num_classes": num_classes,
-        "image_size": args.image_size,
-        "seed": args.seed,
-        "ckpt_dir": os.path.join(site_dir, "models"),
-        "output_dir": os.path.join(site_dir, "eval"),
-        "val_interval": args.local_epochs,  # the bundle's validation once per round
-        **strategy.network_options(),
-        **json.loads(args.bundle_overrides),
-    }
-    bundle_root = resolve_bundle_root(args.bundle_root)
-    workflow = ConfigWorkflow(
-        config_file=os.path.join(bundle_root, "configs", "train.json"),
-        workflow_type="train",
-        logging_file=False,  # NVFlare owns logging in this process
-        bundle_root=bundle_root,
-        **overrides,
-    )
-    workflow.initialize()
-    trainer = workflow.trainer
-    network = trainer.network
-    image_size, in_channels = (workflow.parser.get_parsed_content(k) for k in ("image_size", "in_channels"))
-    test_data = load_classification_split(dataset_dir, "test", image_size=image_size, in_channels=in_channels)
-    num_train = len(trainer.data_loader.dataset)
-    private_keys = strategy.private_keys(network)
-    store = PrivateStateStore(os.path.join(site_dir, f"private_{strategy.name}.pt"))
-    restored = store.load_into(network)
-    logger.info(f"{site}: {num_train} training images, private keys restored: {len(restored)}")
-    if strategy.proximal_mu > 0:
-        task_loss, proximal = trainer.loss_function, PTFedProxLoss(mu=strategy.proximal_mu)
-        global_copy: list[torch.nn.Module] = []
-
-        def loss_with_proximal_term(pred, label):
-            return task_loss(pred, label) + proximal(network, global_copy[0])
-
-        trainer.loss_function = loss_with_proximal_term
+    site = SiteTrainer(args, flare.get_site_name())
     writer = SummaryWriter()
-
     while flare.is_running():
         model = flare.receive()
         if model is None:
             break
         current_round = int(model.meta.get(MetaKey.ROUND, model.current_round or 0))
-        global_weights = {k: torch.as_tensor(np.asarray(v)) for k, v in (model.params or {}).items()}
-        copy_model_state(src=global_weights, dst=network)
-        if strategy.spectral:
-            network.set_prototypes(model.meta.get(MetaKey.PROTOTYPES, np.zeros((0, network.token_dim), np.float32)))
-        metrics = evaluate(network, test_data, label_space)
+        site.receive(model.params or {}, model.meta)
+        metrics = site.evaluate()
         for name in ("accuracy", "restricted_accuracy", "macro_f1", "restricted_macro_f1"):
             writer.add_scalar(f"test_{name}", metrics[name], global_step=current_round)
         if flare.is_evaluate():
             flare.send(flare.FLModel(metrics=metrics))
             continue
-        if strategy.proximal_mu > 0:
-            global_copy[:] = [copy.deepcopy(network).eval()]
-        start = time.perf_counter()
-        trainer.state.max_epochs = trainer.state.epoch + args.local_epochs
-        trainer.run()
-        metrics["train_seconds"] = time.perf_counter() - start
-        store.save(network, private_keys)
-        tokens = None
-        if strategy.spectral:
-            train_items = trainer.data_loader.dataset.data
-            images = torch.as_tensor(np.stack([d["image"] for d in train_items]))
-            tokens = spectral_centroids(network, images, np.asarray([int(d["label"]) for d in train_items]))
-        params, meta = outgoing_payload(network, private_keys, num_train, tokens)
+        metrics["train_seconds"] = site.train()
+        params, meta = site.payload()
         metrics["upload_model_bytes"] = meta[MetaKey.UPLOAD_BYTES]["model"]
         metrics["upload_spectral_bytes"] = meta[MetaKey.UPLOAD_BYTES]["spectral"]
-        logger.info(f"{site} round {current_round}: {metrics}")
+        logger.info(f"{site.site} round {current_round}: {metrics}")
         flare.send(flare.FLModel(params=params, metrics=metrics, meta=meta))
 
 
