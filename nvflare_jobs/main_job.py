@@ -21,9 +21,13 @@ import sys
 import time
 
 from nvflare_jobs.omnifm_job import JobSettings, federation_for
+from nvflare_jobs.omnifm_job import parse_args as parse_job_args
 from omnifm_monai.reporting import RunResult, comparison_rows, load_run, markdown_table, write_report
 
 DEFAULT_STRATEGIES = ("local", "fedavg", "fedper", "fedbn", "omnifm")
+# the demo's budget: fits 10 minutes on 2 CPU cores (docs/method.md)
+MAIN_JOB_DEFAULTS = ["--clients", "6", "--rounds", "8", "--local-epochs", "3", "--samples-per-client", "400",
+                     "--image-size", "32"]  # fmt: skip
 
 
 def run_logged_errors(workspace: str) -> list[str]:
@@ -51,29 +55,14 @@ def _progress(state_root: str) -> tuple[int, float]:
     return len(history), (sum(values) / len(values) if values else float("nan"))
 
 
-def run_strategy(strategy: str, args: argparse.Namespace, out_dir: str) -> tuple[RunResult | None, list[str]]:
+def run_strategy(
+    strategy: str, job_args: list[str], settings: JobSettings, out_dir: str
+) -> tuple[RunResult | None, list[str]]:
     """Simulate one strategy in a subprocess; returns its result (None if it failed) and the problems seen."""
     root = os.path.join(out_dir, strategy)
     state_root, workspace = os.path.join(root, "state"), os.path.join(root, "workspace")
-    command = [
-        sys.executable, "-m", "nvflare_jobs.omnifm_job",
-        "--strategy", strategy,
-        "--clients", str(args.clients),
-        "--rounds", str(args.rounds),
-        "--participation", str(args.participation),
-        "--local-epochs", str(args.local_epochs),
-        "--scenario", args.scenario,
-        "--image-size", str(args.image_size),
-        "--seed", str(args.seed),
-        "--threads", str(args.threads or args.clients),
-        "--state-root", state_root,
-        "--workspace", workspace,
-        "--bundle-overrides", args.bundle_overrides,
-    ]  # fmt: skip
-    if args.federation_data:
-        command += ["--federation-data", args.federation_data]
-    if args.samples_per_client:
-        command += ["--samples-per-client", str(args.samples_per_client)]
+    command = [sys.executable, "-m", "nvflare_jobs.omnifm_job", *job_args]
+    command += ["--strategy", strategy, "--state-root", state_root, "--workspace", workspace]
     os.makedirs(root, exist_ok=True)
     start = time.perf_counter()
     shown = -1
@@ -87,8 +76,9 @@ def run_strategy(strategy: str, args: argparse.Namespace, out_dir: str) -> tuple
                 if done != shown and done > 0:
                     shown = done
                     print(
-                        f"  {strategy:>7}: round {done}/{args.rounds} done, {time.perf_counter() - start:5.0f} s,"
-                        f" mean accuracy of the received model {100 * accuracy:.1f}%",
+                        f"  {strategy:>7}: round {done}/{settings.num_rounds} done, "
+                        f"{time.perf_counter() - start:5.0f} s, "
+                        f"mean accuracy of the received model {100 * accuracy:.1f}%",
                         flush=True,
                     )
         except BaseException:
@@ -102,68 +92,58 @@ def run_strategy(strategy: str, args: argparse.Namespace, out_dir: str) -> tuple
         result = load_run(state_root, strategy, wall)
     except FileNotFoundError as e:
         return None, [*problems, str(e)]
-    missing = args.clients - len(result.final_metrics)
+    missing = settings.num_clients - len(result.final_metrics)
     if missing:
         problems.append(f"{missing} site(s) returned no final evaluation")
     return (result if not problems else None), problems
 
 
-def federation_summary(args: argparse.Namespace) -> str:
-    """The sites' modalities, label spaces and split sizes (the same partition every run used)."""
-    settings = JobSettings(
-        num_clients=args.clients,
-        scenario=args.scenario,
-        federation_data=args.federation_data,
-        samples_per_client=args.samples_per_client,
-        image_size=args.image_size,
-        seed=args.seed,
-    )
-    return federation_for(settings).summary()
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str], JobSettings]:
+    """The main job's own options, and the job options forwarded to ``nvflare_jobs.omnifm_job``.
 
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    Job options (``--clients``, ``--rounds``, ``--federation-data``, ...) are those of
+    ``python -m nvflare_jobs.omnifm_job``; the main job's defaults (:data:`MAIN_JOB_DEFAULTS`) come
+    first, so any given on the command line win.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="Other options: see omnifm_job.")
     parser.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES))
-    parser.add_argument("--clients", type=int, default=6)
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--participation", type=float, default=1.0)
-    parser.add_argument("--local-epochs", type=int, default=3)
-    parser.add_argument("--scenario", default="cross_modality_hard")
-    parser.add_argument("--federation-data", default="", help="folder of MedMNIST .npz files (default: phantom)")
-    parser.add_argument("--samples-per-client", type=int, default=400)
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0, help="simulator threads (default: one per site)")
-    parser.add_argument("--bundle-overrides", default="{}", help="JSON: bundle config id -> value")
     parser.add_argument("--out", default="runs/main_job")
-    return parser.parse_args(argv)
+    args, forwarded = parser.parse_known_args(argv)
+    job_args = [*MAIN_JOB_DEFAULTS, *forwarded]
+    settings, _ = parse_job_args(job_args)
+    if "--threads" not in forwarded:  # one simulator process per site
+        job_args += ["--threads", str(settings.num_clients)]
+        settings.threads = settings.num_clients
+    return args, job_args, settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    data = args.federation_data or "embedded phantom"
+    args, job_args, settings = parse_args(argv)
+    data = settings.federation_data or "embedded phantom"
+    budget = (
+        f"{settings.num_rounds} rounds x {settings.local_epochs} local epoch(s), participation "
+        f"{settings.participation}, image size {settings.image_size}, seed {settings.seed}"
+    )
     print(
-        f"OmniFM-MONAI main job: {args.clients} sites, {args.scenario} on {data}, {args.rounds} rounds x "
-        f"{args.local_epochs} local epoch(s), participation {args.participation}; strategies {args.strategies}",
+        f"OmniFM-MONAI main job: {settings.num_clients} sites, {settings.scenario} on {data}, {budget}; "
+        f"strategies {args.strategies}",
         flush=True,
     )
     results, failures = [], {}
     for index, strategy in enumerate(args.strategies, 1):
         print(f"[{index}/{len(args.strategies)}] {strategy}", flush=True)
-        result, problems = run_strategy(strategy, args, args.out)
+        result, problems = run_strategy(strategy, job_args, settings, args.out)
         if result is None:
             failures[strategy] = problems
             print(f"  {strategy} FAILED:\n    " + "\n    ".join(problems[:10]), flush=True)
         else:
             results.append(result)
     if results:
-        title = f"OmniFM-MONAI comparison: {args.scenario} on {data}, {args.clients} sites"
+        title = f"OmniFM-MONAI comparison: {settings.scenario} on {data}, {settings.num_clients} sites"
         notes = (
-            f"{args.rounds} rounds x {args.local_epochs} local epoch(s), participation {args.participation}, "
-            f"image size {args.image_size}, seed {args.seed}. Accuracy and macro-F1 are the final model's, "
-            "per site on its own test split, averaged over sites; 'own labels' restricts the argmax to the "
-            "site's label space, 'all labels' takes it over the union. `local` is each site training alone.\n\n"
-            + federation_summary(args)
+            f"{budget}. Accuracy and macro-F1 are the final model's, per site on its own test split, "
+            "averaged over sites; 'own labels' restricts the argmax to the site's label space, 'all labels' "
+            "takes it over the union. `local` is each site training alone.\n\n" + federation_for(settings).summary()
         )
         paths = write_report(results, args.out, title, notes)
         print("\n" + markdown_table(comparison_rows(results)))

@@ -63,3 +63,13 @@ def test_arguments_cannot_hold_white_space(tmp_path):
     settings = JobSettings(state_root=str(tmp_path / "my state"))
     with pytest.raises(ValueError, match="white space"):
         client_args(settings, "site-1")
+
+
+def test_main_job_defaults_and_forwarded_options():
+    from nvflare_jobs.main_job import parse_args
+
+    args, job_args, settings = parse_args(["--strategies", "local", "omnifm", "--clients", "10", "--image-size", "28"])
+    assert args.strategies == ["local", "omnifm"]
+    assert (settings.num_clients, settings.num_rounds, settings.local_epochs) == (10, 8, 3)
+    assert settings.image_size == 28 and settings.threads == 10
+    assert job_args[-2:] == ["--threads", "10"]
