@@ -136,6 +136,7 @@ class SiteTrainer:
             "ckpt_dir": os.path.join(site_dir, "models"),
             "output_dir": os.path.join(site_dir, "eval"),
             "val_interval": args.local_epochs,  # the bundle's validation once per round
+            "progress_bar": False,  # NVFlare's log files, not a terminal
             **self.strategy.network_options(),
             **json.loads(args.bundle_overrides),
         }
