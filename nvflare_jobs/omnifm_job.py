@@ -53,6 +53,7 @@ class JobSettings:
     train_timeout: int = 0
     dataset_dir: str = ""  # each site's own data instead of a simulation; "{site}" becomes the site name
     num_classes: int = 0  # the federation's label-space size, required with dataset_dir
+    spectral_dp_noise: float = 0.0  # > 0: each site clips and noises its spectral upload (SpectralTokenPrivacy)
     tracking: str = "tensorboard"  # or "mlflow" (needs `pip install mlflow`); tracking_uri below
     tracking_uri: str = ""
 
@@ -171,8 +172,10 @@ def build_job(settings: JobSettings):
     from nvflare.app_common.executors.client_api_executor import ClientAPIExecutor, ExecutionMode
     from nvflare.app_opt.pt.job_config.base_fed_job import BaseFedJob
     from nvflare.client.config import ExchangeFormat, TransferType
+    from nvflare.job_config.defs import FilterType
 
     from omnifm_monai.flare.controller import OmniFMController
+    from omnifm_monai.flare.privacy import SpectralTokenPrivacy
 
     if settings.dataset_dir:  # the hospitals' own data: nothing to simulate
         if settings.num_classes < 1:
@@ -214,6 +217,9 @@ def build_job(settings: JobSettings):
             params_transfer_type=TransferType.FULL,
         )
         job.to(executor, site, tasks=["*"])
+        if settings.spectral_dp_noise > 0 and strategy.spectral:
+            dp = SpectralTokenPrivacy(noise_multiplier=settings.spectral_dp_noise)
+            job.to(dp, site, filter_type=FilterType.TASK_RESULT, tasks=["train"])
     return job, federation
 
 
@@ -250,6 +256,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse.Nam
     parser.add_argument("--strategy-options", default="{}", help='JSON, e.g. {"proximal_mu": 0.1}')
     parser.add_argument("--dataset-dir", default="", help="each site's own data (.npz/folder); {site} = site name")
     parser.add_argument("--num-classes", type=int, default=0, help="label-space size, with --dataset-dir")
+    parser.add_argument("--spectral-dp-noise", type=float, default=0.0, help="noise multiplier; 0: no DP filter")
     parser.add_argument("--tracking", default="tensorboard", choices=["tensorboard", "mlflow"])
     parser.add_argument("--tracking-uri", default="", help="MLflow tracking server (default: a local store)")
     parser.add_argument("--workspace", default="", help="simulator workspace (default: runs/<job name>/workspace)")
@@ -272,6 +279,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse.Nam
         strategy_options=json.loads(args.strategy_options),
         dataset_dir=args.dataset_dir,
         num_classes=args.num_classes,
+        spectral_dp_noise=args.spectral_dp_noise,
         tracking=args.tracking,
         tracking_uri=args.tracking_uri,
     )

@@ -41,6 +41,7 @@ class MetaKey:
     TOKENS = "omnifm_spectral_tokens"  # client -> server, float32 (N, d_s)
     NUM_SAMPLES = "omnifm_num_samples"  # client -> server, int
     UPLOAD_BYTES = "omnifm_upload_bytes"  # client -> server, {"model": int, "spectral": int}
+    DP_EPSILON = "omnifm_dp_epsilon"  # client filter -> server, [epsilon this round, epsilon so far, delta]
 
 
 class ServerCore:
@@ -160,6 +161,8 @@ class ServerCore:
             "model_bytes": int(sum(a.nbytes for a in arrays.values())),
             "spectral_bytes": int(tokens.nbytes) if tokens is not None else 0,
         }
+        if meta.get(MetaKey.DP_EPSILON) is not None:  # (per round, total, delta) the site's DP filter reports
+            self._accepted[site]["dp_epsilon"] = [float(v) for v in meta[MetaKey.DP_EPSILON]]
 
     def close_round(self, participants: Iterable[str] = (), metrics: Mapping[str, Mapping] | None = None) -> dict:
         """Aggregate the accepted uploads, update the knowledge base and start the next round.

@@ -73,3 +73,11 @@ def test_main_job_defaults_and_forwarded_options():
     assert (settings.num_clients, settings.num_rounds, settings.local_epochs) == (10, 8, 3)
     assert settings.image_size == 28 and settings.threads == 10
     assert job_args[-2:] == ["--threads", "10"]
+
+
+def test_spectral_dp_filter_is_configured_on_each_site(tmp_path):
+    _, job_dir, _ = _export(tmp_path, strategy="omnifm", spectral_dp_noise=6.0)
+    _, client = _configs(job_dir)
+    filters = [f for chain in client["task_result_filters"] for f in chain["filters"]]
+    assert [f["path"] for f in filters] == ["omnifm_monai.flare.privacy.SpectralTokenPrivacy"]
+    assert filters[0]["args"]["noise_multiplier"] == 6.0

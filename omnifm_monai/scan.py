@@ -1,0 +1,429 @@
+# Copyright (c) OmniFM-MONAI contributors.
+# Licensed under the Apache License, Version 2.0.
+"""Scan a site's data folder before training: what is there, and which files cannot be read.
+
+Run it on a hospital site's folder before joining a federation::
+
+    python -m omnifm_monai.scan /data/site-1 --json scan.json
+
+Every DICOM series (grouped by ``SeriesInstanceUID``), NIfTI file, PNG/TIFF/JPEG/BMP image and
+MedMNIST-layout ``.npz`` becomes one :class:`ScanItem`; every file that cannot be used becomes a
+:class:`ScanProblem` with the reason. A bad file never stops the scan. The exit code is 0 when at least
+one readable item was found, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# ``_reader_kind`` is private to classification.py: reused so that the scan recognises exactly the files
+# the classification loaders read (extension, magic bytes, extension-less files tried as DICOM).
+from omnifm_monai.data.classification import (
+    DICOM_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    NIFTI_EXTENSIONS,
+    _reader_kind,
+)
+from omnifm_monai.data.medmnist import load_medmnist
+
+__all__ = ["ScanItem", "ScanProblem", "ScanReport", "scan_folder", "main"]
+
+NPZ_EXTENSIONS: tuple[str, ...] = (".npz",)
+"""MedMNIST-layout archives, read with :func:`omnifm_monai.data.medmnist.load_medmnist`."""
+
+UNKNOWN = "?"
+
+
+@dataclass
+class ScanItem:
+    """One readable unit of data.
+
+    Args:
+        path: path relative to the scanned folder (POSIX separators); for a DICOM series, the folder
+            holding its first file followed by ``[SeriesInstanceUID]``.
+        kind: ``"dicom-series"``, ``"nifti"``, ``"image"`` or ``"npz"``.
+        modality: DICOM ``Modality`` (0008,0060), the ``.npz`` modality, or ``"?"``.
+        num_files: number of files (slices) of a DICOM series; 1 for a single file; for ``.npz``, the number
+            of images over all splits.
+        shape: array shape: ``(Rows, Columns, slices)`` for DICOM (``(Rows, Columns, frames)`` for a
+            multi-frame file), the NIfTI header shape, ``(H, W[, C])`` for an image or one ``.npz`` image.
+        spacing: voxel spacing in mm, same axis order as ``shape``; ``None`` when unknown.
+        dtype: stored data type, e.g. ``"int16"``.
+        files: the files of the item, relative to the scanned folder.
+    """
+
+    path: str
+    kind: str
+    modality: str = UNKNOWN
+    num_files: int = 1
+    shape: tuple[int, ...] = ()
+    spacing: tuple[float, ...] | None = None
+    dtype: str = UNKNOWN
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ScanProblem:
+    """A file (or DICOM series) that cannot be used, or a warning about one.
+
+    Args:
+        path: path relative to the scanned folder.
+        reason: what is wrong, in words.
+        severity: ``"error"`` (not usable) or ``"warning"`` (listed as an item, but needs attention).
+    """
+
+    path: str
+    reason: str
+    severity: str = "error"
+
+
+@dataclass
+class ScanReport:
+    """The result of :func:`scan_folder`.
+
+    Args:
+        root: the scanned folder.
+        items: readable items, sorted by path.
+        problems: unreadable files and warnings, sorted by path.
+    """
+
+    root: str
+    items: list[ScanItem] = field(default_factory=list)
+    problems: list[ScanProblem] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form: ``{"root", "items": [...], "problems": [...]}``."""
+        return {
+            "root": self.root,
+            "items": [asdict(item) for item in self.items],
+            "problems": [asdict(problem) for problem in self.problems],
+        }
+
+    def to_table(self) -> str:
+        """A plain-text summary: the item table, then the problems with their reasons."""
+        header = ("path", "kind", "modality", "files", "shape", "spacing", "dtype")
+        rows = [
+            (
+                item.path,
+                item.kind,
+                item.modality,
+                str(item.num_files),
+                "x".join(str(s) for s in item.shape) or UNKNOWN,
+                "x".join(f"{s:g}" for s in item.spacing) if item.spacing else UNKNOWN,
+                item.dtype,
+            )
+            for item in self.items
+        ]
+        lines = [f"Scan of {self.root}: {len(self.items)} item(s), {len(self.problems)} problem(s)"]
+        if rows:
+            widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+            for row in [header, tuple("-" * w for w in widths), *rows]:
+                lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        else:
+            lines.append("No readable item found.")
+        if self.problems:
+            lines.append("")
+            lines.append("Problems:")
+            width = max(len(p.severity) for p in self.problems)
+            for p in self.problems:
+                lines.append(f"  {p.severity.upper().ljust(width)}  {p.path}: {p.reason}")
+        return "\n".join(lines)
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _file_kind(path: Path) -> str | None:
+    """``"dicom"``, ``"nifti"``, ``"image"``, ``"npz"`` or ``None`` (not a data file we read)."""
+    if path.suffix.lower() in NPZ_EXTENSIONS:
+        return "npz"
+    kind = _reader_kind(path)
+    return {"pydicom": "dicom", "nibabel": "nifti", "pil": "image"}.get(kind) if kind else None
+
+
+# --------------------------------------------------------------------------------------------- DICOM
+
+
+def _dicom_dtype(ds) -> str:
+    bits = int(ds.get("BitsAllocated", 0) or 0)
+    if bits not in (8, 16, 32, 64):
+        return UNKNOWN
+    if bits in (32, 64) and ("FloatPixelData" in ds or "DoubleFloatPixelData" in ds):
+        return f"float{bits}"
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    return f"{'int' if signed else 'uint'}{bits}"
+
+
+def _read_dicom(path: Path, check_pixels: bool) -> tuple[dict | None, str | None, str | None]:
+    """Header fields of one DICOM file: ``(fields, error, warning)``."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    if path.suffix.lower() not in DICOM_EXTENSIONS and not pydicom.misc.is_dicom(path):
+        return None, "not DICOM/NIfTI/image: no extension and no DICOM preamble ('DICM' at byte 128)", None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=not check_pixels)
+    except InvalidDicomError as e:
+        return None, f"not a DICOM file despite its extension ({e})", None
+    except Exception as e:  # truncated headers raise EOFError, struct.error, OSError, ...
+        return None, f"truncated or corrupt DICOM header ({type(e).__name__}: {e})", None
+    rows, cols = ds.get("Rows"), ds.get("Columns")
+    if rows is None or cols is None:
+        return None, "wrong dimension: DICOM file holds no image (Rows/Columns missing)", None
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    warning = None
+    if tsyntax is not None and tsyntax.is_compressed:
+        try:
+            from pydicom.pixels import get_decoder
+
+            available = get_decoder(tsyntax).is_available
+        except Exception:  # no decoder registered for this syntax at all
+            available = False
+        if not available:
+            warning = (
+                f"compressed transfer syntax {tsyntax.name} ({tsyntax}) needs an optional codec package "
+                "(pylibjpeg / gdcm)"
+            )
+    elif check_pixels and "PixelData" in ds:
+        expected = int(rows) * int(cols) * samples * frames * int(ds.get("BitsAllocated", 8) or 8) // 8
+        got = len(ds.PixelData)
+        if got < expected:
+            return None, f"truncated pixel data: {got} bytes, expected {expected} (Rows x Columns x ...)", None
+    elif check_pixels and not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        return None, "truncated or image-less DICOM: no PixelData element", None
+    iop = ds.get("ImageOrientationPatient")
+    ipp = ds.get("ImagePositionPatient")
+    fields = {
+        "series": str(ds.get("SeriesInstanceUID", "") or f"(no SeriesInstanceUID) {path}"),
+        "modality": str(ds.get("Modality", "") or UNKNOWN),
+        "rows": int(rows),
+        "cols": int(cols),
+        "frames": frames,
+        "samples": samples,
+        "pixel_spacing": tuple(float(v) for v in ds.PixelSpacing) if "PixelSpacing" in ds else None,
+        "thickness": float(ds.SliceThickness) if ds.get("SliceThickness") not in (None, "") else None,
+        "position": tuple(float(v) for v in ipp) if ipp is not None and len(ipp) == 3 else None,
+        "orientation": tuple(float(v) for v in iop) if iop is not None and len(iop) == 6 else None,
+        "dtype": _dicom_dtype(ds),
+    }
+    return fields, None, warning
+
+
+def _slice_spacing(headers: list[dict]) -> float | None:
+    """Median distance between sorted slice positions along the slice normal; else SliceThickness."""
+    positions = [h["position"] for h in headers]
+    if len(headers) > 1 and all(p is not None for p in positions):
+        iop = headers[0]["orientation"]
+        if iop is not None:
+            normal = np.cross(np.asarray(iop[:3]), np.asarray(iop[3:]))
+        else:
+            normal = np.array([0.0, 0.0, 1.0])
+        along = np.sort(np.asarray(positions) @ normal)
+        gaps = np.diff(along)
+        gaps = gaps[gaps > 1e-6]
+        if gaps.size:
+            return float(np.round(np.median(gaps), 6))
+    return headers[0]["thickness"]
+
+
+def _dicom_series(uid: str, files: list[tuple[Path, dict]], root: Path) -> tuple[ScanItem | None, ScanProblem | None]:
+    files.sort(key=lambda f: f[0])
+    first = files[0][0]
+    label = f"{_rel(first.parent, root) if first.parent != root else '.'} [{uid}]"
+    sizes: dict[tuple[int, int], int] = {}
+    for _, h in files:
+        sizes[(h["rows"], h["cols"])] = sizes.get((h["rows"], h["cols"]), 0) + 1
+    if len(sizes) > 1:
+        detail = ", ".join(f"{n} file(s) of {r}x{c}" for (r, c), n in sorted(sizes.items()))
+        names = ", ".join(_rel(p, root) for p, _ in files)
+        return None, ScanProblem(
+            label, f"mixed series: inconsistent Rows/Columns within one SeriesInstanceUID ({detail}): {names}"
+        )
+    headers = [h for _, h in files]
+    h0 = headers[0]
+    frames = sum(h["frames"] for h in headers)
+    shape: tuple[int, ...] = (h0["rows"], h0["cols"], frames)
+    if h0["samples"] > 1:
+        shape = (*shape, h0["samples"])
+    spacing = None
+    if h0["pixel_spacing"] is not None:
+        depth = _slice_spacing(headers)
+        spacing = (*h0["pixel_spacing"], depth) if depth is not None else h0["pixel_spacing"]
+    modalities = sorted({h["modality"] for h in headers})
+    item = ScanItem(
+        path=label,
+        kind="dicom-series",
+        modality="+".join(modalities),
+        num_files=len(files),
+        shape=shape,
+        spacing=spacing,
+        dtype=h0["dtype"],
+        files=[_rel(p, root) for p, _ in files],
+    )
+    return item, None
+
+
+# --------------------------------------------------------------------------------------------- others
+
+
+def _scan_nifti(path: Path, rel: str) -> ScanItem:
+    import nibabel as nib
+
+    img = nib.load(path)
+    shape = tuple(int(s) for s in img.shape)
+    if not 2 <= len(shape) <= 4:
+        raise ValueError(f"wrong dimension: NIfTI shape {shape}; expected 2 to 4 dimensions")
+    try:
+        data = np.asanyarray(img.dataobj)  # reads the whole file: a truncated .nii/.nii.gz fails here
+    except Exception as e:
+        raise ValueError(f"truncated or corrupt NIfTI data ({type(e).__name__}: {e})") from e
+    if np.issubdtype(data.dtype, np.floating) and np.isnan(data).any():
+        raise ValueError(f"NIfTI contains {int(np.isnan(data).sum())} NaN voxel(s)")
+    zooms = tuple(float(z) for z in img.header.get_zooms()[: len(shape)])
+    return ScanItem(rel, "nifti", UNKNOWN, 1, shape, zooms, str(img.header.get_data_dtype()), [rel])
+
+
+def _scan_image(path: Path, rel: str) -> ScanItem:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()  # a truncated image fails here
+        array = np.asarray(im)
+    if array.ndim not in (2, 3):
+        raise ValueError(f"wrong dimension: image array shape {array.shape}; expected (H, W) or (H, W, C)")
+    return ScanItem(rel, "image", UNKNOWN, 1, tuple(array.shape), None, str(array.dtype), [rel])
+
+
+def _scan_npz(path: Path, rel: str) -> ScanItem:
+    data = load_medmnist(path)
+    images = [split[0] for split in data.splits.values()]
+    first = images[0]
+    return ScanItem(
+        rel,
+        "npz",
+        data.modality,
+        int(sum(len(x) for x in images)),
+        tuple(int(s) for s in first.shape[1:]),
+        None,
+        str(first.dtype),
+        [rel],
+    )
+
+
+_SINGLE_FILE = {"nifti": _scan_nifti, "image": _scan_image, "npz": _scan_npz}
+
+
+def scan_folder(path: str | os.PathLike, *, check_pixels: bool = True) -> ScanReport:
+    """Scan ``path`` recursively and describe every readable item and every bad file.
+
+    Args:
+        path: the site's data folder.
+        check_pixels: read whole DICOM files (not only headers) to detect truncated pixel data; set
+            ``False`` for a header-only scan of a very large folder.
+
+    Returns:
+        The report; it never raises for a bad file inside the folder.
+
+    Raises:
+        FileNotFoundError: when ``path`` is not an existing folder.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"'{root}': not an existing folder; expected the site's data folder.")
+    report = ScanReport(root=str(root))
+    series: dict[str, list[tuple[Path, dict]]] = {}
+    series_warnings: dict[str, set[str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            file = Path(dirpath) / name
+            rel = _rel(file, root)
+            kind = None
+            try:
+                if file.stat().st_size == 0:
+                    report.problems.append(ScanProblem(rel, "empty file (0 bytes)"))
+                    continue
+                kind = _file_kind(file)
+                if kind is None:
+                    report.problems.append(
+                        ScanProblem(
+                            rel,
+                            "not DICOM/NIfTI/image/npz: unknown extension "
+                            f"(expected {', '.join(DICOM_EXTENSIONS + NIFTI_EXTENSIONS + IMAGE_EXTENSIONS)}, "
+                            ".npz or an extension-less DICOM file)",
+                        )
+                    )
+                elif kind == "dicom":
+                    fields, error, warning = _read_dicom(file, check_pixels)
+                    if error is not None:
+                        report.problems.append(ScanProblem(rel, error))
+                        continue
+                    series.setdefault(fields["series"], []).append((file, fields))
+                    if warning is not None:
+                        series_warnings.setdefault(fields["series"], set()).add(warning)
+                else:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        report.items.append(_SINGLE_FILE[kind](file, rel))
+            except Exception as e:  # never crash on one file: report it and go on
+                reason = str(e) if isinstance(e, ValueError) else f"unreadable {kind or 'file'} ({type(e).__name__}: {e})"
+                report.problems.append(ScanProblem(rel, reason))
+    for uid, files in series.items():
+        item, problem = _dicom_series(uid, files, root)
+        if item is not None:
+            report.items.append(item)
+            for warning in sorted(series_warnings.get(uid, ())):
+                report.problems.append(ScanProblem(item.path, warning, severity="warning"))
+        if problem is not None:
+            report.problems.append(problem)
+    report.items.sort(key=lambda i: i.path)
+    report.problems.sort(key=lambda p: (p.path, p.reason))
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m omnifm_monai.scan <folder> [--json out.json]``.
+
+    Returns:
+        0 when at least one readable item was found, 1 otherwise (or when the folder does not exist).
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m omnifm_monai.scan",
+        description="Scan a site's data folder: list DICOM series, NIfTI, images and .npz files, and bad files.",
+    )
+    parser.add_argument("folder", help="the site's data folder, scanned recursively")
+    parser.add_argument("--json", dest="json_path", default=None, help="also write the report as JSON here")
+    parser.add_argument(
+        "--headers-only", action="store_true", help="read DICOM headers only (no truncated pixel data check)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        report = scan_folder(args.folder, check_pixels=not args.headers_only)
+    except FileNotFoundError as e:
+        print(e, file=sys.stderr)
+        return 1
+    print(report.to_table())
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    return 0 if report.items else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
