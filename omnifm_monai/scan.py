@@ -184,7 +184,11 @@ def _read_dicom(path: Path, check_pixels: bool) -> tuple[dict | None, str | None
         return None, f"truncated or corrupt DICOM header ({type(e).__name__}: {e})", None
     rows, cols = ds.get("Rows"), ds.get("Columns")
     if rows is None or cols is None:
-        return None, "wrong dimension: DICOM file holds no image (Rows/Columns missing)", None
+        return (
+            None,
+            ("no image: Rows/Columns missing (a truncated header, or a non-image DICOM such as DICOMDIR or SR)"),
+            None,
+        )
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
@@ -286,7 +290,10 @@ def _dicom_series(uid: str, files: list[tuple[Path, dict]], root: Path) -> tuple
 def _scan_nifti(path: Path, rel: str) -> ScanItem:
     import nibabel as nib
 
-    img = nib.load(path)
+    try:
+        img = nib.load(path)
+    except Exception as e:
+        raise ValueError(f"truncated or corrupt NIfTI header ({type(e).__name__}: {e})") from e
     shape = tuple(int(s) for s in img.shape)
     if not 2 <= len(shape) <= 4:
         raise ValueError(f"wrong dimension: NIfTI shape {shape}; expected 2 to 4 dimensions")
@@ -383,7 +390,9 @@ def scan_folder(path: str | os.PathLike, *, check_pixels: bool = True) -> ScanRe
                         warnings.simplefilter("ignore")
                         report.items.append(_SINGLE_FILE[kind](file, rel))
             except Exception as e:  # never crash on one file: report it and go on
-                reason = str(e) if isinstance(e, ValueError) else f"unreadable {kind or 'file'} ({type(e).__name__}: {e})"
+                reason = (
+                    str(e) if isinstance(e, ValueError) else f"unreadable {kind or 'file'} ({type(e).__name__}: {e})"
+                )
                 report.problems.append(ScanProblem(rel, reason))
     for uid, files in series.items():
         item, problem = _dicom_series(uid, files, root)
