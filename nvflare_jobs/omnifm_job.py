@@ -109,7 +109,7 @@ def compact_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def client_args(settings: JobSettings, site: str) -> str:
+def client_args(settings: JobSettings, site: str, num_classes: int) -> str:
     """Command-line arguments of ``omnifm_monai/flare/client.py`` for one site."""
     args = [
         "--bundle-root", bundle_root(settings.task).name,
@@ -121,10 +121,10 @@ def client_args(settings: JobSettings, site: str) -> str:
         "--seed", str(settings.seed),
         "--torch-threads", str(settings.torch_threads),
         "--bundle-overrides", compact_json(settings.bundle_overrides),
+        "--num-classes", str(num_classes),
     ]  # fmt: skip
     if settings.dataset_dir:
-        site_data = settings.dataset_dir.replace("{site}", site)
-        args += ["--dataset-dir", site_data, "--num-classes", str(settings.num_classes)]
+        args += ["--dataset-dir", settings.dataset_dir.replace("{site}", site)]
     else:
         args += ["--scenario", settings.scenario, "--num-clients", str(settings.num_clients)]
         if settings.federation_data:
@@ -210,7 +210,7 @@ def build_job(settings: JobSettings):
         job.to(site_files, site)
         executor = ClientAPIExecutor(
             task_script_path=CLIENT_SCRIPT,
-            task_script_args=client_args(settings, site),
+            task_script_args=client_args(settings, site, num_classes),
             execution_mode=ExecutionMode.IN_PROCESS,
             params_exchange_format=ExchangeFormat.PYTORCH,
             server_expected_format=ExchangeFormat.NUMPY,

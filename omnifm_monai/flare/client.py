@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--local-epochs", type=int, default=1)
     parser.add_argument("--site-dir", default="", help="private folder of this site (default ./omnifm_site/<site>)")
     parser.add_argument("--dataset-dir", default="", help="the site's own data (.npz or image folder)")
-    parser.add_argument("--num-classes", type=int, default=0, help="size of the federation's label space")
+    parser.add_argument("--num-classes", type=int, default=0, help="size of the federation's label space (required)")
     parser.add_argument("--scenario", default="", help="simulate this site's share of a named federation")
     parser.add_argument("--num-clients", type=int, default=0)
     parser.add_argument("--federation-data", default="", help="folder of MedMNIST .npz files (empty: phantom)")
@@ -64,33 +64,37 @@ def resolve_bundle_root(path: str) -> str:
 def prepare_site_data(args: argparse.Namespace, site: str, site_dir: str) -> tuple[str, int, tuple[int, ...]]:
     """Return ``(dataset_dir, num_classes, label_space)`` for this site.
 
-    With ``--scenario`` the site's share of a simulated federation is written once, in the
-    MedMNIST layout, to ``<site_dir>/data.npz``; otherwise ``--dataset-dir`` is the site's own data.
+    With ``--scenario`` the site's share of a simulated federation is built and written once, in
+    the MedMNIST layout, to ``<site_dir>/data.npz`` (a restarted client reuses it); otherwise
+    ``--dataset-dir`` is the site's own data. ``--num-classes`` is the federation's label-space size
+    either way; a site's own label space is read from its ``.npz`` when it stores one.
     """
-    from omnifm_monai.data.federation import build_federation
     from omnifm_monai.data.medmnist import load_medmnist
 
-    if args.scenario:
-        path = os.path.join(site_dir, "data.npz")
-        federation = build_federation(
-            args.scenario,
-            args.num_clients,
-            seed=args.seed,
-            data_dir=args.federation_data or None,
-            image_size=args.image_size,
-            **({"samples_per_client": args.samples_per_client} if args.samples_per_client else {}),
-        )
-        if not os.path.isfile(path):
-            federation.client(site).save_npz(path)
-        return path, federation.num_classes, federation.client(site).label_space
-    if not args.dataset_dir:
-        raise ValueError("give either --scenario (simulated federation) or --dataset-dir (the site's data).")
     if args.num_classes < 1:
-        raise ValueError("--num-classes (the federation's label-space size) is required with --dataset-dir.")
+        raise ValueError("--num-classes (the federation's label-space size) is required.")
+    dataset_dir = args.dataset_dir
+    if args.scenario:
+        dataset_dir = os.path.join(site_dir, "data.npz")
+        if not os.path.isfile(dataset_dir):
+            from omnifm_monai.data.federation import build_federation
+
+            extra = {"samples_per_client": args.samples_per_client} if args.samples_per_client else {}
+            federation = build_federation(
+                args.scenario,
+                args.num_clients,
+                seed=args.seed,
+                data_dir=args.federation_data or None,
+                image_size=args.image_size,
+                **extra,
+            )
+            federation.client(site).save_npz(dataset_dir)
+    if not dataset_dir:
+        raise ValueError("give either --scenario (simulated federation) or --dataset-dir (the site's data).")
     label_space = tuple(range(args.num_classes))
-    if args.dataset_dir.endswith(".npz"):
-        label_space = load_medmnist(args.dataset_dir).label_space
-    return args.dataset_dir, args.num_classes, label_space
+    if dataset_dir.endswith(".npz"):
+        label_space = load_medmnist(dataset_dir).label_space
+    return dataset_dir, args.num_classes, label_space
 
 
 @torch.no_grad()

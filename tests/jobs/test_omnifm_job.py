@@ -38,6 +38,9 @@ def test_fedbn_job_declares_norm_layers_private(tmp_path):
     # the client script and a clean bundle travel with the job, referenced by relative paths
     executor = client["executors"][0]["executor"]["args"]
     assert executor["task_script_path"] == CLIENT_SCRIPT
+    args = executor["task_script_args"].split()
+    assert args[args.index("--num-classes") + 1] == str(len(federation.class_names))
+    assert args[args.index("--scenario") + 1] == "cross_modality_hard"
     custom = job_dir / "app_site-1" / "custom"
     assert (custom / CLIENT_SCRIPT).is_file()
     assert (custom / "omnifm_classification" / "configs" / "train.json").is_file()
@@ -50,7 +53,7 @@ def test_sites_with_their_own_data(tmp_path):
         tmp_path, strategy="omnifm", dataset_dir="/data/{site}/export.npz", num_classes=9
     )
     assert federation is None
-    args = client_args(settings, "site-2").split()
+    args = client_args(settings, "site-2", settings.num_classes).split()
     assert args[args.index("--dataset-dir") + 1] == "/data/site-2/export.npz"
     assert args[args.index("--num-classes") + 1] == "9" and "--scenario" not in args
     server, _ = _configs(job_dir)
@@ -62,7 +65,7 @@ def test_sites_with_their_own_data(tmp_path):
 def test_arguments_cannot_hold_white_space(tmp_path):
     settings = JobSettings(state_root=str(tmp_path / "my state"))
     with pytest.raises(ValueError, match="white space"):
-        client_args(settings, "site-1")
+        client_args(settings, "site-1", 6)
 
 
 def test_main_job_defaults_and_forwarded_options():
