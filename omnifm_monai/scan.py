@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-# ``_reader_kind`` is private to classification.py: reused so that the scan recognises exactly the files
-# the classification loaders read (extension, magic bytes, extension-less files tried as DICOM).
+# the same file-kind detection as the classification loaders (extension, magic bytes, extension-less
+# files tried as DICOM), so the scan recognises exactly the files training reads
 from omnifm_monai.data.classification import (
     DICOM_EXTENSIONS,
     IMAGE_EXTENSIONS,
     NIFTI_EXTENSIONS,
-    _reader_kind,
+    image_reader_kind,
 )
 from omnifm_monai.data.medmnist import load_medmnist
 
@@ -150,7 +150,7 @@ def _file_kind(path: Path) -> str | None:
     """``"dicom"``, ``"nifti"``, ``"image"``, ``"npz"`` or ``None`` (not a data file we read)."""
     if path.suffix.lower() in NPZ_EXTENSIONS:
         return "npz"
-    kind = _reader_kind(path)
+    kind = image_reader_kind(path)
     return {"pydicom": "dicom", "nibabel": "nifti", "pil": "image"}.get(kind) if kind else None
 
 

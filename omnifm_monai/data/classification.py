@@ -49,6 +49,7 @@ __all__ = [
     "load_classification_split",
     "class_names_for",
     "load_image_file",
+    "image_reader_kind",
 ]
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def _npz_split(path: Path, split: str, image_size: int, in_channels: int) -> lis
     return _as_datalist(images, labels)
 
 
-def _reader_kind(path: Path) -> str | None:
+def image_reader_kind(path: Path) -> str | None:
     """``"pil"``, ``"nibabel"``, ``"pydicom"`` or ``None`` (not an image file we read)."""
     name = path.name.lower()
     if name.endswith(NIFTI_EXTENSIONS):
@@ -247,7 +248,7 @@ def _folder_split(folder: Path, split: str, image_size: int, in_channels: int) -
             continue
         files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
         for path in files:
-            kind = _reader_kind(path)
+            kind = image_reader_kind(path)
             if kind is None:
                 logger.warning("Skipping '%s': not a PNG/JPEG/TIFF/BMP, NIfTI or DICOM file.", path)
                 continue
@@ -369,7 +370,7 @@ def load_image_file(path: str | os.PathLike, *, image_size: int = 64, in_channel
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"'{path}' is not an existing file.")
-    kind = _reader_kind(path)
+    kind = image_reader_kind(path)
     if kind is None:
         raise ValueError(f"'{path}' is not a PNG/JPEG/TIFF/BMP, NIfTI or DICOM file.")
     try:
