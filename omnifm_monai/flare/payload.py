@@ -17,9 +17,7 @@ from torch import nn
 from omnifm_monai.flare.server_core import MetaKey
 from omnifm_monai.private_state import split_state_dict
 
-__all__ = ["shared_state", "spectral_centroids", "outgoing_payload", "ALLOWED_META_KEYS"]
-
-ALLOWED_META_KEYS = frozenset({MetaKey.TOKENS, MetaKey.NUM_SAMPLES, MetaKey.UPLOAD_BYTES})
+__all__ = ["shared_state", "spectral_centroids", "outgoing_payload"]
 
 
 def shared_state(network: nn.Module, private_keys: set[str]) -> dict[str, torch.Tensor]:

@@ -26,8 +26,6 @@ from omnifm_monai.flare.server_core import MetaKey
 
 __all__ = ["SpectralTokenPrivacy", "gaussian_epsilon"]
 
-DP_EPSILON_KEY = MetaKey.DP_EPSILON  # meta: [epsilon this round, epsilon so far, delta], for the server
-
 
 def gaussian_epsilon(noise_multiplier: float, delta: float) -> float:
     """Epsilon of one Gaussian-mechanism release with noise ``noise_multiplier`` x sensitivity."""
@@ -79,5 +77,5 @@ class SpectralTokenPrivacy(Filter):
             return shareable
         dxo.meta[MetaKey.TOKENS] = self.privatize(tokens)
         self._rounds += 1
-        dxo.meta[DP_EPSILON_KEY] = [self.epsilon_per_round, self.epsilon_per_round * self._rounds, self.delta]
+        dxo.meta[MetaKey.DP_EPSILON] = [self.epsilon_per_round, self.epsilon_per_round * self._rounds, self.delta]
         return dxo.update_shareable(shareable)

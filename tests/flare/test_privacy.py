@@ -6,7 +6,7 @@ from nvflare.apis.fl_context import FLContext
 from nvflare.app_common.abstract.fl_model import FLModel
 from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
-from omnifm_monai.flare.privacy import DP_EPSILON_KEY, SpectralTokenPrivacy, gaussian_epsilon
+from omnifm_monai.flare.privacy import SpectralTokenPrivacy, gaussian_epsilon
 from omnifm_monai.flare.server_core import MetaKey
 
 
@@ -30,14 +30,14 @@ def test_filter_noises_tokens_and_accounts_per_round():
     noisy = out.meta[MetaKey.TOKENS]
     assert noisy.shape == (2, 8) and not np.allclose(noisy, tokens)
     np.testing.assert_allclose(np.linalg.norm(noisy, axis=1), 1.0, atol=1e-5)
-    per_round, total, delta = out.meta[DP_EPSILON_KEY]
+    per_round, total, delta = out.meta[MetaKey.DP_EPSILON]
     assert total == pytest.approx(2 * per_round) and delta == 1e-5 and per_round <= 1
 
 
 def test_results_without_tokens_pass_unchanged():
     dp = SpectralTokenPrivacy()
     shareable = FLModelUtils.to_shareable(FLModel(params={"w": np.ones(2)}, meta={MetaKey.NUM_SAMPLES: 1}))
-    assert DP_EPSILON_KEY not in FLModelUtils.from_shareable(dp.process(shareable, FLContext())).meta
+    assert MetaKey.DP_EPSILON not in FLModelUtils.from_shareable(dp.process(shareable, FLContext())).meta
 
 
 @pytest.mark.parametrize("kwargs", [{"noise_multiplier": 1.0}, {"clip": 0.0}, {"delta": 2.0}])
