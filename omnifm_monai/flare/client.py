@@ -97,18 +97,23 @@ def prepare_site_data(args: argparse.Namespace, site: str, site_dir: str) -> tup
     return dataset_dir, args.num_classes, label_space
 
 
+def stack_items(data: list[dict]) -> tuple[torch.Tensor, np.ndarray]:
+    """``[{"image", "label"}]`` -> images (N, C, *S) float tensor and labels (N,) int array."""
+    return torch.as_tensor(np.stack([d["image"] for d in data])), np.asarray([int(d["label"]) for d in data])
+
+
 @torch.no_grad()
-def evaluate(network: torch.nn.Module, data: list[dict], label_space, batch_size: int = 128) -> dict[str, float]:
-    """Metrics of ``network`` on a list of ``{"image", "label"}`` items (see :mod:`omnifm_monai.metrics`)."""
+def evaluate(
+    network: torch.nn.Module, images: torch.Tensor, labels: np.ndarray, label_space, batch_size: int = 128
+) -> dict[str, float]:
+    """Metrics of ``network`` on images (N, C, *S) with labels (N,) (see :mod:`omnifm_monai.metrics`)."""
     from omnifm_monai.metrics import classification_metrics
 
     network.eval()
     device = next(network.parameters()).device
-    images = torch.as_tensor(np.stack([d["image"] for d in data]))
     logits = torch.cat(
         [network(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)]
     )
-    labels = np.asarray([int(d["label"]) for d in data])
     return classification_metrics(logits.numpy(), labels, label_space)
 
 
@@ -156,8 +161,10 @@ class SiteTrainer:
         self.trainer = workflow.trainer
         self.network = self.trainer.network
         image_size, in_channels = (workflow.parser.get_parsed_content(k) for k in ("image_size", "in_channels"))
-        self.test_data = load_classification_split(dataset_dir, "test", image_size=image_size, in_channels=in_channels)
-        self.num_train = len(self.trainer.data_loader.dataset)
+        test_data = load_classification_split(dataset_dir, "test", image_size=image_size, in_channels=in_channels)
+        self.test_images, self.test_labels = stack_items(test_data)  # once, reused every round
+        self.train_images, self.train_labels = stack_items(self.trainer.data_loader.dataset.data)
+        self.num_train = len(self.train_labels)
         self.private_keys = self.strategy.private_keys(self.network)
         self.store = PrivateStateStore(os.path.join(site_dir, f"private_{self.strategy.name}.pt"))
         restored = self.store.load_into(self.network)
@@ -190,7 +197,7 @@ class SiteTrainer:
 
     def evaluate(self) -> dict[str, float]:
         """Metrics of the current (received) model on the site's test split."""
-        return evaluate(self.network, self.test_data, self.label_space)
+        return evaluate(self.network, self.test_images, self.test_labels, self.label_space)
 
     def train(self) -> float:
         """``local_epochs`` more epochs of the bundle's trainer; saves the private keys. Returns seconds."""
@@ -208,9 +215,7 @@ class SiteTrainer:
 
         tokens = None
         if self.strategy.spectral:
-            items = self.trainer.data_loader.dataset.data
-            images = torch.as_tensor(np.stack([d["image"] for d in items]))  # (N, C, H, W)
-            tokens = spectral_centroids(self.network, images, np.asarray([int(d["label"]) for d in items]))
+            tokens = spectral_centroids(self.network, self.train_images, self.train_labels)
         return outgoing_payload(self.network, self.private_keys, self.num_train, tokens)
 
 
