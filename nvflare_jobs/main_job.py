@@ -2,6 +2,7 @@
 
     python -m nvflare_jobs.main_job                      # phantom, cross-modality hard (README)
     python -m nvflare_jobs.main_job --federation-data ../shared/data/medmnist --clients 10 --image-size 28
+    python -m nvflare_jobs.main_job --task segmentation --out runs/main_segmentation
 
 Each strategy runs as its own simulator process (its log in ``<out>/<strategy>/simulator.log``);
 progress is read from the server's persisted round history. A run counts only if every site
@@ -22,7 +23,8 @@ import time
 
 from nvflare_jobs.omnifm_job import JobSettings, federation_for
 from nvflare_jobs.omnifm_job import parse_args as parse_job_args
-from omnifm_monai.reporting import RunResult, comparison_rows, load_run, markdown_table, write_report
+from omnifm_monai.reporting import RunResult, comparison_rows, format_metric, load_run, markdown_table, write_report
+from omnifm_monai.tasks import get_task
 
 DEFAULT_STRATEGIES = ("local", "fedavg", "fedper", "fedbn", "omnifm")
 # the demo's budget: fits 10 minutes on 2 CPU cores (docs/method.md)
@@ -41,7 +43,7 @@ def run_logged_errors(workspace: str) -> list[str]:
     return bad
 
 
-def _progress(state_root: str) -> tuple[int, float]:
+def _progress(state_root: str, metric: str) -> tuple[int, float]:
     path = os.path.join(state_root, "server", "server_state.json")
     try:
         with open(path) as f:
@@ -50,7 +52,7 @@ def _progress(state_root: str) -> tuple[int, float]:
         return 0, float("nan")
     if not history:
         return 0, float("nan")
-    values = [m.get("restricted_accuracy") for m in history[-1]["metrics"].values()]
+    values = [m.get(metric) for m in history[-1]["metrics"].values()]
     values = [v for v in values if v is not None]
     return len(history), (sum(values) / len(values) if values else float("nan"))
 
@@ -66,19 +68,20 @@ def run_strategy(
     os.makedirs(root, exist_ok=True)
     start = time.perf_counter()
     shown = -1
+    headline = get_task(settings.task).headline_metric
     with open(os.path.join(root, "simulator.log"), "w") as log:
         # own process group, so an interrupted main job also stops the simulator's workers
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             while process.poll() is None:
                 time.sleep(2)
-                done, accuracy = _progress(state_root)
+                done, value = _progress(state_root, headline)
                 if done != shown and done > 0:
                     shown = done
                     print(
                         f"  {strategy:>7}: round {done}/{settings.num_rounds} done, "
                         f"{time.perf_counter() - start:5.0f} s, "
-                        f"mean accuracy of the received model {100 * accuracy:.1f}%",
+                        f"mean {headline} of the received model {format_metric(headline, value)}",
                         flush=True,
                     )
         except BaseException:
@@ -139,14 +142,21 @@ def main(argv: list[str] | None = None) -> int:
         else:
             results.append(result)
     if results:
-        title = f"OmniFM-MONAI comparison: {settings.scenario} on {data}, {settings.num_clients} sites"
+        task = get_task(settings.task)
+        title = f"OmniFM-MONAI {task.name}: {settings.scenario} on {data}, {settings.num_clients} sites"
         notes = (
-            f"{budget}. Accuracy and macro-F1 are the final model's, per site on its own test split, "
-            "averaged over sites; 'own labels' restricts the argmax to the site's label space, 'all labels' "
-            "takes it over the union. `local` is each site training alone.\n\n" + federation_for(settings).summary()
+            f"{budget}. Metrics are the final model's, per site on its own test split, averaged over sites"
+            + (
+                "; 'own labels' restricts the argmax to the site's label space, 'all labels' takes it over the union"
+                if task.uses_num_classes
+                else ""
+            )
+            + ". `local` is each site training alone.\n\n"
+            + federation_for(settings).summary()
         )
-        paths = write_report(results, args.out, title, notes)
-        print("\n" + markdown_table(comparison_rows(results)))
+        metrics, headline = task.report_metrics, task.headline_metric
+        paths = write_report(results, args.out, title, notes, metrics, headline)
+        print("\n" + markdown_table(comparison_rows(results, metrics, headline), metrics))
         print(f"\nreport: {paths['markdown']}\nplot:   {paths['plot']}\njson:   {paths['json']}")
     return 1 if failures else 0
 

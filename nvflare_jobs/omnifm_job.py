@@ -26,7 +26,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # left out of the shipped bundle: outputs, and logging.conf (NVFlare parses every .conf under custom/)
 BUNDLE_OUTPUTS = ("models", "eval", "logs", "__pycache__", "*.pt", "*.ts", "logging.conf")
 CLIENT_SCRIPT = "omnifm_client.py"
-BUNDLES = {"classification": REPO_ROOT / "bundles" / "omnifm_classification"}
 
 
 @dataclass
@@ -52,7 +51,7 @@ class JobSettings:
     server_options: dict[str, Any] = field(default_factory=dict)
     train_timeout: int = 0
     dataset_dir: str = ""  # each site's own data instead of a simulation; "{site}" becomes the site name
-    num_classes: int = 0  # the federation's label-space size, required with dataset_dir
+    num_classes: int = 0  # the federation's label-space size, required with dataset_dir if the task has one
     spectral_dp_noise: float = 0.0  # > 0: each site clips and noises its spectral upload (SpectralTokenPrivacy)
     tracking: str = "tensorboard"  # or "mlflow" (needs `pip install mlflow`); tracking_uri below
     tracking_uri: str = ""
@@ -69,36 +68,42 @@ class JobSettings:
 
 
 def bundle_root(task: str) -> Path:
-    if task not in BUNDLES:
-        raise ValueError(f"task {task!r} has no bundle yet; available: {sorted(BUNDLES)}.")
-    return BUNDLES[task]
+    """The task's MONAI bundle folder in this repository."""
+    from omnifm_monai.tasks import get_task
+
+    return REPO_ROOT / "bundles" / get_task(task).bundle
 
 
 def federation_for(settings: JobSettings):
     """The simulated federation the sites will hold (the same call every client makes)."""
-    from omnifm_monai.data.federation import build_federation
+    from omnifm_monai.tasks import get_task
 
-    extra = {"samples_per_client": settings.samples_per_client} if settings.samples_per_client else {}
-    return build_federation(
+    return get_task(settings.task).build_federation(
         settings.scenario,
         settings.num_clients,
         seed=settings.seed,
         data_dir=settings.federation_data or None,
         image_size=settings.image_size,
-        **extra,
+        samples_per_client=settings.samples_per_client or None,
     )
 
 
 def build_network(settings: JobSettings, num_classes: int):
-    """The bundle's own network definition with this job's overrides (the server's initial model)."""
+    """The bundle's own network definition with this job's overrides (the server's initial model).
+
+    ``num_classes`` is ignored for tasks without a label space.
+    """
     from monai.bundle import ConfigParser
 
     from omnifm_monai.strategies import get_strategy
+    from omnifm_monai.tasks import get_task
 
     parser = ConfigParser()
     parser.read_config(str(bundle_root(settings.task) / "configs" / "train.json"))
     strategy = get_strategy(settings.strategy, **settings.strategy_options)
-    overrides = {"num_classes": num_classes, "image_size": settings.image_size, **strategy.network_options()}
+    overrides = {"image_size": settings.image_size, **strategy.network_options()}
+    if get_task(settings.task).uses_num_classes:
+        overrides["num_classes"] = num_classes
     overrides.update(settings.bundle_overrides)
     for key, value in overrides.items():
         parser[key] = value
@@ -112,6 +117,7 @@ def compact_json(value: Any) -> str:
 def client_args(settings: JobSettings, site: str, num_classes: int) -> str:
     """Command-line arguments of ``omnifm_monai/flare/client.py`` for one site."""
     args = [
+        "--task", settings.task,
         "--bundle-root", bundle_root(settings.task).name,
         "--strategy", settings.strategy,
         "--strategy-options", compact_json(settings.strategy_options),
@@ -176,10 +182,14 @@ def build_job(settings: JobSettings):
 
     from omnifm_monai.flare.controller import OmniFMController
     from omnifm_monai.flare.privacy import SpectralTokenPrivacy
+    from omnifm_monai.tasks import get_task
 
+    task = get_task(settings.task)
     if settings.dataset_dir:  # the hospitals' own data: nothing to simulate
-        if settings.num_classes < 1:
-            raise ValueError("num_classes (the federation's label-space size) is required with dataset_dir.")
+        if task.uses_num_classes and settings.num_classes < 1:
+            raise ValueError(
+                f"num_classes (the federation's label-space size) is required with dataset_dir for task {task.name!r}."
+            )
         federation, sites = None, [f"site-{i + 1}" for i in range(settings.num_clients)]
         num_classes = settings.num_classes
     else:
@@ -190,7 +200,7 @@ def build_job(settings: JobSettings):
         initial_model=network,
         name=settings.name,
         min_clients=settings.num_clients,
-        key_metric="restricted_accuracy",
+        key_metric=task.headline_metric,
         analytics_receiver=analytics_receiver(settings),
     )
     controller = OmniFMController(
@@ -237,9 +247,11 @@ def run_simulation(settings: JobSettings, workspace: str) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse.Namespace]:
+    from omnifm_monai.tasks import TASKS
+
     defaults = JobSettings()
     parser = argparse.ArgumentParser(description="Simulate or export an OmniFM-MONAI NVFlare job.")
-    parser.add_argument("--task", default=defaults.task, choices=sorted(BUNDLES))
+    parser.add_argument("--task", default=defaults.task, choices=sorted(TASKS))
     parser.add_argument("--strategy", default=defaults.strategy)
     parser.add_argument("--clients", type=int, default=defaults.num_clients)
     parser.add_argument("--rounds", type=int, default=defaults.num_rounds)

@@ -1,4 +1,9 @@
-"""Read finished federated runs and write the comparison report (JSON, Markdown, PNG)."""
+"""Read finished federated runs and write the comparison report (JSON, Markdown, PNG).
+
+The report is task-agnostic: it averages over sites whichever metrics the task reports
+(:attr:`omnifm_monai.tasks.FederatedTask.report_metrics`) and leads with its headline metric.
+Metrics in [0, 1] (accuracy, F1, Dice, SSIM) are shown in %, PSNR in dB and HD95 in pixels.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,35 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RunResult", "load_run", "comparison_rows", "markdown_table", "write_report"]
+__all__ = [
+    "RunResult",
+    "load_run",
+    "comparison_rows",
+    "format_metric",
+    "markdown_table",
+    "write_report",
+    "CLASSIFICATION_METRICS",
+    "METRIC_LABELS",
+]
 
-HEADLINE = ("restricted_accuracy", "restricted_macro_f1", "accuracy", "macro_f1")
+CLASSIFICATION_METRICS = ("restricted_accuracy", "restricted_macro_f1", "accuracy", "macro_f1")
+"""The default report columns (the classification task's)."""
+
+METRIC_LABELS = {
+    "restricted_accuracy": "acc (own labels)",
+    "restricted_macro_f1": "macro-F1 (own)",
+    "accuracy": "acc (all labels)",
+    "macro_f1": "macro-F1 (all)",
+    "dice": "Dice",
+    "hd95": "HD95 px",
+    "psnr": "PSNR dB",
+    "ssim": "SSIM",
+    "bicubic_psnr": "bicubic PSNR dB",
+    "bicubic_ssim": "bicubic SSIM",
+}
+"""Column titles of known metrics (others are shown under their own name)."""
+
+_UNSCALED = ("psnr", "hd95")  # metrics not in [0, 1]: shown as they are, not in %
 
 
 @dataclass
@@ -78,17 +109,21 @@ def load_run(state_root: str, strategy: str | None = None, wall_seconds: float =
     return RunResult(strategy or state["strategy"], state["history"], final["metrics"], settings, wall_seconds)
 
 
-def comparison_rows(results: list[RunResult]) -> list[dict[str, Any]]:
-    """One row per strategy: per-site and mean final metrics, last-5-rounds mean, cost."""
+def comparison_rows(
+    results: list[RunResult], metrics: tuple[str, ...] = CLASSIFICATION_METRICS, headline: str | None = None
+) -> list[dict[str, Any]]:
+    """One row per strategy: mean final ``metrics`` over sites, the headline per site and over the last 5 rounds.
+
+    ``headline`` defaults to the first metric.
+    """
+    headline = headline or metrics[0]
     rows = []
     for result in results:
-        row: dict[str, Any] = {"strategy": result.strategy, "rounds": len(result.history)}
-        for metric in HEADLINE:
+        row: dict[str, Any] = {"strategy": result.strategy, "rounds": len(result.history), "headline": headline}
+        for metric in metrics:
             row[f"mean_{metric}"] = result.final_mean(metric)
-        row["last5_restricted_accuracy"] = result.last_rounds_mean("restricted_accuracy")
-        row["per_site_restricted_accuracy"] = {
-            s: result.final_metrics[s].get("restricted_accuracy", float("nan")) for s in result.sites
-        }
+        row[f"last5_{headline}"] = result.last_rounds_mean(headline)
+        row[f"per_site_{headline}"] = {s: result.final_metrics[s].get(headline, float("nan")) for s in result.sites}
         row["majority_rate"] = result.final_mean("majority_rate")
         row["wall_seconds"] = result.wall_seconds
         row["upload_bytes_per_site_round"] = result.bytes_per_round()
@@ -96,15 +131,21 @@ def comparison_rows(results: list[RunResult]) -> list[dict[str, Any]]:
     return rows
 
 
-def _pct(value: float) -> str:
-    return "n/a" if not np.isfinite(value) else f"{100 * value:.1f}"
+def format_metric(metric: str, value: float) -> str:
+    """``value`` as the report shows it: % for metrics in [0, 1], else two decimals; ``n/a`` if not finite."""
+    if not np.isfinite(value):
+        return "n/a"
+    return f"{value:.2f}" if any(u in metric for u in _UNSCALED) else f"{100 * value:.1f}"
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The comparison as a Markdown table (accuracies in %)."""
-    sites = sorted({s for r in rows for s in r["per_site_restricted_accuracy"]}, key=lambda s: (len(s), s))
+def markdown_table(rows: list[dict[str, Any]], metrics: tuple[str, ...] = CLASSIFICATION_METRICS) -> str:
+    """The comparison as a Markdown table: ``metrics``, the headline over the last 5 rounds and per site, cost."""
+    if not rows:
+        return "(no finished runs)"
+    headline = rows[0]["headline"]
+    sites = sorted({s for r in rows for s in r[f"per_site_{headline}"]}, key=lambda s: (len(s), s))
     header = (
-        ["strategy", "acc (own labels)", "macro-F1 (own)", "acc (all labels)", "macro-F1 (all)", "last-5 acc"]
+        ["strategy", *(METRIC_LABELS.get(m, m) for m in metrics), f"last-5 {METRIC_LABELS.get(headline, headline)}"]
         + sites
         + ["rounds", "wall s", "model KB/round", "spectral B/round"]
     )
@@ -113,28 +154,32 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         upload = r["upload_bytes_per_site_round"]
         cells = [
             r["strategy"],
-            _pct(r["mean_restricted_accuracy"]),
-            _pct(r["mean_restricted_macro_f1"]),
-            _pct(r["mean_accuracy"]),
-            _pct(r["mean_macro_f1"]),
-            _pct(r["last5_restricted_accuracy"]),
-            *[_pct(r["per_site_restricted_accuracy"].get(s, float("nan"))) for s in sites],
+            *(format_metric(m, r[f"mean_{m}"]) for m in metrics),
+            format_metric(headline, r[f"last5_{headline}"]),
+            *[format_metric(headline, r[f"per_site_{headline}"].get(s, float("nan"))) for s in sites],
             str(r["rounds"]),
             f"{r['wall_seconds']:.0f}",
             f"{upload['model'] / 1024:.0f}",
             f"{upload['spectral']:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    majority = np.nanmean([r["majority_rate"] for r in rows]) if rows else float("nan")
-    lines.append("")
-    lines.append(f"Majority-class rate (mean over sites): {_pct(majority)}%.")
+    majority = [r["majority_rate"] for r in rows if np.isfinite(r["majority_rate"])]
+    if majority:
+        lines += ["", f"Majority-class rate (mean over sites): {format_metric('accuracy', float(np.mean(majority)))}%."]
     return "\n".join(lines)
 
 
-def write_report(results: list[RunResult], out_dir: str, title: str, notes: str = "") -> dict[str, str]:
+def write_report(
+    results: list[RunResult],
+    out_dir: str,
+    title: str,
+    notes: str = "",
+    metrics: tuple[str, ...] = CLASSIFICATION_METRICS,
+    headline: str | None = None,
+) -> dict[str, str]:
     """Write ``results.json``, ``report.md`` and ``convergence.png`` under ``out_dir``; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
-    rows = comparison_rows(results)
+    rows = comparison_rows(results, metrics, headline)
     paths = {
         "json": os.path.join(out_dir, "results.json"),
         "markdown": os.path.join(out_dir, "report.md"),
@@ -143,12 +188,12 @@ def write_report(results: list[RunResult], out_dir: str, title: str, notes: str 
     with open(paths["json"], "w") as f:
         json.dump({"title": title, "rows": rows, "settings": [r.settings for r in results]}, f, indent=1)
     with open(paths["markdown"], "w") as f:
-        f.write(f"# {title}\n\n{notes}\n\n{markdown_table(rows)}\n\n![convergence](convergence.png)\n")
-    _plot_convergence(results, paths["plot"])
+        f.write(f"# {title}\n\n{notes}\n\n{markdown_table(rows, metrics)}\n\n![convergence](convergence.png)\n")
+    _plot_convergence(results, paths["plot"], rows[0]["headline"] if rows else metrics[0])
     return paths
 
 
-def _plot_convergence(results: list[RunResult], path: str) -> None:
+def _plot_convergence(results: list[RunResult], path: str, metric: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,10 +201,11 @@ def _plot_convergence(results: list[RunResult], path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for result in results:
-        means = result.round_means("restricted_accuracy")
-        ax.plot(range(1, len(means) + 1), [100 * m for m in means], marker="o", label=result.strategy)
+        means = [float(format_metric(metric, m)) if np.isfinite(m) else np.nan for m in result.round_means(metric)]
+        ax.plot(range(1, len(means) + 1), means, marker="o", label=result.strategy)
     ax.set_xlabel("round (metric of the model each site received)")
-    ax.set_ylabel("mean test accuracy, own labels (%)")
+    unit = "" if any(u in metric for u in _UNSCALED) else " (%)"
+    ax.set_ylabel(f"mean over sites: {METRIC_LABELS.get(metric, metric)}{unit}")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

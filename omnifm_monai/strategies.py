@@ -15,6 +15,7 @@ from monai.utils import look_up_option
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
+from omnifm_monai.networks.base import TASK_HEAD
 from omnifm_monai.private_state import is_private_key
 
 __all__ = ["Strategy", "STRATEGIES", "get_strategy", "norm_layer_keys"]
@@ -37,7 +38,7 @@ class Strategy:
     Args:
         name: registry name.
         private_patterns: regular expressions of keys kept at the site, on top of the
-            ``private`` naming rule (FedPer: the classifier).
+            ``private`` naming rule (FedPer: the task head).
         private_norm_layers: keep every normalisation layer at the site (FedBN).
         share_nothing: every key is private (local-only training through the same pipeline).
         proximal_mu: FedProx proximal weight; 0 disables the term.
@@ -75,17 +76,19 @@ class Strategy:
         return {"spectral": self.spectral, "prompt": self.prompt}
 
 
+_TASK_HEAD_KEYS = rf"^{TASK_HEAD}\."  # every OmniFM network's output layer (classifier, U-Net output, ...)
+
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
         Strategy("fedavg"),
         Strategy("fedprox", proximal_mu=0.01),
-        Strategy("fedper", private_patterns=(r"^classifier\.",)),
+        Strategy("fedper", private_patterns=(_TASK_HEAD_KEYS,)),
         Strategy("fedbn", private_norm_layers=True),
         Strategy("local", share_nothing=True),
         # OmniFM as we run it: the paper's private suffix c, plus the site's normalisation layers and
-        # classifier (see docs/method.md: +12 points over keeping only c on the phantom)
-        Strategy("omnifm", private_patterns=(r"^classifier\.",), private_norm_layers=True, spectral=True, prompt=True),
+        # task head (see docs/method.md: +12 points over keeping only c on the phantom)
+        Strategy("omnifm", private_patterns=(_TASK_HEAD_KEYS,), private_norm_layers=True, spectral=True, prompt=True),
         # OmniFM exactly as the paper describes it: only c stays at the site
         Strategy("omnifm_paper", spectral=True, prompt=True),
     )
@@ -96,7 +99,7 @@ def get_strategy(name: str, **overrides) -> Strategy:
     """Look up a strategy by name (``"did you mean"`` on a typo) and optionally override fields.
 
     Example: ``get_strategy("fedprox", proximal_mu=0.1)``,
-    ``get_strategy("omnifm", private_patterns=(r"^classifier\\.",))``.
+    ``get_strategy("omnifm", private_patterns=(r"^task_head\\.",))``.
     """
     strategy = look_up_option(name.lower(), STRATEGIES)
     return dataclasses.replace(strategy, **overrides) if overrides else strategy

@@ -18,7 +18,7 @@ def test_registry_has_every_baseline():
 def test_private_keys_per_strategy():
     keys = {name: get_strategy(name).private_keys(_network(get_strategy(name))) for name in STRATEGIES}
     assert keys["fedavg"] == set() and keys["fedprox"] == set()
-    assert keys["fedper"] == {"classifier.weight", "classifier.bias"}
+    assert keys["fedper"] == {"task_head.weight", "task_head.bias"}
     assert keys["omnifm_paper"] == {
         "psp.private_suffix",
         "spectral_memory.private_prototypes",

@@ -1,4 +1,4 @@
-"""NVFlare client entry point: runs a MONAI bundle's own training workflow under any strategy.
+"""NVFlare client entry point: runs a MONAI bundle's own training workflow for any task and strategy.
 
 Launched by NVFlare's ``ClientAPIExecutor`` through ``nvflare_jobs/client_entry.py`` (see
 ``nvflare_jobs/omnifm_job.py``); :class:`SiteTrainer` holds the site's side. Each round (NVFlare
@@ -7,7 +7,8 @@ Client API):
 1. ``flare.receive()`` -> shared global weights (+ the prototypes the server retrieved for this
    site, in ``meta``);
 2. load them with ``strict=False`` over the site's private parameters (restored from disk);
-3. evaluate that personalised model on the site's test split (the round's metric);
+3. evaluate that personalised model on the site's test split with the task's metrics
+   (:mod:`omnifm_monai.tasks`: the only task-specific code on the client);
 4. train ``local_epochs`` more epochs with the bundle's own ``SupervisedTrainer``, built by
    ``monai.bundle.ConfigWorkflow`` from ``configs/train.json`` with this site's overrides (loss:
    task + lambda * SPAlign, plus NVFlare's FedProx term when the strategy has one);
@@ -33,13 +34,14 @@ logger = logging.getLogger("omnifm_monai.flare.client")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="classification", help="a name in omnifm_monai.tasks.TASKS")
     parser.add_argument("--bundle-root", required=True, help="the MONAI bundle folder")
     parser.add_argument("--strategy", default="omnifm")
     parser.add_argument("--strategy-options", default="{}", help="JSON overrides of the strategy's fields")
     parser.add_argument("--local-epochs", type=int, default=1)
     parser.add_argument("--site-dir", default="", help="private folder of this site (default ./omnifm_site/<site>)")
     parser.add_argument("--dataset-dir", default="", help="the site's own data (.npz or image folder)")
-    parser.add_argument("--num-classes", type=int, default=0, help="size of the federation's label space (required)")
+    parser.add_argument("--num-classes", type=int, default=0, help="label-space size, if the task has one")
     parser.add_argument("--scenario", default="", help="simulate this site's share of a named federation")
     parser.add_argument("--num-clients", type=int, default=0)
     parser.add_argument("--federation-data", default="", help="folder of MedMNIST .npz files (empty: phantom)")
@@ -61,60 +63,31 @@ def resolve_bundle_root(path: str) -> str:
     raise FileNotFoundError(f"bundle {path!r} not found (no configs/train.json) from {os.getcwd()} or sys.path.")
 
 
-def prepare_site_data(args: argparse.Namespace, site: str, site_dir: str) -> tuple[str, int, tuple[int, ...]]:
-    """Return ``(dataset_dir, num_classes, label_space)`` for this site.
+def prepare_site_data(args: argparse.Namespace, task, site: str, site_dir: str) -> str:
+    """The site's ``dataset_dir``.
 
-    With ``--scenario`` the site's share of a simulated federation is built and written once, in
-    the MedMNIST layout, to ``<site_dir>/data.npz`` (a restarted client reuses it); otherwise
-    ``--dataset-dir`` is the site's own data. ``--num-classes`` is the federation's label-space size
-    either way; a site's own label space is read from its ``.npz`` when it stores one.
+    With ``--scenario`` the site's share of the task's simulated federation is built and written
+    once to ``<site_dir>/data.npz`` (a restarted client reuses it); otherwise ``--dataset-dir`` is
+    the site's own data.
     """
-    from omnifm_monai.data.medmnist import load_medmnist
-
-    if args.num_classes < 1:
-        raise ValueError("--num-classes (the federation's label-space size) is required.")
-    dataset_dir = args.dataset_dir
-    if args.scenario:
-        dataset_dir = os.path.join(site_dir, "data.npz")
-        if not os.path.isfile(dataset_dir):
-            from omnifm_monai.data.federation import build_federation
-
-            extra = {"samples_per_client": args.samples_per_client} if args.samples_per_client else {}
-            federation = build_federation(
-                args.scenario,
-                args.num_clients,
-                seed=args.seed,
-                data_dir=args.federation_data or None,
-                image_size=args.image_size,
-                **extra,
-            )
-            federation.client(site).save_npz(dataset_dir)
-    if not dataset_dir:
-        raise ValueError("give either --scenario (simulated federation) or --dataset-dir (the site's data).")
-    label_space = tuple(range(args.num_classes))
-    if dataset_dir.endswith(".npz"):
-        label_space = load_medmnist(dataset_dir).label_space
-    return dataset_dir, args.num_classes, label_space
-
-
-def stack_items(data: list[dict]) -> tuple[torch.Tensor, np.ndarray]:
-    """``[{"image", "label"}]`` -> images (N, C, *S) float tensor and labels (N,) int array."""
-    return torch.as_tensor(np.stack([d["image"] for d in data])), np.asarray([int(d["label"]) for d in data])
-
-
-@torch.no_grad()
-def evaluate(
-    network: torch.nn.Module, images: torch.Tensor, labels: np.ndarray, label_space, batch_size: int = 128
-) -> dict[str, float]:
-    """Metrics of ``network`` on images (N, C, *S) with labels (N,) (see :mod:`omnifm_monai.metrics`)."""
-    from omnifm_monai.metrics import classification_metrics
-
-    network.eval()
-    device = next(network.parameters()).device
-    logits = torch.cat(
-        [network(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)]
-    )
-    return classification_metrics(logits.numpy(), labels, label_space)
+    if task.uses_num_classes and args.num_classes < 1:
+        raise ValueError(f"--num-classes (the federation's label-space size) is required for task {task.name!r}.")
+    if not args.scenario:
+        if not args.dataset_dir:
+            raise ValueError("give either --scenario (simulated federation) or --dataset-dir (the site's data).")
+        return args.dataset_dir
+    dataset_dir = os.path.join(site_dir, "data.npz")
+    if not os.path.isfile(dataset_dir):
+        federation = task.build_federation(
+            args.scenario,
+            args.num_clients,
+            seed=args.seed,
+            data_dir=args.federation_data or None,
+            image_size=args.image_size,
+            samples_per_client=args.samples_per_client or None,
+        )
+        federation.client(site).save_npz(dataset_dir)
+    return dataset_dir
 
 
 class SiteTrainer:
@@ -128,18 +101,20 @@ class SiteTrainer:
     def __init__(self, args: argparse.Namespace, site: str) -> None:
         from monai.bundle import ConfigWorkflow
 
-        from omnifm_monai.data.classification import load_classification_split
         from omnifm_monai.flare.site_state import PrivateStateStore
         from omnifm_monai.strategies import get_strategy
+        from omnifm_monai.tasks import get_task
+        from omnifm_monai.tasks.classification import stack_images
 
         self.args, self.site = args, site
+        self.task = get_task(args.task)
         self.strategy = get_strategy(args.strategy, **json.loads(args.strategy_options))
         site_dir = os.path.abspath(args.site_dir or os.path.join("omnifm_site", site))
         os.makedirs(site_dir, exist_ok=True)
-        dataset_dir, num_classes, self.label_space = prepare_site_data(args, site, site_dir)
+        dataset_dir = prepare_site_data(args, self.task, site, site_dir)
         overrides = {
             "dataset_dir": dataset_dir,
-            "num_classes": num_classes,
+            **({"num_classes": args.num_classes} if self.task.uses_num_classes else {}),
             "image_size": args.image_size,
             "seed": args.seed,
             "ckpt_dir": os.path.join(site_dir, "models"),
@@ -160,11 +135,11 @@ class SiteTrainer:
         workflow.initialize()
         self.trainer = workflow.trainer
         self.network = self.trainer.network
-        image_size, in_channels = (workflow.parser.get_parsed_content(k) for k in ("image_size", "in_channels"))
-        test_data = load_classification_split(dataset_dir, "test", image_size=image_size, in_channels=in_channels)
-        self.test_images, self.test_labels = stack_items(test_data)  # once, reused every round
-        self.train_images, self.train_labels = stack_items(self.trainer.data_loader.dataset.data)
-        self.num_train = len(self.train_labels)
+        self._score_on_test = self.task.test_evaluator(dataset_dir, workflow.parser)  # network -> metrics
+        train_items = self.trainer.data_loader.dataset.data
+        self.train_images = stack_images(train_items)  # (N, C, *S): the spectral centroids' input
+        self.centroid_groups = self.task.centroid_groups(train_items)  # (N,) or None: clustered
+        self.num_train = len(train_items)
         self.private_keys = self.strategy.private_keys(self.network)
         self.store = PrivateStateStore(os.path.join(site_dir, f"private_{self.strategy.name}.pt"))
         restored = self.store.load_into(self.network)
@@ -196,8 +171,8 @@ class SiteTrainer:
             self.network.set_prototypes(meta.get(MetaKey.PROTOTYPES, empty))
 
     def evaluate(self) -> dict[str, float]:
-        """Metrics of the current (received) model on the site's test split."""
-        return evaluate(self.network, self.test_images, self.test_labels, self.label_space)
+        """The task's metrics of the current (received) model on the site's test split."""
+        return self._score_on_test(self.network)
 
     def train(self) -> float:
         """``local_epochs`` more epochs of the bundle's trainer; saves the private keys. Returns seconds."""
@@ -215,7 +190,7 @@ class SiteTrainer:
 
         tokens = None
         if self.strategy.spectral:
-            tokens = spectral_centroids(self.network, self.train_images, self.train_labels)
+            tokens = spectral_centroids(self.network, self.train_images, self.centroid_groups, seed=self.args.seed)
         return outgoing_payload(self.network, self.private_keys, self.num_train, tokens)
 
 
@@ -238,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         current_round = int(model.meta.get(MetaKey.ROUND, model.current_round or 0))
         site.receive(model.params or {}, model.meta)
         metrics = site.evaluate()
-        for name in ("accuracy", "restricted_accuracy", "macro_f1", "restricted_macro_f1"):
+        for name in site.task.report_metrics:
             writer.add_scalar(f"test_{name}", metrics[name], global_step=current_round)
         if flare.is_evaluate():
             flare.send(flare.FLModel(metrics=metrics))

@@ -1,7 +1,8 @@
 """The one place on a client that decides what leaves the site.
 
 Only shared parameters (never a key the strategy marks private), the spectral summary (one
-centroid per local class, never per-image tokens), the sample count and the evaluation
+centroid per local class, or per cluster of the site's tokens for tasks without image labels;
+never per-image tokens), the sample count and the evaluation
 metrics are sent. No image, label, file name or DICOM tag is ever put in a payload.
 """
 
@@ -17,7 +18,10 @@ from torch import nn
 from omnifm_monai.flare.server_core import MetaKey
 from omnifm_monai.private_state import split_state_dict
 
-__all__ = ["shared_state", "spectral_centroids", "outgoing_payload"]
+__all__ = ["shared_state", "cluster_tokens", "spectral_centroids", "outgoing_payload", "DEFAULT_NUM_CLUSTERS"]
+
+DEFAULT_NUM_CLUSTERS = 4
+"""Centroids a site uploads per round when its task has no image-level labels (segmentation, SR, ...)."""
 
 
 def shared_state(network: nn.Module, private_keys: set[str]) -> dict[str, torch.Tensor]:
@@ -27,16 +31,49 @@ def shared_state(network: nn.Module, private_keys: set[str]) -> dict[str, torch.
     return {k: v.detach().cpu().clone() for k, v in shared.items() if k not in private_keys}
 
 
+def cluster_tokens(tokens: torch.Tensor, num_clusters: int, *, seed: int = 0, iterations: int = 20) -> np.ndarray:
+    """Spherical k-means of unit tokens (N, d_s) -> one cluster id per token (N,) int64.
+
+    Seeded k-means++ initialisation, cosine assignment; ``min(num_clusters, N)`` clusters, none empty.
+    """
+    n = tokens.shape[0]
+    k = max(1, min(int(num_clusters), n))
+    generator = torch.Generator().manual_seed(seed)
+    centres = tokens[torch.randint(n, (1,), generator=generator)]  # (1, d_s)
+    for _ in range(1, k):  # k-means++: the next centre is drawn far from the chosen ones
+        distance = (1 - tokens @ centres.T).min(dim=1).values.clamp_min(0)  # (N,)
+        weights = distance if distance.sum() > 0 else torch.ones(n)
+        centres = torch.cat([centres, tokens[torch.multinomial(weights, 1, generator=generator)]])
+    for _ in range(iterations):
+        assignment = (tokens @ centres.T).argmax(dim=1)  # (N,)
+        for c in range(k):
+            members = tokens[assignment == c]
+            if len(members):
+                centres[c] = F.normalize(members.mean(dim=0), dim=0)
+    assignment = (tokens @ centres.T).argmax(dim=1)
+    return torch.unique(assignment, return_inverse=True)[1].numpy().astype(np.int64)  # ids 0..k'-1, none empty
+
+
 @torch.no_grad()
 def spectral_centroids(
-    network: nn.Module, images: torch.Tensor, labels: np.ndarray, batch_size: int = 256
+    network: nn.Module,
+    images: torch.Tensor,
+    groups: np.ndarray | None = None,
+    *,
+    num_clusters: int = DEFAULT_NUM_CLUSTERS,
+    seed: int = 0,
+    batch_size: int = 256,
 ) -> np.ndarray:
-    """One L2-normalised mean spectral token per local class: (num_local_classes, d_s) float32.
+    """One L2-normalised mean spectral token per group: (num_groups, d_s) float32.
 
     Args:
         network: an OmniFM network with ``spectral_token(image)``.
-        images: (N, C, *S) float tensor.
-        labels: (N,) integer labels (they stay here; only the per-class means are returned).
+        images: (N, C, *S) float tensor (the network's input).
+        groups: (N,) group ids, e.g. class labels (they stay here; only the per-group means are
+            returned). ``None``: the tokens are clustered into ``num_clusters`` groups
+            (:func:`cluster_tokens`), for tasks without image-level labels.
+        num_clusters: groups when ``groups`` is None.
+        seed: seeds the clustering.
     """
     was_training = network.training
     network.eval()
@@ -45,8 +82,10 @@ def spectral_centroids(
         [network.spectral_token(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)]
     )  # (N, d_s)
     network.train(was_training)
-    labels = np.asarray(labels).reshape(-1)
-    centroids = [tokens[torch.as_tensor(labels == c)].mean(dim=0) for c in np.unique(labels)]
+    if groups is None:
+        groups = cluster_tokens(F.normalize(tokens, dim=-1), num_clusters, seed=seed)
+    groups = np.asarray(groups).reshape(-1)
+    centroids = [tokens[torch.as_tensor(groups == g)].mean(dim=0) for g in np.unique(groups)]
     return F.normalize(torch.stack(centroids), dim=-1).numpy().astype(np.float32)
 
 

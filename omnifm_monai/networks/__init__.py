@@ -1,3 +1,4 @@
+from .base import TASK_HEAD, OmniFMNetwork
 from .omnifm_classifier import OmniFMClassifier
 
-__all__ = ["OmniFMClassifier"]
+__all__ = ["OmniFMNetwork", "TASK_HEAD", "OmniFMClassifier"]

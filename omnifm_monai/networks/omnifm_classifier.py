@@ -9,14 +9,12 @@ from monai.networks.blocks import TransformerBlock
 from monai.networks.nets import ResNet
 from torch import nn
 
-from omnifm_monai.blocks import EmbeddingCrossAttention, PrefixSuffixPrompt, PrototypeMemory
-from omnifm_monai.losses import spalign_loss
-from omnifm_monai.spectral import SpectralTokenizer
+from omnifm_monai.networks.base import OmniFMNetwork
 
 __all__ = ["OmniFMClassifier"]
 
 
-class OmniFMClassifier(nn.Module):
+class OmniFMClassifier(OmniFMNetwork):
     """Image classifier with the OmniFM spectral path, 2D or 3D.
 
     ``forward(image)`` returns logits (B, num_classes). Inside:
@@ -24,14 +22,11 @@ class OmniFMClassifier(nn.Module):
     1. backbone: MONAI :class:`~monai.networks.nets.ResNet` (basic blocks; ``layers`` =
        (2, 2, 2, 2) is ResNet-18) without its pooling/FC -> feature map (B, d, *s) -> tokens
        r (B, L, d), ``L = prod(s)``.
-    2. spectral path (``spectral=True``): token s = :class:`SpectralTokenizer` (x), (B, d_s);
-       S_g = top-k of the site's prototype bank (:class:`PrototypeMemory`), (B, K, d_s);
-       Z = :class:`EmbeddingCrossAttention` (r, [s || S_g]). The site's own token is part of
-       the context so the tokenizer also learns from the task loss (not only from SPAlign,
-       which alone would let every token collapse onto the prototypes' mean).
-    3. :class:`PrefixSuffixPrompt`: [Z || r || c], c private to the site (``prompt=True``).
+    2. spectral path (``spectral=True``, :class:`~omnifm_monai.networks.base.OmniFMNetwork`):
+       token s (B, d_s), prototypes S_g (B, K, d_s), Z = ECA(r, [s || S_g]) (B, L, d).
+    3. PSP: [Z || r || c], c private to the site (``prompt=True``).
     4. head: one MONAI :class:`~monai.networks.blocks.TransformerBlock` over the sequence,
-       read out at c (or the sequence mean without a suffix), LayerNorm, linear classifier.
+       read out at c (or the sequence mean without a suffix), LayerNorm, linear ``task_head``.
 
     With ``spectral=False, prompt=False`` this is a plain ResNet + attention head: the
     baselines (FedAvg, FedProx, FedPer, FedBN, local) use exactly the same backbone and head.
@@ -81,7 +76,7 @@ class OmniFMClassifier(nn.Module):
         # every constructor argument is kept under its own name (NVFlare's job export reads them back)
         self.spatial_dims, self.in_channels, self.num_classes = spatial_dims, in_channels, num_classes
         self.layers, self.channels, self.stem_stride = list(layers), list(channels), stem_stride
-        self.spectral, self.prompt, self.token_dim, self.cutoff = spectral, prompt, token_dim, cutoff
+        self.cutoff = cutoff
         self.top_k, self.memory_capacity, self.num_heads = top_k, memory_capacity, num_heads
         self.dropout_rate = dropout_rate
         self.backbone = ResNet(
@@ -94,18 +89,21 @@ class OmniFMClassifier(nn.Module):
             conv1_t_stride=stem_stride,
             feed_forward=False,
         )
-        if spectral:
-            self.tokenizer = SpectralTokenizer(spatial_dims=spatial_dims, token_dim=token_dim, cutoff=cutoff)
-            self.spectral_memory = PrototypeMemory(token_dim, capacity=memory_capacity, top_k=top_k)
-            self.eca = EmbeddingCrossAttention(hidden, token_dim, num_heads=num_heads)
-        self.psp = PrefixSuffixPrompt(hidden, use_prefix=spectral, use_suffix=prompt)
+        self.build_spectral_path(
+            spatial_dims,
+            hidden,
+            spectral=spectral,
+            prompt=prompt,
+            token_dim=token_dim,
+            cutoff=cutoff,
+            top_k=top_k,
+            memory_capacity=memory_capacity,
+            num_heads=num_heads,
+        )
         self.head = TransformerBlock(hidden_size=hidden, mlp_dim=2 * hidden, num_heads=num_heads)
         self.head_norm = nn.LayerNorm(hidden)
         self.dropout = nn.Dropout(dropout_rate)
-        self.classifier = nn.Linear(hidden, num_classes)
-        # the last forward's token s (B, d_s) and prototypes S_g (B, K, d_s), read by spalign_term()
-        self._last_token: torch.Tensor | None = None
-        self._last_prototypes: torch.Tensor | None = None
+        self.task_head = nn.Linear(hidden, num_classes)
 
     def backbone_tokens(self, image: torch.Tensor) -> torch.Tensor:
         """image (B, C, *S) -> r (B, L, d)."""
@@ -116,34 +114,9 @@ class OmniFMClassifier(nn.Module):
         x = net.layer4(net.layer3(net.layer2(net.layer1(x))))  # (B, d, *s)
         return x.flatten(2).transpose(1, 2)  # (B, d, L) -> (B, L, d)
 
-    def spectral_token(self, image: torch.Tensor) -> torch.Tensor:
-        """s (B, d_s): what the site summarises (as centroids) for the server's knowledge base."""
-        if not self.spectral:
-            raise RuntimeError("spectral_token() needs a network built with spectral=True.")
-        return self.tokenizer(image)
-
-    def set_prototypes(self, prototypes) -> None:
-        """Load the prototypes (P, d_s) the server retrieved for this site."""
-        if not self.spectral:
-            raise RuntimeError("set_prototypes() needs a network built with spectral=True.")
-        self.spectral_memory.set_prototypes(prototypes)
-
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """image (B, C, *S) -> logits (B, num_classes)."""
         tokens = self.backbone_tokens(image)  # (B, L, d)
-        prefix = tokens
-        if self.spectral:
-            token = self.tokenizer(image)  # (B, d_s)
-            prototypes = self.spectral_memory(token)  # (B, K, d_s)
-            context = torch.cat([token.unsqueeze(1), prototypes], dim=1)  # (B, 1 + K, d_s)
-            prefix = self.eca(tokens, context)  # (B, L, d)
-            self._last_token, self._last_prototypes = token, prototypes
-        sequence = self.head(self.psp(prefix, tokens))  # (B, L', d)
+        sequence = self.head(self.prompt_sequence(image, tokens))  # (B, L', d)
         readout = sequence[:, -1] if self.prompt else sequence.mean(dim=1)  # (B, d)
-        return self.classifier(self.dropout(self.head_norm(readout)))
-
-    def spalign_term(self) -> torch.Tensor:
-        """SPAlign of the last forward pass (0 without the spectral path or before any forward)."""
-        if self._last_token is None or self._last_prototypes is None:
-            return self.classifier.weight.sum() * 0.0
-        return spalign_loss(self._last_token, self._last_prototypes)
+        return self.task_head(self.dropout(self.head_norm(readout)))

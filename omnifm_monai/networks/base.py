@@ -1,0 +1,100 @@
+"""The OmniFM spectral path every task network shares: tokenizer, prototype memory, ECA and PSP.
+
+A task network (classifier, U-Net, super-resolution, ...) subclasses :class:`OmniFMNetwork`, calls
+:meth:`OmniFMNetwork.build_spectral_path` in its ``__init__`` with the width ``d`` of its embedding,
+and in ``forward`` passes the image and its backbone tokens r (B, L, d) through
+:meth:`OmniFMNetwork.prompt_sequence` ([Z || r || c]). Dense tasks read the modulated tokens back at
+r's positions with :meth:`OmniFMNetwork.token_positions` and continue their decoder from them.
+
+Conventions every task network follows, because the federated pipeline relies on them:
+
+- the task-specific output layer is the attribute ``task_head`` (:data:`TASK_HEAD`): FedPer and
+  OmniFM keep it at the site;
+- the private suffix c is ``psp.private_suffix`` (a key part starting with ``private``);
+- every constructor argument is stored under its own name (NVFlare's job export reads them back);
+- ``spectral=False, prompt=False`` gives the plain backbone the baselines use.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from omnifm_monai.blocks import EmbeddingCrossAttention, PrefixSuffixPrompt, PrototypeMemory
+from omnifm_monai.losses import spalign_loss
+from omnifm_monai.spectral import SpectralTokenizer
+
+__all__ = ["OmniFMNetwork", "TASK_HEAD"]
+
+TASK_HEAD = "task_head"
+"""Attribute name of every OmniFM network's task-specific output layer."""
+
+
+class OmniFMNetwork(nn.Module):
+    """Base class: the spectral path (optional) and the prompt (optional) around a backbone embedding."""
+
+    spectral: bool
+    prompt: bool
+    token_dim: int
+
+    def build_spectral_path(
+        self,
+        spatial_dims: int,
+        hidden_size: int,
+        *,
+        spectral: bool,
+        prompt: bool,
+        token_dim: int,
+        cutoff: float,
+        top_k: int,
+        memory_capacity: int,
+        num_heads: int,
+    ) -> None:
+        """Create ``tokenizer``, ``spectral_memory``, ``eca`` (with ``spectral``) and ``psp``."""
+        self.spectral, self.prompt, self.token_dim = spectral, prompt, token_dim
+        if spectral:
+            self.tokenizer = SpectralTokenizer(spatial_dims=spatial_dims, token_dim=token_dim, cutoff=cutoff)
+            self.spectral_memory = PrototypeMemory(token_dim, capacity=memory_capacity, top_k=top_k)
+            self.eca = EmbeddingCrossAttention(hidden_size, token_dim, num_heads=num_heads)
+        self.psp = PrefixSuffixPrompt(hidden_size, use_prefix=spectral, use_suffix=prompt)
+        # the last forward's token s (B, d_s) and prototypes S_g (B, K, d_s), read by spalign_term()
+        self._last_token: torch.Tensor | None = None
+        self._last_prototypes: torch.Tensor | None = None
+
+    def spectral_token(self, image: torch.Tensor) -> torch.Tensor:
+        """s (B, d_s) of the network's input image (B, C, *S): what a site summarises for the server."""
+        if not self.spectral:
+            raise RuntimeError("spectral_token() needs a network built with spectral=True.")
+        return self.tokenizer(image)
+
+    def set_prototypes(self, prototypes) -> None:
+        """Load the prototypes (P, d_s) the server retrieved for this site."""
+        if not self.spectral:
+            raise RuntimeError("set_prototypes() needs a network built with spectral=True.")
+        self.spectral_memory.set_prototypes(prototypes)
+
+    def prompt_sequence(self, image: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """image (B, C, *S), r (B, L, d) -> [Z || r || c] (B, L', d); ``Z = ECA(r, [s || S_g])``.
+
+        The site's own token s is part of the context so the tokenizer also learns from the task
+        loss (SPAlign alone would let every token collapse onto the prototypes' mean).
+        """
+        prefix = tokens
+        if self.spectral:
+            token = self.tokenizer(image)  # (B, d_s)
+            prototypes = self.spectral_memory(token)  # (B, K, d_s)
+            context = torch.cat([token.unsqueeze(1), prototypes], dim=1)  # (B, 1 + K, d_s)
+            prefix = self.eca(tokens, context)  # (B, L, d)
+            self._last_token, self._last_prototypes = token, prototypes
+        return self.psp(prefix, tokens)
+
+    def token_positions(self, sequence: torch.Tensor, num_tokens: int) -> torch.Tensor:
+        """The positions of r in a (mixed) prompt sequence (B, L', d) -> (B, L, d)."""
+        start = num_tokens if self.spectral else 0
+        return sequence[:, start : start + num_tokens]
+
+    def spalign_term(self) -> torch.Tensor:
+        """SPAlign of the last forward pass (0 without the spectral path or before any forward)."""
+        if self._last_token is None or self._last_prototypes is None:
+            return sum(p.sum() for p in getattr(self, TASK_HEAD).parameters()) * 0.0
+        return spalign_loss(self._last_token, self._last_prototypes)

@@ -1,0 +1,115 @@
+"""What the task-agnostic federated pipeline needs from one task.
+
+The NVFlare controller, client script and job builder never look at labels, masks or metrics
+themselves: everything task-specific goes through a :class:`FederatedTask`. A task is the pair
+(bundle, this adapter); adding a task means adding both, nothing else.
+
+The client builds the bundle's own ``train.json`` workflow with these overrides, so every task's
+bundle defines the ids ``dataset_dir``, ``image_size``, ``seed``, ``ckpt_dir``, ``output_dir``,
+``val_interval``, ``progress_bar``, ``spectral``, ``prompt`` (and ``num_classes`` when
+:attr:`FederatedTask.uses_num_classes`), ``network_def``/``network`` (an
+:class:`~omnifm_monai.networks.base.OmniFMNetwork`), and ``train#trainer`` whose data loader's
+dataset holds ``[{"image": (C, *S) array, ...}]`` of one fixed shape (the spectral centroids are
+computed from those images).
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import ClassVar, Protocol
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+from torch import nn
+
+__all__ = ["FederatedTask", "TaskFederation", "SiteData", "stack_images", "predict_in_batches"]
+
+
+def stack_images(items: list[dict]) -> torch.Tensor:
+    """``[{"image": (C, *S)}, ...]`` -> (N, C, *S) float tensor."""
+    return torch.as_tensor(np.stack([np.asarray(d["image"]) for d in items]))
+
+
+@torch.no_grad()
+def predict_in_batches(network: nn.Module, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    """``network`` in eval mode over images (N, C, *S) -> its outputs (N, ...) on the CPU."""
+    network.eval()
+    device = next(network.parameters()).device
+    return torch.cat([network(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)])
+
+
+class SiteData(Protocol):
+    """One site's share of a simulated federation."""
+
+    name: str
+
+    def save_npz(self, path: str | os.PathLike) -> None:
+        """Write it so that the task's bundle reads it back with ``dataset_dir=path``."""
+
+
+class TaskFederation(Protocol):
+    """A simulated federation: one :class:`SiteData` per site, named ``site-1`` .. ``site-N``."""
+
+    clients: tuple[SiteData, ...]
+
+    @property
+    def num_classes(self) -> int:
+        """Size of the federation's label space (0 when the task has none)."""
+
+    def client(self, name: str) -> SiteData:
+        """The site called ``name`` (``KeyError`` if none)."""
+
+    def summary(self) -> str:
+        """A Markdown table: which site holds what."""
+
+
+class FederatedTask(ABC):
+    """One task's side of the federated pipeline.
+
+    Attributes:
+        name: the ``--task`` value.
+        bundle: folder name of the task's MONAI bundle under ``bundles/``.
+        headline_metric: the metric progress lines, the job's key metric and the report lead with
+            (higher is better).
+        report_metrics: per-site metrics the report averages over sites, in column order.
+        uses_num_classes: the bundle's network takes ``num_classes`` from the federation.
+    """
+
+    name: ClassVar[str]
+    bundle: ClassVar[str]
+    headline_metric: ClassVar[str]
+    report_metrics: ClassVar[tuple[str, ...]]
+    uses_num_classes: ClassVar[bool] = False
+
+    @abstractmethod
+    def build_federation(
+        self,
+        scenario: str,
+        num_clients: int,
+        *,
+        seed: int,
+        data_dir: str | None,
+        image_size: int,
+        samples_per_client: int | None,
+    ) -> TaskFederation:
+        """The simulated federation every site and the server build identically from the same arguments.
+
+        ``samples_per_client=None`` keeps the task's default.
+        """
+
+    @abstractmethod
+    def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
+        """Load the site's test split once (``parser`` is the bundle's parsed ``train.json``, for
+        ``image_size`` and the like); the returned callable scores a network on it: every value a
+        finite float, :attr:`headline_metric` and :attr:`report_metrics` among the keys."""
+
+    def centroid_groups(self, items: list[dict]) -> np.ndarray | None:
+        """One group id per training item: the site uploads one spectral centroid per group.
+
+        ``None`` (the default, for tasks without image-level labels) makes the site cluster its
+        tokens instead (see :func:`omnifm_monai.flare.payload.spectral_centroids`).
+        """
+        return None
