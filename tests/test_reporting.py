@@ -48,3 +48,23 @@ def test_unfinished_run_is_reported(tmp_path):
     (tmp_path / "state" / "server").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="did not finish"):
         load_run(str(tmp_path / "state"))
+
+
+def test_task_metrics_in_their_units(tmp_path):
+    # Prepare: a super-resolution-like run, PSNR in dB and SSIM in [0, 1]
+    server = tmp_path / "sr" / "state" / "server"
+    server.mkdir(parents=True)
+    history = [{"round": 0, "metrics": {"site-1": {"psnr": 30.0}}, "accepted": {}}]
+    (server / "server_state.json").write_text(json.dumps({"strategy": "omnifm", "history": history}))
+    final = {"site-1": {"psnr": 31.25, "ssim": 0.9}, "site-2": {"psnr": 29.25, "ssim": 0.8}}
+    (server / "final_metrics.json").write_text(json.dumps({"metrics": final}))
+    run = load_run(str(tmp_path / "sr" / "state"), wall_seconds=3)
+    # Execute
+    rows = comparison_rows([run], ("psnr", "ssim"))
+    table = markdown_table(rows, ("psnr", "ssim"))
+    write_report([run], str(tmp_path / "report"), "sr", metrics=("psnr", "ssim"))
+    # Assert: no majority-class line without that metric; PSNR not turned into %
+    assert rows[0]["mean_psnr"] == pytest.approx(30.25) and rows[0]["per_site_psnr"]["site-2"] == 29.25
+    assert "| omnifm | 30.25 | 85.0 | 30.00 | 31.25 | 29.25 |" in table
+    assert "PSNR dB" in table and "Majority" not in table
+    assert (tmp_path / "report" / "convergence.png").is_file()
