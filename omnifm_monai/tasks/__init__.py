@@ -14,6 +14,8 @@ TASKS: dict[str, str] = {
     "classification": "omnifm_monai.tasks.classification:ClassificationTask",
     "segmentation": "omnifm_monai.tasks.segmentation:SegmentationTask",
     "super_resolution": "omnifm_monai.tasks.super_resolution:SuperResolutionTask",
+    "vqa": "omnifm_monai.tasks.vqa:VQATask",
+    "fusion": "omnifm_monai.tasks.fusion:FusionTask",
 }
 """``--task`` name -> ``module:class`` of its adapter (imported on first use)."""
 
