@@ -1,0 +1,89 @@
+"""What leaves a site, inspected in the NVFlare message each strategy's client actually sends."""
+
+import json
+
+import numpy as np
+import pytest
+from nvflare.apis.dxo import from_shareable
+from nvflare.app_common.abstract.fl_model import FLModel
+from nvflare.app_common.utils.fl_model_utils import FLModelUtils
+
+from nvflare_jobs.omnifm_job import bundle_root
+from omnifm_monai.data.federation import build_federation
+from omnifm_monai.flare.client import SiteTrainer, parse_args
+from omnifm_monai.flare.server_core import MetaKey
+from omnifm_monai.strategies import STRATEGIES, norm_layer_keys
+
+DOCUMENTED_META = {MetaKey.NUM_SAMPLES, MetaKey.UPLOAD_BYTES, MetaKey.TOKENS}  # see omnifm_monai/flare/payload.py
+IMAGE_SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def site_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("site")
+    federation = build_federation("cross_modality_hard", 2, seed=0, image_size=IMAGE_SIZE, samples_per_client=30)
+    path = root / "site-1.npz"
+    federation.client("site-1").save_npz(path)
+    return root, path, federation.num_classes
+
+
+def _leaves(value):
+    """Every scalar or array inside nested dicts/lists of a message."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
+def _sent_message(strategy, site_data):
+    """The Shareable the client's ``flare.send`` would hand NVFlare after one local epoch."""
+    root, path, num_classes = site_data
+    args = parse_args(
+        [
+            "--bundle-root", str(bundle_root("classification")), "--strategy", strategy,
+            "--dataset-dir", str(path), "--num-classes", str(num_classes), "--image-size", str(IMAGE_SIZE),
+            "--site-dir", str(root / strategy), "--bundle-overrides", json.dumps({"batch_size": 8}),
+        ]
+    )  # fmt: skip
+    site = SiteTrainer(args, "site-1")
+    metrics = site.evaluate()
+    metrics["train_seconds"] = site.train()
+    params, meta = site.payload()
+    return site, FLModelUtils.to_shareable(FLModel(params=params, metrics=metrics, meta=meta))
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_only_shared_weights_and_documented_meta_leave_the_site(strategy, site_data):
+    # Execute
+    site, shareable = _sent_message(strategy, site_data)
+    dxo = from_shareable(shareable)
+    sent = FLModelUtils.from_shareable(shareable)
+    # Assert: weights: exactly the network's keys minus the strategy's private ones
+    state = site.network.state_dict()
+    assert set(sent.params or {}) == set(state) - site.private_keys
+    assert not any("private" in k for k in sent.params or {}), "the PSP suffix and the prototype bank stay home"
+    if strategy in ("fedper", "omnifm"):
+        assert not {"task_head.weight", "task_head.bias"} & set(sent.params)
+    if strategy in ("fedbn", "omnifm"):
+        assert not norm_layer_keys(site.network) & set(sent.params)
+    if strategy == "local":
+        assert not sent.params
+    for key, value in (sent.params or {}).items():  # no image-shaped array hides among the weights
+        assert np.asarray(value).shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE), key
+    # meta: only documented keys; tokens are a few per-class centroids, never one per image
+    ours = {k for k in sent.meta if k.startswith("omnifm_")}
+    assert ours <= DOCUMENTED_META, ours - DOCUMENTED_META
+    tokens = sent.meta.get(MetaKey.TOKENS)
+    if STRATEGIES[strategy].spectral:
+        assert tokens.dtype == np.float32 and tokens.shape[0] <= 3 < site.num_train and tokens.shape[1] == 64
+    else:
+        assert tokens is None
+    assert sent.meta[MetaKey.NUM_SAMPLES] == site.num_train
+    # nothing textual leaves: no file name, DICOM tag or label name in meta or metrics
+    for value in _leaves([dxo.meta, sent.metrics]):
+        assert not isinstance(value, (str, bytes)), value
+    assert all(isinstance(v, (int, float)) and np.isfinite(v) for v in sent.metrics.values())
