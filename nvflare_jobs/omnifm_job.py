@@ -55,6 +55,7 @@ class JobSettings:
     spectral_dp_noise: float = 0.0  # > 0: each site clips and noises its spectral upload (SpectralTokenPrivacy)
     tracking: str = "tensorboard"  # or "mlflow" (needs `pip install mlflow`); tracking_uri below
     tracking_uri: str = ""
+    client_script: str = ""  # a site's own entry script wrapping omnifm_monai.flare.client.main (default: ours)
 
     @property
     def name(self) -> str:
@@ -151,7 +152,8 @@ def stage_site_files(settings: JobSettings) -> str:
     stage = os.path.abspath(os.path.join(settings.state_root, "job_files"))
     shutil.rmtree(stage, ignore_errors=True)
     shutil.copytree(source, os.path.join(stage, source.name), ignore=shutil.ignore_patterns(*BUNDLE_OUTPUTS))
-    shutil.copy(Path(__file__).with_name("client_entry.py"), os.path.join(stage, CLIENT_SCRIPT))
+    entry = settings.client_script or Path(__file__).with_name("client_entry.py")
+    shutil.copy(entry, os.path.join(stage, CLIENT_SCRIPT))
     return stage
 
 
@@ -271,6 +273,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse.Nam
     parser.add_argument("--spectral-dp-noise", type=float, default=0.0, help="noise multiplier; 0: no DP filter")
     parser.add_argument("--tracking", default="tensorboard", choices=["tensorboard", "mlflow"])
     parser.add_argument("--tracking-uri", default="", help="MLflow tracking server (default: a local store)")
+    parser.add_argument("--client-script", default="", help="entry script run at each site (default: ours)")
     parser.add_argument("--workspace", default="", help="simulator workspace (default: runs/<job name>/workspace)")
     parser.add_argument("--export", default="", help="export the job folder here instead of simulating")
     args = parser.parse_args(argv)
@@ -294,6 +297,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse.Nam
         spectral_dp_noise=args.spectral_dp_noise,
         tracking=args.tracking,
         tracking_uri=args.tracking_uri,
+        client_script=args.client_script,
     )
     settings.state_root = args.state_root or os.path.join("runs", settings.name, "state")
     return settings, args

@@ -14,6 +14,10 @@ Client API):
    task + lambda * SPAlign, plus NVFlare's FedProx term when the strategy has one);
 5. save the private parameters to disk, ``flare.send()`` only what
    :func:`omnifm_monai.flare.payload.outgoing_payload` allows.
+
+A round whose training fails (an exception) is logged with its traceback on the site, the private
+state goes back to the last successful round, and the site sends only a failure flag
+(``MetaKey.TRAINING_FAILED``): the server skips it for that round and the site trains again in the next.
 """
 
 from __future__ import annotations
@@ -184,6 +188,10 @@ class SiteTrainer:
         self.store.save(self.network, self.private_keys)
         return time.perf_counter() - start
 
+    def restore_private_state(self) -> None:
+        """Back to the private state of the last successful round (after a failed one)."""
+        self.store.load_into(self.network)
+
     def payload(self) -> tuple[dict, dict]:
         """``(params, meta)`` to send: see :func:`omnifm_monai.flare.payload.outgoing_payload`."""
         from omnifm_monai.flare.payload import outgoing_payload, spectral_centroids
@@ -218,8 +226,14 @@ def main(argv: list[str] | None = None) -> None:
         if flare.is_evaluate():
             flare.send(flare.FLModel(metrics=metrics))
             continue
-        metrics["train_seconds"] = site.train()
-        params, meta = site.payload()
+        try:
+            metrics["train_seconds"] = site.train()
+            params, meta = site.payload()
+        except Exception:  # one failed round must not end this site's part in the federation
+            logger.exception(f"{site.site} round {current_round}: local training failed; no update sent")
+            site.restore_private_state()
+            flare.send(flare.FLModel(metrics=metrics, meta={MetaKey.TRAINING_FAILED: True}))
+            continue
         metrics["upload_model_bytes"] = meta[MetaKey.UPLOAD_BYTES]["model"]
         metrics["upload_spectral_bytes"] = meta[MetaKey.UPLOAD_BYTES]["spectral"]
         logger.info(f"{site.site} round {current_round}: {metrics}")

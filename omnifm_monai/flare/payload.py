@@ -2,8 +2,9 @@
 
 Only shared parameters (never a key the strategy marks private), the spectral summary (one
 centroid per local class, or per cluster of the site's tokens for tasks without image labels;
-never per-image tokens), the sample count and the evaluation
-metrics are sent. No image, label, file name or DICOM tag is ever put in a payload.
+never per-image tokens), the sample count, the upload sizes and the evaluation metrics are sent
+(after a failed round: the metrics and ``MetaKey.TRAINING_FAILED`` only). No image, label, file
+name, DICOM tag or error message is ever put in a payload.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ class MetaKey:
     NUM_SAMPLES = "omnifm_num_samples"  # client -> server, int
     UPLOAD_BYTES = "omnifm_upload_bytes"  # client -> server, {"model": int, "spectral": int}
     DP_EPSILON = "omnifm_dp_epsilon"  # client filter -> server, [epsilon this round, epsilon so far, delta]
+    TRAINING_FAILED = "omnifm_training_failed"  # client -> server, True: no update this round (see the site's log)
 
 
 class ServerCore:
@@ -138,6 +139,8 @@ class ServerCore:
         try:
             if site in self._accepted:
                 raise InvalidUploadError(f"{site} already submitted in round {self.round}.")
+            if meta.get(MetaKey.TRAINING_FAILED):
+                raise InvalidUploadError("the site's local training failed this round (details in the site's log).")
             num_samples = meta.get(MetaKey.NUM_SAMPLES)
             if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
                 raise InvalidUploadError(f"{MetaKey.NUM_SAMPLES} must be a positive integer, got {num_samples!r}.")

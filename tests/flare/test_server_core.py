@@ -141,3 +141,13 @@ def test_save_and_resume(tmp_path):
     assert not _core("omnifm").load(tmp_path / "missing")
     with pytest.raises(ValueError, match="omnifm"):
         _core("fedavg").load(tmp_path / "state")
+
+
+def test_a_site_reporting_failed_training_is_skipped_for_the_round():
+    core = _core()
+    core.submit("site-1", *_upload(2.0))
+    with pytest.raises(InvalidUploadError, match="training failed"):
+        core.submit("site-2", {}, {MetaKey.TRAINING_FAILED: True})
+    record = core.close_round(["site-1", "site-2"])
+    np.testing.assert_allclose(core.global_params["layer.weight"], 2.0)
+    assert sorted(record["accepted"]) == ["site-1"] and "training failed" in record["rejected"]["site-2"]
