@@ -51,6 +51,7 @@ class JobSettings:
     server_options: dict[str, Any] = field(default_factory=dict)
     train_timeout: int = 0
     dataset_dir: str = ""  # each site's own data instead of a simulation; "{site}" becomes the site name
+    site_names: list[str] = field(default_factory=list)  # provisioned names (with dataset_dir); default site-N
     num_classes: int = 0  # the federation's label-space size, required with dataset_dir if the task has one
     spectral_dp_noise: float = 0.0  # > 0: each site clips and noises its spectral upload (SpectralTokenPrivacy)
     tracking: str = "tensorboard"  # or "mlflow" (needs `pip install mlflow`); tracking_uri below
@@ -187,12 +188,17 @@ def build_job(settings: JobSettings):
     from omnifm_monai.tasks import get_task
 
     task = get_task(settings.task)
+    if settings.site_names and not settings.dataset_dir:
+        raise ValueError("site_names are for sites with their own data (dataset_dir); simulations use site-N.")
     if settings.dataset_dir:  # the hospitals' own data: nothing to simulate
         if task.uses_num_classes and settings.num_classes < 1:
             raise ValueError(
                 f"num_classes (the federation's label-space size) is required with dataset_dir for task {task.name!r}."
             )
-        federation, sites = None, [f"site-{i + 1}" for i in range(settings.num_clients)]
+        sites = settings.site_names or [f"site-{i + 1}" for i in range(settings.num_clients)]
+        if len(sites) != settings.num_clients or len(set(sites)) != len(sites):
+            raise ValueError(f"site_names {sites} must be {settings.num_clients} distinct names (num_clients).")
+        federation = None
         num_classes = settings.num_classes
     else:
         federation = federation_for(settings)
@@ -255,7 +261,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse.Nam
     parser = argparse.ArgumentParser(description="Simulate or export an OmniFM-MONAI NVFlare job.")
     parser.add_argument("--task", default=defaults.task, choices=sorted(TASKS))
     parser.add_argument("--strategy", default=defaults.strategy)
-    parser.add_argument("--clients", type=int, default=defaults.num_clients)
+    parser.add_argument("--clients", type=int, default=None, help=f"default {defaults.num_clients}, or len(--sites)")
     parser.add_argument("--rounds", type=int, default=defaults.num_rounds)
     parser.add_argument("--participation", type=float, default=defaults.participation)
     parser.add_argument("--local-epochs", type=int, default=defaults.local_epochs)
@@ -270,6 +276,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse.Nam
     parser.add_argument("--strategy-options", default="{}", help='JSON, e.g. {"proximal_mu": 0.1}')
     parser.add_argument("--dataset-dir", default="", help="each site's own data (.npz/folder); {site} = site name")
     parser.add_argument("--num-classes", type=int, default=0, help="label-space size, with --dataset-dir")
+    parser.add_argument("--sites", default="", help="provisioned site names, comma-separated (with --dataset-dir)")
     parser.add_argument("--spectral-dp-noise", type=float, default=0.0, help="noise multiplier; 0: no DP filter")
     parser.add_argument("--tracking", default="tensorboard", choices=["tensorboard", "mlflow"])
     parser.add_argument("--tracking-uri", default="", help="MLflow tracking server (default: a local store)")
@@ -277,10 +284,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse.Nam
     parser.add_argument("--workspace", default="", help="simulator workspace (default: runs/<job name>/workspace)")
     parser.add_argument("--export", default="", help="export the job folder here instead of simulating")
     args = parser.parse_args(argv)
+    site_names = [name for name in args.sites.split(",") if name]
     settings = JobSettings(
         task=args.task,
         strategy=args.strategy,
-        num_clients=args.clients,
+        num_clients=args.clients or len(site_names) or defaults.num_clients,
         num_rounds=args.rounds,
         participation=args.participation,
         local_epochs=args.local_epochs,
@@ -298,6 +306,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse.Nam
         tracking=args.tracking,
         tracking_uri=args.tracking_uri,
         client_script=args.client_script,
+        site_names=site_names,
     )
     settings.state_root = args.state_root or os.path.join("runs", settings.name, "state")
     return settings, args
