@@ -1,0 +1,574 @@
+"""Datalists for the segmentation bundle: ``[{"image": (C, *S) float32 in [0, 1], "label": (1, *S) int64}, ...]``.
+
+:func:`load_segmentation_split` turns one of four sources into the list a MONAI ``Dataset`` takes:
+
+- ``None``, ``""`` or ``"phantom"``: a centralised phantom over all modalities; the masks are the tissue
+  label map (values index :data:`~omnifm_monai.data.phantom.TISSUES`).
+- a site ``.npz`` written by :meth:`SegmentationData.save_npz` (one site of a simulated federation).
+- a Medical Segmentation Decathlon / BraTS-style folder: ``<dir>/dataset.json`` (read with MONAI's
+  ``load_decathlon_datalist``) listing NIfTI ``image``/``label`` pairs, e.g. ``imagesTr/``, ``labelsTr/``.
+  The json's ``"validation"`` and ``"test"`` lists (entries with a ``label``) are used when present; the
+  splits it lacks are carved from ``"training"`` by a seeded permutation of the cases (60/20/20 shares).
+- a DICOM series folder, one sub-folder per case::
+
+      <dir>/<case>/image/      the DICOM files of one series (any names)
+      <dir>/<case>/label.nii.gz  the mask on the series' voxel grid (same affine as the series)
+      <dir>/labels.json        optional: {"0": "background", "1": "liver", ...}
+
+  split into train/val/test by a seeded permutation of the sorted case names (60/20/20).
+
+Volumes are read with ``LoadImaged`` (``NibabelReader`` for NIfTI, ``PydicomReader`` for a DICOM series),
+reoriented with ``Orientationd(axcodes="RAS")``, scaled to [0, 1] per image and channel, given
+``in_channels`` channels and resized to ``image_size`` (``area`` for images, ``nearest`` for labels).
+``spatial_dims=3`` keeps whole volumes (``image_size`` on every axis); ``spatial_dims=2`` takes axial
+slices along the last (RAS: superior) axis, keeping every slice with foreground and a seeded sample of the
+empty ones (``empty_slice_fraction`` of the foreground count, at least one). A case that cannot be read is
+logged with ``logging.getLogger(__name__).warning`` (its files and the reason) and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.data import load_decathlon_datalist
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImage, LoadImaged, Orientationd, Resize, ScaleIntensityd
+from monai.utils import convert_to_numpy
+
+from omnifm_monai.data.classification import NIFTI_EXTENSIONS, image_reader_kind
+from omnifm_monai.data.medmnist import SPLITS
+from omnifm_monai.data.phantom import MODALITIES, TISSUES, make_phantom_dataset
+
+__all__ = [
+    "SegmentationData",
+    "SegmentationFederation",
+    "SEGMENTATION_SCENARIOS",
+    "load_segmentation_npz",
+    "load_segmentation_split",
+    "segmentation_class_names",
+    "segmentation_inference_datalist",
+    "build_segmentation_federation",
+]
+
+logger = logging.getLogger(__name__)
+
+SEGMENTATION_SCENARIOS: tuple[str, ...] = ("cross_modality_hard", "iid")
+"""Simulated federations: one modality per site (``MODALITIES[i % 7]``), or every modality at every site."""
+
+_PHANTOM_NAMES = ("", "phantom")
+_SHARES = (0.6, 0.2, 0.2)  # train / val / test share of carved splits and of a federation site's samples
+_DEFAULT_SAMPLES_PER_CLIENT = 160
+_DICOM_LABEL_NAMES = ("label.nii.gz", "label.nii")
+
+
+def _is_phantom(dataset_dir) -> bool:
+    return dataset_dir is None or os.fspath(dataset_dir).strip().lower() in _PHANTOM_NAMES
+
+
+def _check_args(split: str, image_size: int, in_channels: int, spatial_dims: int) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not supported; expected one of {SPLITS}.")
+    if image_size < 32:
+        raise ValueError(
+            f"image_size={image_size} must be >= 32 (the U-Net pools four times; its bottleneck needs > 1 pixel)."
+        )
+    if in_channels < 1:
+        raise ValueError(f"in_channels={in_channels} must be >= 1.")
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims={spatial_dims} is not supported; expected 2 (slices) or 3 (volumes).")
+
+
+def _fix_channels(images: np.ndarray, in_channels: int, source: str) -> np.ndarray:
+    """(N, C, *S) -> (N, in_channels, *S): a grey channel repeated, RGB averaged to grey; else an error."""
+    c = images.shape[1]
+    if c == in_channels:
+        return images
+    if c == 1:
+        return np.repeat(images, in_channels, axis=1)
+    if c == 3 and in_channels == 1:
+        return images.mean(axis=1, keepdims=True)
+    raise ValueError(f"{source}: images have {c} channels, cannot give them in_channels={in_channels}; set it to {c}.")
+
+
+def _resize(images: np.ndarray, masks: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """images (N, C, *S) float, masks (N, *S) int -> resized to ``size`` (area/linear; nearest for masks)."""
+    n, c, *spatial = images.shape
+    size = tuple(int(s) for s in size)
+    if tuple(spatial) == size:
+        return images, masks
+    shrink = any(s > t for s, t in zip(spatial, size))
+    mode = "area" if shrink else ("bilinear" if len(size) == 2 else "trilinear")
+    stacked = torch.as_tensor(images.reshape(n * c, *spatial))  # every (image, channel) as one channel
+    out = convert_to_numpy(Resize(size, mode=mode, dtype=torch.float32)(stacked), dtype=np.float32)
+    labels = Resize(size, mode="nearest", dtype=torch.float32)(torch.as_tensor(masks, dtype=torch.float32))
+    return np.clip(out.reshape(n, c, *size), 0.0, 1.0), convert_to_numpy(labels).round().astype(np.int64)
+
+
+def _as_datalist(images: np.ndarray, masks: np.ndarray) -> list[dict]:
+    """images (N, C, *S), masks (N, *S) -> ``[{"image": (C, *S) float32, "label": (1, *S) int64}]``."""
+    return [
+        {"image": np.ascontiguousarray(x, dtype=np.float32), "label": np.ascontiguousarray(y[None], dtype=np.int64)}
+        for x, y in zip(images, masks)
+    ]
+
+
+# ---- phantom ------------------------------------------------------------------------------------------------
+
+
+def _phantom_arrays(
+    modalities: Sequence[str], counts: Sequence[int], image_size: int, spatial_dims: int, seed: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One phantom block per modality: images float32 (n, C_m, *S), masks int64 (n, *S)."""
+    images, masks = [], []
+    for m, (modality, n) in enumerate(zip(modalities, counts)):
+        if n == 0:
+            continue
+        ds = make_phantom_dataset(modality, n, image_size=image_size, spatial_dims=spatial_dims, seed=seed * 16 + m)
+        images.append(np.asarray(ds.images, dtype=np.float32))
+        masks.append(np.asarray(ds.masks, dtype=np.int64))
+    return images, masks
+
+
+def _phantom_split(split, image_size, in_channels, spatial_dims, num_samples, seed) -> list[dict]:
+    """All phantom modalities, ``num_samples`` images in the split; each split has its own seeds."""
+    if num_samples < 1:
+        raise ValueError(f"num_samples={num_samples} must be >= 1.")
+    counts = [len(c) for c in np.array_split(np.arange(num_samples), len(MODALITIES))]
+    split_seed = seed * len(SPLITS) + SPLITS.index(split)
+    images, masks = _phantom_arrays(MODALITIES, counts, image_size, spatial_dims, split_seed)
+    images = [_fix_channels(x, in_channels, "phantom") for x in images]
+    order = np.random.default_rng([seed, SPLITS.index(split)]).permutation(num_samples)  # interleave modalities
+    return _as_datalist(np.concatenate(images)[order], np.concatenate(masks)[order])
+
+
+# ---- site .npz ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SegmentationData:
+    """One site's segmentation data.
+
+    Attributes:
+        name: site name (``site-1`` ..).
+        modality: the site's modality (``"mixed"`` when it holds several).
+        splits: split -> (images uint8 (N, C, *S), masks uint8 (N, *S)); mask values index ``class_names``.
+        class_names: names of the mask values.
+        source: where the data came from (``"phantom"``, a folder).
+    """
+
+    name: str
+    modality: str
+    splits: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False)
+    class_names: tuple[str, ...] = TISSUES
+    source: str = "phantom"
+
+    def num_samples(self, split: str) -> int:
+        """Images in ``split`` (0 when absent)."""
+        return int(self.splits[split][0].shape[0]) if split in self.splits else 0
+
+    def save_npz(self, path: str | os.PathLike) -> None:
+        """Write ``<split>_images``, ``<split>_masks``, ``name``, ``modality``, ``class_names``, ``source``."""
+        arrays = {}
+        for split, (images, masks) in self.splits.items():
+            arrays[f"{split}_images"], arrays[f"{split}_masks"] = images, masks
+        meta = {"name": self.name, "modality": self.modality, "source": self.source}
+        np.savez_compressed(path, class_names=np.asarray(self.class_names), meta=json.dumps(meta), **arrays)
+
+
+def load_segmentation_npz(path: str | os.PathLike) -> SegmentationData:
+    """Read a file written by :meth:`SegmentationData.save_npz`.
+
+    Raises:
+        FileNotFoundError: when the file does not exist.
+        ValueError: when it cannot be read or lacks the segmentation keys (the message names the file).
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"segmentation .npz '{path}' does not exist.")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as e:  # zip/format errors of a corrupt file
+        raise ValueError(f"cannot read segmentation .npz '{path}': {type(e).__name__}: {e}") from e
+    splits = {}
+    for split in SPLITS:
+        if f"{split}_images" in arrays and f"{split}_masks" in arrays:
+            images, masks = arrays[f"{split}_images"], arrays[f"{split}_masks"]
+            if (
+                images.ndim != masks.ndim + 1
+                or images.shape[0] != masks.shape[0]
+                or images.shape[2:] != masks.shape[1:]
+            ):
+                raise ValueError(
+                    f"'{path}': {split} images {images.shape} and masks {masks.shape} do not match; "
+                    "expected (N, C, *S) and (N, *S)."
+                )
+            splits[split] = (images, masks)
+    if not splits or "meta" not in arrays:
+        raise ValueError(
+            f"'{path}' is not a segmentation site file: expected <split>_images/<split>_masks and meta keys "
+            f"(written by SegmentationData.save_npz), found {sorted(arrays)}."
+        )
+    meta = json.loads(str(arrays["meta"]))
+    names = tuple(str(n) for n in arrays.get("class_names", np.asarray(TISSUES)))
+    return SegmentationData(meta["name"], meta["modality"], splits, names, meta.get("source", "phantom"))
+
+
+def _npz_split(path: Path, split, image_size, in_channels, spatial_dims) -> list[dict]:
+    data = load_segmentation_npz(path)
+    if split not in data.splits:
+        raise ValueError(f"'{path}' has no {split!r} split; it holds {sorted(data.splits)}.")
+    raw, masks = data.splits[split]
+    if raw.ndim - 2 != spatial_dims:
+        raise ValueError(f"'{path}' holds {raw.ndim - 2}D images, but spatial_dims={spatial_dims}.")
+    images = _fix_channels(raw.astype(np.float32) / 255.0, in_channels, str(path))
+    images, masks = _resize(images, masks.astype(np.int64), (image_size,) * spatial_dims)
+    return _as_datalist(images, masks)
+
+
+# ---- NIfTI (Decathlon) and DICOM series cases -----------------------------------------------------------------
+
+
+def _carve(cases: list, names: Sequence[str], seed: int) -> dict[str, list]:
+    """Seeded split of ``cases`` into the splits ``names`` in proportion to their 60/20/20 shares."""
+    shares = np.asarray([_SHARES[SPLITS.index(n)] for n in names])
+    order = np.random.default_rng(seed).permutation(len(cases))
+    bounds = np.round(np.cumsum(shares / shares.sum()) * len(cases)).astype(int)
+    if len(cases) >= len(names):  # every split gets at least one case
+        for i in range(len(names) - 1):
+            bounds[i] = min(max(bounds[i], (bounds[i - 1] if i else 0) + 1), len(cases) - (len(names) - 1 - i))
+    starts = np.concatenate([[0], bounds[:-1]])
+    return {n: [cases[j] for j in order[s:e]] for n, s, e in zip(names, starts, bounds)}
+
+
+def _decathlon_cases(root: Path, split: str, seed: int) -> list[dict]:
+    """``[{"image": path, "label": path}]`` of ``split`` from ``<root>/dataset.json``."""
+    json_file = root / "dataset.json"
+    with open(json_file) as f:
+        spec = json.load(f)
+    explicit = {}
+    for key, name in (("validation", "val"), ("test", "test")):
+        entries = spec.get(key)
+        if isinstance(entries, list) and entries and all(isinstance(e, dict) and "label" in e for e in entries):
+            explicit[name] = load_decathlon_datalist(json_file, True, key, base_dir=root)
+    if split in explicit:
+        return explicit[split]
+    training = load_decathlon_datalist(json_file, True, "training", base_dir=root)
+    carved = [s for s in SPLITS if s not in explicit]
+    return _carve(training, carved, seed)[split]
+
+
+def _dicom_cases(root: Path, split: str, seed: int) -> list[dict]:
+    cases = []
+    for case in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        label = next((case / n for n in _DICOM_LABEL_NAMES if (case / n).is_file()), None)
+        if not (case / "image").is_dir() or label is None:
+            logger.warning("Skipping case '%s': expected image/ (a DICOM series) and label.nii.gz in it.", case)
+            continue
+        cases.append({"image": str(case / "image"), "label": str(label)})
+    return _carve(cases, SPLITS, seed)[split]
+
+
+def _case_loader(image_reader: str, spatial_dims: int, image_size: int) -> Compose:
+    """Load -> channel first -> RAS -> [0, 1] per channel -> resize (in-plane only for 2D slicing)."""
+    from monai.transforms import Resized
+
+    size = (image_size,) * 3 if spatial_dims == 3 else (image_size, image_size, -1)
+    return Compose(
+        [
+            LoadImaged("image", reader=image_reader, image_only=True),
+            LoadImaged("label", reader="NibabelReader", image_only=True),
+            EnsureChannelFirstd(["image", "label"]),
+            Orientationd(["image", "label"], axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+            ScaleIntensityd("image", minv=0.0, maxv=1.0, channel_wise=True),
+            Resized("image", spatial_size=size, mode="area"),
+            Resized("label", spatial_size=size, mode="nearest"),
+        ]
+    )
+
+
+def _read_case(case: dict, loader: Compose) -> tuple[np.ndarray, np.ndarray]:
+    """-> image float32 (C, X, Y, Z), mask int64 (X, Y, Z); ValueError when the pair is inconsistent."""
+    out = loader(dict(case))
+    image, label = convert_to_numpy(out["image"], dtype=np.float32), convert_to_numpy(out["label"])
+    if image.ndim == 3:  # a 2D image (C, X, Y): one slice
+        image, label = image[..., None], label[..., None]
+    if image.ndim != 4 or label.shape[0] != 1:
+        raise ValueError(f"expected a volume and a one-channel mask, got shapes {image.shape} and {label.shape}")
+    if image.shape[1:] != label.shape[1:]:
+        raise ValueError(f"image {image.shape[1:]} and label {label.shape[1:]} grids differ")
+    if not np.isfinite(image).all():
+        raise ValueError("the image contains NaN or infinite values")
+    mask = np.rint(label[0]).astype(np.int64)
+    if mask.min() < 0:
+        raise ValueError(f"negative label value {mask.min()}")
+    return image, mask
+
+
+def _volume_split(root, cases, split, image_size, in_channels, spatial_dims, seed, image_reader, empty_fraction):
+    loader = _case_loader(image_reader, spatial_dims, image_size)
+    images, masks = [], []
+    for index, case in enumerate(cases):
+        try:
+            image, mask = _read_case(case, loader)
+            image = _fix_channels(image[None], in_channels, case["image"])[0]
+        except Exception as e:  # one bad case must not stop the data set
+            reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            logger.warning(
+                "Skipping case image='%s' label='%s': %s: %s", case["image"], case["label"], type(e).__name__, reason
+            )
+            continue
+        if spatial_dims == 3:
+            images.append(image[None])  # (1, C, S, S, S)
+            masks.append(mask[None])
+            continue
+        has_fg = (mask > 0).reshape(-1, mask.shape[-1]).any(axis=0)  # (Z,)
+        fg, empty = np.flatnonzero(has_fg), np.flatnonzero(~has_fg)
+        n_empty = min(len(empty), max(1, math.ceil(empty_fraction * len(fg))))
+        keep = np.sort(np.concatenate([fg, np.random.default_rng([seed, index]).choice(empty, n_empty, replace=False)]))
+        images.append(np.moveaxis(image[..., keep], -1, 0))  # (C, X, Y, K) -> (K, C, X, Y)
+        masks.append(np.moveaxis(mask[..., keep], -1, 0))  # (K, X, Y)
+    if not images:
+        raise ValueError(f"'{root}': no readable case in the {split!r} split ({len(cases)} listed, all skipped).")
+    return _as_datalist(np.concatenate(images), np.concatenate(masks))
+
+
+# ---- entry points -----------------------------------------------------------------------------------------------
+
+
+def load_segmentation_split(
+    dataset_dir: str | os.PathLike | None,
+    split: str,
+    *,
+    image_size: int = 64,
+    in_channels: int = 1,
+    spatial_dims: int = 2,
+    num_samples: int = 700,
+    seed: int = 0,
+    empty_slice_fraction: float = 0.25,
+) -> list[dict]:
+    """The datalist of one split for the segmentation bundle.
+
+    Args:
+        dataset_dir: ``None``/``""``/``"phantom"``, a site ``.npz``, a Decathlon folder (with
+            ``dataset.json``) or a DICOM series folder (see the module docstring).
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        image_size: size of every output spatial axis.
+        in_channels: channels out (grey repeated, RGB averaged to grey).
+        spatial_dims: 2 (images / axial slices) or 3 (volumes).
+        num_samples: phantom only: images in this split, spread over all modalities.
+        seed: phantom images; the case split and the empty-slice sample of folders.
+        empty_slice_fraction: 2D slicing of volumes: empty slices kept per slice with foreground.
+
+    Returns:
+        ``[{"image": float32 (in_channels, *S) in [0, 1], "label": int64 (1, *S)}, ...]``, ``S`` =
+        ``(image_size,) * spatial_dims``.
+
+    Raises:
+        ValueError: a bad argument, an unreadable ``.npz``, an unknown folder layout or a split with no
+            readable case (the message names the file or folder).
+        FileNotFoundError: when ``dataset_dir`` does not exist.
+    """
+    _check_args(split, image_size, in_channels, spatial_dims)
+    if _is_phantom(dataset_dir):
+        return _phantom_split(split, image_size, in_channels, spatial_dims, num_samples, seed)
+    path = Path(dataset_dir).expanduser()
+    if path.is_file():
+        if path.name.lower().endswith(".npz"):
+            return _npz_split(path, split, image_size, in_channels, spatial_dims)
+        raise ValueError(f"dataset_dir '{path}' is a file but not a .npz written by SegmentationData.save_npz.")
+    if not path.is_dir():
+        raise FileNotFoundError(f"dataset_dir '{path}' does not exist.")
+    args = (split, image_size, in_channels, spatial_dims, seed)
+    if (path / "dataset.json").is_file():
+        cases = _decathlon_cases(path, split, seed)
+        return _volume_split(path, cases, *args, "NibabelReader", empty_slice_fraction)
+    if any((p / "image").is_dir() for p in path.iterdir()):
+        cases = _dicom_cases(path, split, seed)
+        return _volume_split(path, cases, *args, "PydicomReader", empty_slice_fraction)
+    raise ValueError(
+        f"'{path}' is neither a Decathlon folder (no dataset.json) nor a DICOM series folder "
+        "(<dir>/<case>/image/ + <dir>/<case>/label.nii.gz)."
+    )
+
+
+def _names_from_mapping(mapping: dict, source: Path) -> tuple[str, ...]:
+    try:
+        ids = {int(k): str(v) for k, v in mapping.items()}
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"'{source}': label names must map integer ids to names, got {mapping!r}.") from e
+    return tuple(ids.get(i, f"class_{i}") for i in range(max(ids) + 1))
+
+
+def segmentation_class_names(dataset_dir: str | os.PathLike | None) -> tuple[str, ...]:
+    """Names of the mask values: TISSUES (phantom), the ``.npz``'s names, the Decathlon json's ``"labels"``,
+    a DICOM folder's ``labels.json`` (``("background", "foreground")`` without one)."""
+    if _is_phantom(dataset_dir):
+        return tuple(TISSUES)
+    path = Path(dataset_dir).expanduser()
+    if path.is_file() and path.name.lower().endswith(".npz"):
+        return load_segmentation_npz(path).class_names
+    if (path / "dataset.json").is_file():
+        with open(path / "dataset.json") as f:
+            labels = json.load(f).get("labels")
+        if not isinstance(labels, dict) or not labels:
+            raise ValueError(f'\'{path / "dataset.json"}\' has no "labels" mapping (e.g. {{"0": "background"}}).')
+        return _names_from_mapping(labels, path / "dataset.json")
+    if path.is_dir():
+        if (path / "labels.json").is_file():
+            with open(path / "labels.json") as f:
+                return _names_from_mapping(json.load(f), path / "labels.json")
+        return ("background", "foreground")
+    raise FileNotFoundError(f"dataset_dir '{path}' does not exist.")
+
+
+def segmentation_inference_datalist(input_path: str | os.PathLike) -> list[dict]:
+    """``[{"image": path}]`` of the volumes to segment: a NIfTI file, a DICOM series folder, or every NIfTI
+    file and DICOM series folder below a folder. Each is read once to check it; unreadable ones are logged
+    (path and reason) and left out.
+
+    Raises:
+        ValueError: when ``input_path`` is empty or nothing readable is found.
+        FileNotFoundError: when it does not exist.
+    """
+    if not os.fspath(input_path).strip():
+        raise ValueError("no input given: set input_dir (--input_dir) to a NIfTI file or a folder.")
+    path = Path(input_path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"input_dir '{path}' does not exist.")
+    candidates: list[tuple[Path, str]] = []
+    if path.is_file():
+        candidates.append((path, "NibabelReader" if path.name.lower().endswith(NIFTI_EXTENSIONS) else "PydicomReader"))
+    else:
+        folders = [path, *sorted(p for p in path.rglob("*") if p.is_dir())]
+        for folder in folders:
+            if any(part.startswith(".") for part in folder.relative_to(path).parts):
+                continue
+            files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+            nifti = [p for p in files if p.name.lower().endswith(NIFTI_EXTENSIONS)]
+            candidates += [(p, "NibabelReader") for p in nifti]
+            others = [p for p in files if p not in nifti]
+            if any(image_reader_kind(p) == "pydicom" for p in others):
+                candidates.append((folder, "PydicomReader"))  # the folder's files are one series
+            elif others:
+                logger.warning("Skipping %d non-NIfTI, non-DICOM file(s) in '%s'.", len(others), folder)
+    items = []
+    for candidate, reader in candidates:
+        try:
+            volume = LoadImage(reader=reader, image_only=True)(str(candidate))
+            if volume.ndim not in (2, 3, 4):
+                raise ValueError(f"expected a 2D or 3D image, got shape {tuple(volume.shape)}")
+        except Exception as e:  # one bad file must not stop the run
+            logger.warning("Skipping unreadable '%s' (%s): %s: %s", candidate, reader, type(e).__name__, e)
+            continue
+        items.append({"image": str(candidate)})
+    if not items:
+        raise ValueError(f"no readable NIfTI volume or DICOM series in '{path}' ({len(candidates)} candidate(s)).")
+    return items
+
+
+# ---- simulated federation ----------------------------------------------------------------------------------------
+
+
+def _to_uint8(images: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class SegmentationFederation:
+    """A simulated segmentation federation (satisfies :class:`omnifm_monai.tasks.base.TaskFederation`)."""
+
+    scenario: str
+    seed: int
+    class_names: tuple[str, ...]
+    clients: tuple[SegmentationData, ...]
+
+    @property
+    def num_classes(self) -> int:
+        """Mask values (background included): the U-Net's output channels."""
+        return len(self.class_names)
+
+    def client(self, name: str) -> SegmentationData:
+        """The site called ``name`` (``KeyError`` if none)."""
+        for client in self.clients:
+            if client.name == name:
+                return client
+        raise KeyError(f"no site named {name!r}; sites: {[c.name for c in self.clients]}.")
+
+    def summary(self) -> str:
+        """A Markdown table: site, modality, train/val/test sizes, foreground share of each class in train."""
+        headers = ["site", "modality", "train/val/test", "train foreground %"]
+        rows = []
+        for c in self.clients:
+            masks = c.splits["train"][1]
+            share = np.bincount(masks.ravel(), minlength=self.num_classes) / max(masks.size, 1) * 100
+            fg = " ".join(f"{i}:{share[i]:.1f}" for i in range(1, self.num_classes))
+            rows.append([c.name, c.modality, "/".join(str(c.num_samples(s)) for s in SPLITS), fg])
+        widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(headers)]
+
+        def line(cells):
+            return "| " + " | ".join(cell.ljust(w) for cell, w in zip(cells, widths)) + " |"
+
+        legend = ", ".join(f"{i}={n}" for i, n in enumerate(self.class_names))
+        out = [
+            f"Segmentation federation '{self.scenario}' (seed {self.seed}): {len(self.clients)} sites ({legend})",
+            "",
+        ]
+        out += [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(r) for r in rows)]
+        return "\n".join(out)
+
+
+def build_segmentation_federation(
+    scenario: str,
+    num_clients: int,
+    *,
+    seed: int = 0,
+    data_dir: str | os.PathLike | None = None,
+    image_size: int = 64,
+    samples_per_client: int | None = None,
+) -> SegmentationFederation:
+    """Phantom sites ``site-1`` .. ``site-N``, each ``samples_per_client`` 2D images split 60/20/20.
+
+    ``cross_modality_hard``: site ``i`` (0-based) images modality ``MODALITIES[i % 7]`` only; ``iid``: every
+    site spreads its samples over all modalities. Images are stored uint8 with their own channels (3 for
+    pathology, else 1); the bundle gives them ``in_channels`` when it reads them.
+
+    Raises:
+        ValueError: an unknown scenario, fewer than 1 client or samples, or a ``data_dir`` (real-data
+            federations are not supported yet: give each site its own ``dataset_dir`` instead).
+    """
+    if scenario not in SEGMENTATION_SCENARIOS:
+        raise ValueError(
+            f"scenario={scenario!r} is not supported for segmentation; expected one of {SEGMENTATION_SCENARIOS}."
+        )
+    if data_dir:
+        raise ValueError(
+            f"data_dir={os.fspath(data_dir)!r}: the segmentation federation is simulated on the phantom only; "
+            "run each site on its own data with --dataset-dir instead."
+        )
+    if num_clients < 1:
+        raise ValueError(f"num_clients={num_clients} must be >= 1.")
+    total = _DEFAULT_SAMPLES_PER_CLIENT if samples_per_client is None else samples_per_client
+    if total < 3:
+        raise ValueError(f"samples_per_client={total} must be >= 3 (train/val/test).")
+    counts = dict(zip(SPLITS, (int(total * 0.6), int(total * 0.2), total - int(total * 0.6) - int(total * 0.2))))
+    clients = []
+    for i in range(num_clients):
+        modalities = [MODALITIES[i % len(MODALITIES)]] if scenario == "cross_modality_hard" else list(MODALITIES)
+        splits = {}
+        for k, split in enumerate(SPLITS):
+            per_modality = [len(c) for c in np.array_split(np.arange(counts[split]), len(modalities))]
+            images, masks = _phantom_arrays(modalities, per_modality, image_size, 2, (seed * 1000 + i) * 3 + k)
+            if len(modalities) > 1:  # mixed channels: store every image grey (N, 1, S, S) except a lone pathology
+                images = [_fix_channels(x, 1, "phantom") for x in images]
+            splits[split] = (_to_uint8(np.concatenate(images)), np.concatenate(masks).astype(np.uint8))
+        name = modalities[0] if len(modalities) == 1 else "mixed"
+        clients.append(SegmentationData(f"site-{i + 1}", name, splits, tuple(TISSUES), "phantom"))
+    return SegmentationFederation(scenario, seed, tuple(TISSUES), tuple(clients))
