@@ -2,5 +2,6 @@ from .base import TASK_HEAD, OmniFMNetwork
 from .omnifm_classifier import OmniFMClassifier
 from .omnifm_super_resolution import OmniFMSuperResolution
 from .omnifm_unet import OmniFMUNet
+from .omnifm_vqa import OmniFMVQA
 
-__all__ = ["OmniFMNetwork", "TASK_HEAD", "OmniFMClassifier", "OmniFMSuperResolution", "OmniFMUNet"]
+__all__ = ["OmniFMNetwork", "TASK_HEAD", "OmniFMClassifier", "OmniFMSuperResolution", "OmniFMUNet", "OmniFMVQA"]

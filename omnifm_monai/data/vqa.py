@@ -1,0 +1,856 @@
+"""Visual question answering data: question tokenizer, answer vocabulary, phantom/SLAKE/VQA-RAD datalists, sites.
+
+Datalist items (what the VQA bundle's ``Dataset`` holds), one per (image, question) pair::
+
+    {"image": float32 (C, S, S) in [0, 1], "question": int64 (T,), "label": int64 answer id,
+     "answer_type": "closed" | "open", "question_type": str}
+
+Items of the same image share one image array (no copy). ``label`` is ``-1`` for an answer outside the
+answer vocabulary (only possible in val/test of a folder data set): it always counts as wrong.
+
+Vocabularies. The embedding (question words) and the answer head are shared weights of a federation, so
+every site and the server must use the same :class:`QuestionTokenizer` and :class:`AnswerVocabulary`.
+:func:`phantom_vocabularies` builds them deterministically from the phantom generator's full
+question/answer templates (:func:`omnifm_monai.data.phantom.make_vqa_pairs`): every phantom source (the
+centralised phantom, every site archive of :func:`build_vqa_federation`) uses them, and a site archive
+stores the vocabularies it was written with. A SLAKE/VQA-RAD folder builds them from its training split
+(sorted, so the same files give the same vocabularies on every machine).
+
+Phantom split rule (:func:`load_vqa_split` on the phantom, and every federated site):
+
+1. **by image**: train, val and test images come from different anatomies (different seeds), so no test
+   image-question combination is ever seen in training;
+2. **held-out question type x modality combinations** (:data:`HELD_OUT`): for the modality with index ``j``
+   in :data:`~omnifm_monai.data.phantom.MODALITIES`, questions of type ``HELD_OUT_TYPES[j % 6]`` are removed
+   from the training split (val and test keep them). Only modality-independent question types are held
+   out, so their answers are still learnt from the other modalities (from other sites in a
+   modality-specific federation). ``hold_out=False`` keeps every pair.
+
+Folder layout (SLAKE / VQA-RAD, :func:`read_vqa_json`): ``<dir>/{train,validate|val,test}.json``, each a JSON
+list of ``{"img_name" | "image_name" | "image": relative image path, "question", "answer",
+"answer_type": "CLOSED" | "OPEN", "content_type" | "question_type": ...}``; images below ``<dir>/imgs``
+(SLAKE), ``<dir>/images`` or ``<dir>`` itself. Non-English SLAKE entries (``q_lang`` other than ``"en"``) are
+skipped. VQA-RAD ships one JSON: split it into ``train.json`` / ``test.json`` first (without a val file the
+test file is used for validation, with a warning). Unreadable images are logged (file and reason) and
+their questions skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from omnifm_monai.data.classification import _fix_channels, _resize, load_image_file
+from omnifm_monai.data.medmnist import SPLITS
+from omnifm_monai.data.phantom import (
+    _MAX_FOCI,
+    _MODALITY_ANSWER,
+    FINDINGS,
+    MODALITIES,
+    _appearance,
+    generate_anatomy,
+    make_phantom_dataset,
+    make_vqa_pairs,
+)
+
+__all__ = [
+    "PAD",
+    "UNK",
+    "QUESTION_TYPES",
+    "HELD_OUT_TYPES",
+    "HELD_OUT",
+    "VQA_SCENARIOS",
+    "QuestionTokenizer",
+    "AnswerVocabulary",
+    "VQAVocabularies",
+    "phantom_vocabularies",
+    "vocabularies_for",
+    "read_vqa_json",
+    "VQAData",
+    "load_vqa_npz",
+    "load_vqa_split",
+    "VQAFederation",
+    "build_vqa_federation",
+    "prepare_vqa_batch",
+    "VocabularySaver",
+    "answer_questions",
+]
+
+logger = logging.getLogger(__name__)
+
+PAD, UNK = "<pad>", "<unk>"
+"""Special tokens of :class:`QuestionTokenizer` (ids 0 and 1)."""
+
+QUESTION_TYPES: tuple[str, ...] = (
+    "modality",
+    "presence",
+    "abnormality",
+    "finding_presence",
+    "count",
+    "location",
+    "size",
+    "appearance",
+)
+"""Question types of the phantom (see :func:`~omnifm_monai.data.phantom.make_vqa_pairs`)."""
+
+HELD_OUT_TYPES: tuple[str, ...] = ("presence", "count", "location", "size", "abnormality", "finding_presence")
+"""Modality-independent question types, held out of training one per modality (see the module docstring)."""
+
+HELD_OUT: frozenset[tuple[str, str]] = frozenset(
+    (HELD_OUT_TYPES[j % len(HELD_OUT_TYPES)], m) for j, m in enumerate(MODALITIES)
+)
+"""(question type, modality) pairs never in a phantom training split."""
+
+VQA_SCENARIOS: tuple[str, ...] = ("modality_specific", "cross_modality_hard", "iid")
+"""Scenarios of :func:`build_vqa_federation` (``modality_specific``: the paper's VQA task 2;
+``cross_modality_hard``, the federated job's default scenario, is the same partition)."""
+
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*|[^\sa-z0-9]")
+_PHANTOM_NAMES = ("", "phantom")
+_NPZ_KIND = "vqa"
+_DEFAULT_SITE_SAMPLES = 120
+_SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
+_QA_FIELDS = ("question", "answer", "answer_type", "question_type")
+
+
+# ---- vocabularies ---------------------------------------------------------------------------------------
+
+
+def _words(text: str) -> list[str]:
+    """Lower-case word tokens; punctuation marks are tokens of their own, hyphenated words stay whole."""
+    return _WORD.findall(str(text).lower())
+
+
+class QuestionTokenizer:
+    """Word-level question tokenizer: lower-case, punctuation split, ``<pad>`` = 0, ``<unk>`` = 1, fixed length.
+
+    Args:
+        words: the vocabulary without the special tokens (ids follow in this order, from 2).
+        max_length: T, questions are truncated or padded to it.
+
+    Raises:
+        ValueError: for ``max_length < 1`` or a duplicated / special word.
+    """
+
+    def __init__(self, words: Sequence[str] = (), max_length: int = 20) -> None:
+        if int(max_length) < 1:
+            raise ValueError(f"max_length={max_length} must be >= 1.")
+        words = list(words)
+        if len(set(words)) != len(words) or PAD in words or UNK in words:
+            raise ValueError("words must be unique and must not contain the special tokens <pad>/<unk>.")
+        self.max_length = int(max_length)
+        self.itos = [PAD, UNK, *words]
+        self.stoi = {w: i for i, w in enumerate(self.itos)}
+
+    @classmethod
+    def fit(cls, questions: Iterable[str], max_length: int = 20) -> QuestionTokenizer:
+        """Vocabulary of every word in ``questions`` (sorted, so it does not depend on their order)."""
+        return cls(sorted({w for q in questions for w in _words(q)}), max_length=max_length)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids, special tokens included (the embedding's size)."""
+        return len(self.itos)
+
+    def encode(self, question: str) -> np.ndarray:
+        """``question`` -> int64 (T,): word ids (``<unk>`` for unknown words), truncated, padded with 0."""
+        ids = [self.stoi.get(w, 1) for w in _words(question)][: self.max_length]
+        out = np.zeros(self.max_length, dtype=np.int64)
+        out[: len(ids)] = ids
+        return out
+
+    def decode(self, ids: Sequence[int] | np.ndarray | torch.Tensor) -> str:
+        """Token ids -> words joined by spaces (padding dropped)."""
+        return " ".join(self.itos[int(i)] for i in np.asarray(ids).reshape(-1) if int(i) != 0)
+
+    def to_dict(self) -> dict:
+        return {"words": self.itos[2:], "max_length": self.max_length}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> QuestionTokenizer:
+        return cls(data["words"], max_length=data["max_length"])
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the vocabulary and length as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> QuestionTokenizer:
+        """Read a :meth:`save` file."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, QuestionTokenizer) and self.to_dict() == other.to_dict()
+
+
+class AnswerVocabulary:
+    """The closed answer set: normalised answer string <-> class id of the answer head.
+
+    Normalisation (exact match of open answers): lower-case, whitespace collapsed, surrounding spaces and
+    a trailing ``.`` removed, ``"solid_tumour"``-style underscores turned into spaces.
+
+    Args:
+        answers: the answers (normalised here; duplicates after normalisation are an error).
+    """
+
+    def __init__(self, answers: Sequence[str]) -> None:
+        normalised = [self.normalize(a) for a in answers]
+        if len(set(normalised)) != len(normalised):
+            raise ValueError(f"answers are not unique after normalisation: {sorted(normalised)}.")
+        if not normalised:
+            raise ValueError("an answer vocabulary needs at least one answer.")
+        self.answers = normalised
+        self.index_of = {a: i for i, a in enumerate(normalised)}
+
+    @staticmethod
+    def normalize(answer) -> str:
+        """The comparison form of an answer (see the class docstring)."""
+        text = " ".join(str(answer).replace("_", " ").lower().split())
+        return text.rstrip(".").strip()
+
+    @classmethod
+    def fit(cls, answers: Iterable[str]) -> AnswerVocabulary:
+        """Every distinct normalised answer, sorted."""
+        return cls(sorted({cls.normalize(a) for a in answers}))
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+    def __contains__(self, answer) -> bool:
+        return self.normalize(answer) in self.index_of
+
+    def index(self, answer, default: int | None = None) -> int:
+        """Class id of ``answer``; ``default`` (or a ``KeyError`` naming it) when it is not in the set."""
+        key = self.normalize(answer)
+        if key in self.index_of:
+            return self.index_of[key]
+        if default is not None:
+            return default
+        raise KeyError(f"answer {answer!r} (normalised {key!r}) is not in the answer vocabulary of {len(self)}.")
+
+    def answer(self, index: int) -> str:
+        """The answer string of class id ``index``."""
+        return self.answers[int(index)]
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps({"answers": self.answers}, indent=1))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> AnswerVocabulary:
+        return cls(json.loads(Path(path).read_text())["answers"])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AnswerVocabulary) and self.answers == other.answers
+
+
+@dataclass(frozen=True)
+class VQAVocabularies:
+    """The tokenizer and answer vocabulary a VQA network is trained with (saved as ``vocab.json``)."""
+
+    tokenizer: QuestionTokenizer
+    answers: AnswerVocabulary
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    @property
+    def num_answers(self) -> int:
+        return len(self.answers)
+
+    @property
+    def max_length(self) -> int:
+        return self.tokenizer.max_length
+
+    def to_dict(self) -> dict:
+        return {"tokenizer": self.tokenizer.to_dict(), "answers": self.answers.answers}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> VQAVocabularies:
+        return cls(QuestionTokenizer.from_dict(data["tokenizer"]), AnswerVocabulary(data["answers"]))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write both as one JSON file (folders created)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> VQAVocabularies:
+        """Read a :meth:`save` file (``FileNotFoundError`` naming it when absent)."""
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"vocabulary file '{path}' does not exist (training writes it next to model.pt).")
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+@functools.lru_cache(maxsize=4)
+def phantom_vocabularies(max_length: int = 20) -> VQAVocabularies:
+    """The global vocabularies of every phantom VQA source, from the generator's full templates.
+
+    Answers: yes/no, every modality name, every finding name, counts 0..max foci, the four quadrants, the
+    three sizes and the appearance word of every (modality, finding); questions: every wording the generator
+    uses (drawn with a fixed seed over every finding and modality). Independent of any site's data.
+    """
+    names = [f.replace("_", " ") for f in FINDINGS]
+    answers = ["yes", "no", *_MODALITY_ANSWER.values(), *names, *(str(k) for k in range(_MAX_FOCI + 1))]
+    answers += [f"{v} {h}" for v in ("upper", "lower") for h in ("left", "right")]
+    answers += ["small", "medium", "large"]
+    answers += [_appearance(m, f) for m in MODALITIES for f in range(1, len(FINDINGS))]
+    questions = [f"Does the image show {'an' if n[0] in 'aeiou' else 'a'} {n}?" for n in names[1:]]
+    for f in range(len(FINDINGS)):
+        anatomy = generate_anatomy(16, image_size=16, seed=f, findings=[f])
+        questions += [p["question"] for p in make_vqa_pairs(anatomy, MODALITIES[f % len(MODALITIES)], seed=f)]
+    return VQAVocabularies(QuestionTokenizer.fit(questions, max_length), AnswerVocabulary.fit(answers))
+
+
+# ---- datalists ------------------------------------------------------------------------------------------
+
+
+def _is_phantom(dataset_dir) -> bool:
+    return dataset_dir is None or os.fspath(dataset_dir).strip().lower() in _PHANTOM_NAMES
+
+
+def _items(images: np.ndarray, qa: Sequence[dict], vocab: VQAVocabularies, *, drop_unknown: bool) -> list[dict]:
+    """(N, C, S, S) images + ``[{"index", "question", "answer", "answer_type", "question_type"}]`` -> datalist."""
+    images = np.ascontiguousarray(images, dtype=np.float32)
+    views = list(images)  # one (C, S, S) view per image, shared by its questions
+    out = []
+    for p in qa:
+        label = vocab.answers.index(p["answer"], default=-1)
+        if label < 0 and drop_unknown:
+            continue
+        out.append(
+            {
+                "image": views[int(p["index"])],
+                "question": vocab.tokenizer.encode(p["question"]),
+                "label": np.int64(label),
+                "answer_type": "closed" if str(p["answer_type"]).lower() == "closed" else "open",
+                "question_type": str(p["question_type"]),
+            }
+        )
+    return out
+
+
+def _phantom_qa(modality: str, num_images: int, image_size: int, seed: int) -> tuple[np.ndarray, list[dict]]:
+    """Phantom images float32 (N, C, S, S) of one modality and their question-answer pairs."""
+    ds = make_phantom_dataset(modality, num_images, image_size=image_size, spatial_dims=2, seed=seed)
+    qa = make_vqa_pairs(ds.anatomy, modality, seed=seed)
+    for p in qa:
+        p["modality"] = modality
+    return np.asarray(ds.images, dtype=np.float32), qa
+
+
+def _hold_out(qa: list[dict], split: str, hold_out: bool) -> list[dict]:
+    if split != "train" or not hold_out:
+        return qa
+    return [p for p in qa if (p["question_type"], p.get("modality", "")) not in HELD_OUT]
+
+
+@functools.lru_cache(maxsize=6)
+def _phantom_split(split: str, image_size: int, in_channels: int, num_samples: int, seed: int, hold_out: bool):
+    """Centralised phantom: ``num_samples`` images of ``split`` spread over every modality, own seeds per split."""
+    counts = [len(c) for c in np.array_split(np.arange(num_samples), len(MODALITIES))]
+    images, qa, offset = [], [], 0
+    for m, (modality, n) in enumerate(zip(MODALITIES, counts)):
+        if not n:
+            continue
+        split_seed = int(np.random.default_rng([seed, SPLITS.index(split), m, 0x7A]).integers(2**31 - 1))
+        x, pairs = _phantom_qa(modality, n, image_size, split_seed)
+        images.append(_fix_channels(x, in_channels))
+        qa += [{**p, "index": p["index"] + offset} for p in pairs]
+        offset += n
+    return np.concatenate(images), _hold_out(qa, split, hold_out)
+
+
+def _read_json_list(path: Path) -> list[dict]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read '{path}' as JSON: {type(e).__name__}: {e}") from e
+    if not isinstance(data, list):
+        raise ValueError(f"'{path}' must hold a JSON list of question entries, got {type(data).__name__}.")
+    return data
+
+
+def _entry_field(entry: dict, keys: Sequence[str], path: Path, default=None):
+    for k in keys:
+        if k in entry:
+            return entry[k]
+    if default is not None:
+        return default
+    raise ValueError(f"'{path}': an entry has none of the keys {list(keys)}: {entry}.")
+
+
+def read_vqa_json(
+    json_path: str | os.PathLike,
+    image_root: str | os.PathLike | None = None,
+    *,
+    image_size: int = 64,
+    in_channels: int = 3,
+    language: str = "en",
+) -> tuple[np.ndarray, list[dict]]:
+    """Read a SLAKE / VQA-RAD style JSON list and its images.
+
+    Args:
+        json_path: the JSON file (see the module docstring for the accepted keys).
+        image_root: folder the image paths are relative to (default: the JSON's folder).
+        image_size: images are resized to ``image_size`` x ``image_size``.
+        in_channels: 1 or 3.
+        language: SLAKE's ``q_lang`` to keep (entries without it are kept).
+
+    Returns:
+        ``(images float32 (N, C, S, S), qa)`` with one ``{"index", "question", "answer", "answer_type",
+        "question_type", "image_file"}`` per question of a readable image. Unreadable images are logged
+        (file and reason) and skipped.
+
+    Raises:
+        ValueError: for a malformed JSON, or when no image is readable (the message names the file).
+    """
+    path = Path(json_path).expanduser()
+    root = Path(image_root).expanduser() if image_root else path.parent
+    entries = _read_json_list(path)
+    images: list[np.ndarray] = []
+    index_of: dict[str, int] = {}
+    bad: set[str] = set()
+    qa = []
+    for entry in entries:
+        if language and str(entry.get("q_lang", language)) != language:
+            continue
+        name = str(_entry_field(entry, ("img_name", "image_name", "image"), path))
+        if name in bad:
+            continue
+        if name not in index_of:
+            file = root / name
+            try:
+                images.append(load_image_file(file, image_size=image_size, in_channels=in_channels))
+            except (OSError, ValueError) as e:
+                logger.warning("Skipping the questions of unreadable image '%s': %s", file, e)
+                bad.add(name)
+                continue
+            index_of[name] = len(images) - 1
+        qa.append(
+            {
+                "index": index_of[name],
+                "question": str(_entry_field(entry, ("question",), path)),
+                "answer": str(_entry_field(entry, ("answer",), path)),
+                "answer_type": str(_entry_field(entry, ("answer_type",), path, "open")).lower(),
+                "question_type": str(_entry_field(entry, ("content_type", "question_type"), path, "other")).lower(),
+                "image_file": str(root / name),
+            }
+        )
+    if not images:
+        raise ValueError(f"'{path}' has no question about a readable image ({len(entries)} entries, root '{root}').")
+    return np.stack(images), qa
+
+
+def _folder_json(folder: Path, split: str) -> Path:
+    names = {"train": ("train.json",), "val": ("validate.json", "val.json"), "test": ("test.json",)}[split]
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    if split == "val" and (folder / "test.json").is_file():
+        logger.warning("'%s' has no validate.json/val.json: the test split is used for validation.", folder)
+        return folder / "test.json"
+    raise FileNotFoundError(
+        f"'{folder}' has none of {list(names)} (the SLAKE / VQA-RAD layout, see omnifm_monai.data.vqa)."
+    )
+
+
+def _image_root(folder: Path) -> Path:
+    for sub in ("imgs", "images"):
+        if (folder / sub).is_dir():
+            return folder / sub
+    return folder
+
+
+@functools.lru_cache(maxsize=2)
+def _folder_vocabularies(folder: str, max_length: int) -> VQAVocabularies:
+    entries = [e for e in _read_json_list(_folder_json(Path(folder), "train")) if str(e.get("q_lang", "en")) == "en"]
+    return VQAVocabularies(
+        QuestionTokenizer.fit((str(e["question"]) for e in entries), max_length),
+        AnswerVocabulary.fit(str(e["answer"]) for e in entries),
+    )
+
+
+def vocabularies_for(dataset_dir: str | os.PathLike | None, max_length: int = 20) -> VQAVocabularies:
+    """The vocabularies of a VQA source: phantom templates, a site archive's stored ones, a folder's train split."""
+    if _is_phantom(dataset_dir):
+        return phantom_vocabularies(max_length)
+    path = Path(dataset_dir).expanduser()
+    if path.is_dir():
+        return _folder_vocabularies(str(path.resolve()), max_length)
+    if path.is_file():
+        stored = load_vqa_npz(path).vocabularies
+        return stored if stored is not None else phantom_vocabularies(max_length)
+    raise FileNotFoundError(f"dataset_dir '{path}' does not exist.")
+
+
+def load_vqa_split(
+    dataset_dir: str | os.PathLike | None,
+    split: str,
+    *,
+    image_size: int = 64,
+    in_channels: int = 3,
+    num_samples: int = 280,
+    seed: int = 0,
+    max_length: int = 20,
+    hold_out: bool = True,
+) -> list[dict]:
+    """The datalist of one split for the VQA bundle (see the module docstring for sources and split rules).
+
+    Args:
+        dataset_dir: ``None``/``""``/``"phantom"``, a site ``.npz`` (:meth:`VQAData.save_npz`) or a SLAKE /
+            VQA-RAD folder.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        image_size: square image size.
+        in_channels: 1 or 3.
+        num_samples: phantom only: images of this split, spread over the seven modalities.
+        seed: phantom images and questions.
+        max_length: question length T.
+        hold_out: phantom and site archives: drop the :data:`HELD_OUT` pairs from ``train``.
+
+    Returns:
+        the datalist; training items whose answer is outside the vocabulary are dropped, val/test ones get
+        label -1.
+
+    Raises:
+        ValueError / FileNotFoundError: naming the bad argument or file.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not supported; expected one of {SPLITS}.")
+    if in_channels not in (1, 3):
+        raise ValueError(f"in_channels={in_channels} is not supported; expected 1 (gray) or 3 (RGB).")
+    if num_samples < 1:
+        raise ValueError(f"num_samples={num_samples} must be >= 1.")
+    vocab = vocabularies_for(dataset_dir, max_length)
+    if _is_phantom(dataset_dir):
+        images, qa = _phantom_split(split, image_size, in_channels, num_samples, seed, hold_out)
+    else:
+        path = Path(dataset_dir).expanduser()
+        if path.is_dir():
+            images, qa = read_vqa_json(
+                _folder_json(path, split), _image_root(path), image_size=image_size, in_channels=in_channels
+            )
+        elif path.name.lower().endswith(".npz"):
+            data = load_vqa_npz(path)
+            if split not in data.images or not len(data.qa[split]):
+                raise ValueError(f"'{path}' has no {split!r} questions.")
+            images = _fix_channels(_resize(_from_uint8(data.images[split]), image_size), in_channels)
+            qa = _hold_out(data.qa[split], split, hold_out)
+        else:
+            raise ValueError(f"dataset_dir '{path}' is a file but not a .npz archive.")
+    return _items(images, qa, vocab, drop_unknown=split == "train")
+
+
+# ---- site archives and federations ----------------------------------------------------------------------
+
+
+def _to_uint8(images: np.ndarray) -> np.ndarray:
+    """float (N, C, S, S) in [0, 1] -> uint8 (N, S, S) or (N, S, S, 3)."""
+    x = np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return x[:, 0] if x.shape[1] == 1 else x.transpose(0, 2, 3, 1)
+
+
+def _from_uint8(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, S, S) or (N, S, S, 3) -> float32 (N, C, S, S) in [0, 1]."""
+    x = images.astype(np.float32) / 255.0
+    return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+
+
+@dataclass
+class VQAData:
+    """Images and question-answer pairs of one data set or site, per split.
+
+    Args:
+        name: e.g. ``"site-3"``.
+        modality: e.g. ``"CT"``; several joined by ``"+"``.
+        images: split -> uint8 (N, S, S) or (N, S, S, 3).
+        qa: split -> ``[{"index", "question", "answer", "answer_type", "question_type", "modality"}]``.
+        vocabularies: the global vocabularies (stored in the archive), or ``None``.
+        source: for summaries.
+    """
+
+    name: str
+    modality: str
+    images: dict[str, np.ndarray] = field(repr=False)
+    qa: dict[str, list[dict]] = field(repr=False)
+    vocabularies: VQAVocabularies | None = field(default=None, repr=False)
+    source: str = ""
+
+    def num_questions(self, split: str) -> int:
+        return len(self.qa.get(split, []))
+
+    def num_images(self, split: str) -> int:
+        return int(self.images[split].shape[0]) if split in self.images else 0
+
+    def save_npz(self, path: str | os.PathLike) -> None:
+        """Write a compressed ``.npz``: ``{split}_images`` uint8, ``{split}_{index,question,answer,answer_type,
+        question_type,modality}`` arrays, ``name``, ``modality``, ``source``, ``kind``, ``vocab`` (JSON)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+        for split, images in self.images.items():
+            qa = self.qa.get(split, [])
+            arrays[f"{split}_images"] = np.ascontiguousarray(images, dtype=np.uint8)
+            arrays[f"{split}_index"] = np.asarray([int(p["index"]) for p in qa], dtype=np.int64)
+            for key in (*_QA_FIELDS, "modality"):
+                arrays[f"{split}_{key}"] = np.asarray([str(p.get(key, "")) for p in qa], dtype=np.str_)
+        for key in ("name", "modality", "source"):
+            arrays[key] = np.asarray(getattr(self, key), dtype=np.str_)
+        arrays["kind"] = np.asarray(_NPZ_KIND, dtype=np.str_)
+        vocab = json.dumps(self.vocabularies.to_dict()) if self.vocabularies is not None else ""
+        arrays["vocab"] = np.asarray(vocab, dtype=np.str_)
+        with open(path, "wb") as f:  # a file object keeps numpy from appending a second ".npz"
+            np.savez_compressed(f, **arrays)
+
+
+def load_vqa_npz(path: str | os.PathLike) -> VQAData:
+    """Read a :meth:`VQAData.save_npz` archive (``ValueError`` naming the file when it is not one)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"'{path}' is not an existing file.")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except Exception as e:  # zip, pickle and format errors all mean "not our archive"
+        raise ValueError(f"cannot read '{path}' as an .npz archive: {type(e).__name__}: {e}") from e
+    if str(arrays.get("kind", "")) != _NPZ_KIND:
+        raise ValueError(f"'{path}' is not a VQA site archive (kind={str(arrays.get('kind', ''))!r}, expected 'vqa').")
+    images, qa = {}, {}
+    for split in SPLITS:
+        if f"{split}_images" not in arrays:
+            continue
+        images[split] = arrays[f"{split}_images"]
+        columns = {k: arrays[f"{split}_{k}"].tolist() for k in (*_QA_FIELDS, "modality")}
+        qa[split] = [
+            {"index": int(i), **{k: str(columns[k][n]) for k in columns}}
+            for n, i in enumerate(arrays[f"{split}_index"].tolist())
+        ]
+    vocab = str(arrays.get("vocab", ""))
+    return VQAData(
+        name=str(arrays["name"]),
+        modality=str(arrays["modality"]),
+        images=images,
+        qa=qa,
+        vocabularies=VQAVocabularies.from_dict(json.loads(vocab)) if vocab else None,
+        source=str(arrays.get("source", path.name)),
+    )
+
+
+@dataclass(frozen=True)
+class VQAFederation:
+    """Simulated VQA federation: one :class:`VQAData` per site (``site-1`` .. ``site-N``), global vocabularies."""
+
+    scenario: str
+    seed: int
+    clients: tuple[VQAData, ...]
+    vocabularies: VQAVocabularies
+
+    @property
+    def num_classes(self) -> int:
+        """Size of the global answer vocabulary (the answer head's outputs)."""
+        return self.vocabularies.num_answers
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.clients)
+
+    def client(self, name: str) -> VQAData:
+        """The site called ``name`` (``KeyError`` if none)."""
+        for client in self.clients:
+            if client.name == name:
+                return client
+        raise KeyError(f"no site named {name!r}; sites: {[c.name for c in self.clients]}.")
+
+    def summary(self) -> str:
+        """A Markdown table: site, modality, images and questions per split."""
+        headers = ("site", "modality", "images train/val/test", "questions train/val/test")
+        rows = [
+            (
+                c.name,
+                c.modality,
+                "/".join(str(c.num_images(s)) for s in SPLITS),
+                "/".join(str(c.num_questions(s)) for s in SPLITS),
+            )
+            for c in self.clients
+        ]
+        widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(headers)]
+
+        def line(cells: Sequence[str]) -> str:
+            return "| " + " | ".join(cell.ljust(w) for cell, w in zip(cells, widths)) + " |"
+
+        out = [
+            f"VQA federation '{self.scenario}' (seed {self.seed}): {self.num_clients} sites, "
+            f"{self.num_classes} answers, {self.vocabularies.vocab_size} question tokens",
+            "",
+            line(headers),
+            "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+        ]
+        return "\n".join(out + [line(r) for r in rows])
+
+
+def build_vqa_federation(
+    scenario: str,
+    num_clients: int,
+    *,
+    seed: int = 0,
+    data_dir: str | os.PathLike | None = None,
+    image_size: int = 64,
+    samples_per_client: int | None = None,
+) -> VQAFederation:
+    """A phantom VQA federation (images split 60/20/20 per site by image, all questions of an image together).
+
+    ``modality_specific`` (the paper's VQA task 2; alias ``cross_modality_hard``, the federated job's default):
+    site ``i`` (0-based) holds ``MODALITIES[i % 7]`` only;
+    ``iid``: every site holds every modality in equal shares (stored RGB). Every site archive carries the
+    global :func:`phantom_vocabularies`; the held-out training combinations apply at load time.
+
+    Args:
+        scenario: one of :data:`VQA_SCENARIOS`.
+        num_clients: sites, >= 1.
+        seed: seeds every phantom and split.
+        data_dir: must be ``None`` (or ``""``/``"phantom"``).
+        image_size: square image size (>= 16).
+        samples_per_client: images per site before the split (``None`` -> 120, minimum 5).
+
+    Raises:
+        ValueError: for an unknown scenario, a bad count or a ``data_dir``.
+    """
+    if scenario not in VQA_SCENARIOS:
+        raise ValueError(f"scenario={scenario!r} is not supported for VQA; expected one of {VQA_SCENARIOS}.")
+    if num_clients < 1:
+        raise ValueError(f"num_clients={num_clients} must be >= 1.")
+    if image_size < 16:
+        raise ValueError(f"image_size={image_size} must be >= 16 (the phantom's minimum).")
+    samples = _DEFAULT_SITE_SAMPLES if samples_per_client is None else int(samples_per_client)
+    if samples < 5:
+        raise ValueError(f"samples_per_client={samples} must be >= 5 so that train, val and test are non-empty.")
+    if not _is_phantom(data_dir):
+        raise ValueError(
+            f"data_dir={os.fspath(data_dir)!r}: VQA federations are built from the phantom only; give each site "
+            "its own SLAKE / VQA-RAD folder or .npz as dataset_dir instead."
+        )
+    vocab = phantom_vocabularies()
+    n_train = round(_SPLIT_FRACTIONS[0] * samples)
+    cuts = [n_train, n_train + round(_SPLIT_FRACTIONS[1] * samples)]
+    clients = []
+    for i in range(num_clients):
+        held = (MODALITIES[i % len(MODALITIES)],) if scenario != "iid" else MODALITIES
+        counts = [len(c) for c in np.array_split(np.arange(samples), len(held))]
+        parts, qa, offset = [], [], 0
+        for modality, n in zip(held, counts):
+            if n:
+                site_seed = int(np.random.default_rng([seed, i, MODALITIES.index(modality), 0x7A]).integers(2**31 - 1))
+                x, pairs = _phantom_qa(modality, n, image_size, site_seed)
+                parts.append(x)
+                qa += [{**p, "index": p["index"] + offset} for p in pairs]
+                offset += n
+        if len({x.shape[1] for x in parts}) > 1:
+            parts = [np.repeat(x, 3, axis=1) if x.shape[1] == 1 else x for x in parts]  # mixed -> RGB
+        images = _to_uint8(np.concatenate(parts))
+        order = np.random.default_rng([seed, i, 0x5A]).permutation(samples)
+        split_images, split_qa = {}, {}
+        for split, idx in zip(SPLITS, np.split(order, cuts)):
+            idx = np.sort(idx)
+            new = {int(old): k for k, old in enumerate(idx)}  # old image index -> index in the split
+            split_images[split] = images[idx]
+            split_qa[split] = [{**p, "index": new[p["index"]]} for p in qa if p["index"] in new]
+        clients.append(VQAData(f"site-{i + 1}", "+".join(held), split_images, split_qa, vocab, source="phantom"))
+    return VQAFederation(scenario=scenario, seed=seed, clients=tuple(clients), vocabularies=vocab)
+
+
+# ---- engine and bundle helpers --------------------------------------------------------------------------
+
+
+def prepare_vqa_batch(batchdata: dict, device=None, non_blocking: bool = False, **kwargs):
+    """MONAI ``prepare_batch`` of the VQA bundle: ``(image, label, (question,), {})``.
+
+    The trainer and evaluators then call ``network(image, question)`` through the inferer.
+    """
+    image = batchdata["image"].to(device=device, non_blocking=non_blocking, **kwargs)  # (B, C, S, S)
+    question = torch.as_tensor(batchdata["question"]).to(device=device, non_blocking=non_blocking)  # (B, T)
+    label = torch.as_tensor(batchdata["label"]).to(device=device, non_blocking=non_blocking)  # (B,)
+    return image, label, (question.long(),), {}
+
+
+class VocabularySaver:
+    """Ignite handler: writes the vocabularies to ``<save_dir>/vocab.json`` when the engine starts.
+
+    Training lists it so that ``model.pt`` always has the vocabularies it needs next to it.
+    """
+
+    def __init__(self, save_dir: str | os.PathLike, vocabularies: VQAVocabularies, filename: str = "vocab.json"):
+        self.save_dir, self.vocabularies, self.filename = save_dir, vocabularies, filename
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine=None) -> None:
+        self.vocabularies.save(Path(self.save_dir) / self.filename)
+
+
+@torch.no_grad()
+def answer_questions(
+    network: torch.nn.Module,
+    vocabularies: VQAVocabularies,
+    image_file: str | os.PathLike,
+    questions: str | Sequence[str],
+    *,
+    image_size: int = 64,
+    in_channels: int = 3,
+    output_dir: str | os.PathLike | None = None,
+) -> list[dict]:
+    """Answer questions about one image file; prints ``Q: ... A: ...`` and writes ``answers.json``.
+
+    Args:
+        network: a trained VQA network (weights loaded).
+        vocabularies: the ones saved next to its checkpoint.
+        image_file: PNG/JPEG/TIFF/BMP, NIfTI or DICOM file.
+        questions: one question or a list of them.
+        image_size, in_channels: as in training.
+        output_dir: where ``answers.json`` goes (``None``: not written).
+
+    Returns:
+        ``[{"file", "question", "answer", "probability"}]``.
+    """
+    if isinstance(questions, str):
+        questions = [questions]
+    if not questions:
+        raise ValueError("give at least one question.")
+    image = torch.as_tensor(load_image_file(image_file, image_size=image_size, in_channels=in_channels))
+    device = next(network.parameters()).device
+    tokens = torch.as_tensor(np.stack([vocabularies.tokenizer.encode(q) for q in questions]))  # (Q, T)
+    network.eval()
+    images = image[None].expand(len(questions), *image.shape).to(device)  # (Q, C, S, S)
+    probs = torch.softmax(network(images, tokens.to(device)), dim=1).cpu()  # (Q, num_answers)
+    results = []
+    for q, p in zip(questions, probs):
+        k = int(p.argmax())
+        results.append(
+            {
+                "file": str(image_file),
+                "question": q,
+                "answer": vocabularies.answers.answer(k),
+                "probability": float(p[k]),
+            }
+        )
+        print(f"Q: {q}\nA: {results[-1]['answer']} (p={float(p[k]):.3f})")
+    if output_dir is not None:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(output_dir) / "answers.json").write_text(json.dumps(results, indent=1))
+    return results

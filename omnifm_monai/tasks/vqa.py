@@ -1,0 +1,112 @@
+"""Visual question answering in the federated pipeline: phantom VQA federations and per-site answer accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+from torch import nn
+
+from omnifm_monai.tasks.base import FederatedTask, stack_images
+
+__all__ = ["VQATask", "vqa_metrics"]
+
+
+def vqa_metrics(
+    predictions: Sequence[int] | np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    answer_types: Sequence[str],
+    question_types: Sequence[str],
+) -> dict[str, float]:
+    """Exact-match accuracy overall, on closed and open questions and per question type.
+
+    Args:
+        predictions: predicted answer ids (N,).
+        labels: true answer ids (N,); -1 (an answer outside the vocabulary) is always wrong.
+        answer_types: ``"closed"``/``"open"`` per question.
+        question_types: question type per question.
+
+    Returns:
+        ``accuracy``, ``closed_accuracy``, ``open_accuracy`` and ``accuracy_<type>``, each a finite float; a
+        category without questions is left out (``accuracy`` is 0.0 for no questions at all).
+    """
+    pred, true = np.asarray(predictions).reshape(-1), np.asarray(labels).reshape(-1)
+    if not (len(pred) == len(true) == len(answer_types) == len(question_types)):
+        raise ValueError(
+            f"predictions, labels, answer_types and question_types differ in length: {len(pred)}, {len(true)}, "
+            f"{len(answer_types)}, {len(question_types)}."
+        )
+    correct = (pred == true) & (true >= 0)  # (N,)
+    metrics = {"accuracy": float(correct.mean()) if len(correct) else 0.0}
+    answer_types, question_types = np.asarray(answer_types, dtype=str), np.asarray(question_types, dtype=str)
+    for kind in ("closed", "open"):
+        chosen = answer_types == kind
+        if chosen.any():
+            metrics[f"{kind}_accuracy"] = float(correct[chosen].mean())
+    for qtype in sorted(set(question_types.tolist())):
+        metrics[f"accuracy_{qtype}"] = float(correct[question_types == qtype].mean())
+    return metrics
+
+
+class VQATask(FederatedTask):
+    """Visual question answering (``bundles/omnifm_vqa``): closed-set answer classification.
+
+    ``num_classes`` is the size of the global answer vocabulary
+    (:func:`omnifm_monai.data.vqa.phantom_vocabularies` for phantom federations).
+    """
+
+    name = "vqa"
+    bundle = "omnifm_vqa"
+    headline_metric = "accuracy"
+    report_metrics = ("accuracy", "closed_accuracy", "open_accuracy")
+    uses_num_classes = True
+
+    def build_federation(self, scenario, num_clients, *, seed, data_dir, image_size, samples_per_client):
+        from omnifm_monai.data.vqa import build_vqa_federation
+
+        return build_vqa_federation(
+            scenario,
+            num_clients,
+            seed=seed,
+            data_dir=data_dir or None,
+            image_size=image_size,
+            samples_per_client=samples_per_client,
+        )
+
+    def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
+        """Overall, closed, open and per-question-type accuracy on the site's test questions.
+
+        ``closed_accuracy`` / ``open_accuracy`` (report metrics) are 0.0 when the site has no such question,
+        so that every report metric is present.
+        """
+        from omnifm_monai.data.vqa import load_vqa_split
+
+        image_size, in_channels, max_length = (
+            parser.get_parsed_content(k) for k in ("image_size", "in_channels", "max_question_length")
+        )
+        items = load_vqa_split(
+            dataset_dir, "test", image_size=image_size, in_channels=in_channels, max_length=max_length
+        )
+        images = stack_images(items)  # (N, C, S, S), stacked once and reused every round
+        questions = torch.as_tensor(np.stack([d["question"] for d in items]))  # (N, T)
+        labels = np.asarray([int(d["label"]) for d in items])  # (N,)
+        answer_types = [d["answer_type"] for d in items]
+        question_types = [d["question_type"] for d in items]
+
+        @torch.no_grad()
+        def evaluate(network: nn.Module) -> dict[str, float]:
+            network.eval()
+            device = next(network.parameters()).device
+            logits = [
+                network(images[i : i + 128].to(device), questions[i : i + 128].to(device)).cpu()
+                for i in range(0, len(images), 128)
+            ]
+            predictions = torch.cat(logits).argmax(dim=1).numpy()  # (N,)
+            metrics = vqa_metrics(predictions, labels, answer_types, question_types)
+            for name in self.report_metrics:
+                metrics.setdefault(name, 0.0)
+            return metrics
+
+        return evaluate
