@@ -38,6 +38,7 @@ except ImportError:  # run as a script from a checkout without an installed pack
 
 from monai.bundle import ConfigParser
 from monai.data import list_data_collate
+from monai.engines.utils import default_prepare_batch
 
 from omnifm_monai.tasks import TASKS, get_task
 
@@ -79,13 +80,18 @@ def bundle_parser(task: str, device: str, variant: str, image_size: int, batch_s
     return parser
 
 
-def one_batch(parser: ConfigParser, batch_size: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``batch_size`` training items after the bundle's training transforms: (image, label)."""
+def one_batch(parser: ConfigParser, batch_size: int, device: str) -> tuple:
+    """The first ``batch_size`` training items after the bundle's training transforms, through the trainer's
+    ``prepare_batch``: ``(image, label, args, kwargs)``; the network is called as ``network(image, *args)``."""
     dataset = parser.get_parsed_content("train#dataset")
     if len(dataset) < batch_size:
         raise ValueError(f"the bundle's training set has {len(dataset)} items, fewer than --batch-size {batch_size}.")
     batch = list_data_collate([dataset[i] for i in range(batch_size)])
-    return torch.as_tensor(batch["image"]).to(device), torch.as_tensor(batch["label"]).to(device)
+    prepare = default_prepare_batch
+    if "prepare_batch" in parser.get("train#trainer"):  # e.g. VQA: (image, label, (question,), {})
+        prepare = parser.get_parsed_content("train#trainer#prepare_batch")
+    prepared = prepare(batch, torch.device(device))
+    return (*prepared, (), {}) if len(prepared) == 2 else tuple(prepared)
 
 
 def time_steps(parser: ConfigParser, batch, device: str, steps: int, warmup: int, amp: bool) -> dict:
@@ -97,14 +103,14 @@ def time_steps(parser: ConfigParser, batch, device: str, steps: int, warmup: int
         prototypes = torch.nn.functional.normalize(torch.randn(capacity, network.token_dim), dim=-1)
         network.set_prototypes(prototypes.numpy())
     network.train()
-    images, labels = batch
+    images, labels, args, kwargs = batch
     cuda = device.startswith("cuda")
 
     def step() -> float:
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            loss = loss_function(network(images), labels)
+            loss = loss_function(network(images, *args, **kwargs), labels)
         loss.backward()
         optimizer.step()
         if cuda:
