@@ -76,7 +76,7 @@ def bundle_parser(task: str, device: str, variant: str, image_size: int, batch_s
     for key, value in VARIANTS[variant].items():
         parser[key] = value
     if "num_samples" in parser:  # generate only what one batch needs (the phantom splits 60/20/20)
-        parser["num_samples"] = 2 * batch_size
+        parser["num_samples"] = max(4 * batch_size, 20)
     return parser
 
 
