@@ -50,6 +50,9 @@ __all__ = [
     "class_names_for",
     "load_image_file",
     "image_reader_kind",
+    "fix_channels",
+    "resize_images",
+    "shared_image_reader",
 ]
 
 logger = logging.getLogger(__name__)
@@ -86,7 +89,7 @@ def _check_args(split: str, image_size: int, in_channels: int) -> None:
         raise ValueError(f"in_channels={in_channels} is not supported; expected 1 (gray) or 3 (RGB).")
 
 
-def _fix_channels(images: np.ndarray, in_channels: int) -> np.ndarray:
+def fix_channels(images: np.ndarray, in_channels: int) -> np.ndarray:
     """``(N, C, H, W)`` -> ``(N, in_channels, H, W)``: alpha dropped, gray repeated or RGB averaged."""
     c = images.shape[1]
     if c == 4:
@@ -102,7 +105,7 @@ def _fix_channels(images: np.ndarray, in_channels: int) -> np.ndarray:
     raise ValueError(f"images with {c} channels cannot be given {in_channels}; expected 1, 2, 3 or 4 channels.")
 
 
-def _resize(images: np.ndarray, image_size: int) -> np.ndarray:
+def resize_images(images: np.ndarray, image_size: int) -> np.ndarray:
     """Resize ``(N, C, H, W)`` float images to ``(N, C, image_size, image_size)`` in one ``Resize`` call."""
     n, c, h, w = images.shape
     if (h, w) == (image_size, image_size):
@@ -130,7 +133,7 @@ def _phantom_split(split: str, image_size: int, in_channels: int, num_samples: i
             continue
         phantom_seed = (seed * len(SPLITS) + split_index) * len(MODALITIES) + m  # distinct per split/modality
         ds = make_phantom_dataset(modality, n, image_size=image_size, spatial_dims=2, seed=phantom_seed)
-        images.append(_fix_channels(np.asarray(ds.images, dtype=np.float32), in_channels))
+        images.append(fix_channels(np.asarray(ds.images, dtype=np.float32), in_channels))
         labels.append(np.asarray(ds.labels, dtype=np.int64))
     order = np.random.default_rng([seed, split_index]).permutation(num_samples)  # interleave modalities
     return _as_datalist(np.concatenate(images)[order], np.concatenate(labels)[order])
@@ -141,7 +144,7 @@ def _npz_split(path: Path, split: str, image_size: int, in_channels: int) -> lis
     raw, labels = data.splits[split]
     images = raw.astype(np.float32) / 255.0
     images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)  # -> (N, C, S, S)
-    images = _fix_channels(_resize(images, image_size), in_channels)
+    images = fix_channels(resize_images(images, image_size), in_channels)
     return _as_datalist(images, labels)
 
 
@@ -257,7 +260,7 @@ def _folder_split(folder: Path, split: str, image_size: int, in_channels: int) -
             except Exception as e:  # any failure of one file must not stop the data set
                 logger.warning("Skipping unreadable image '%s' (%s reader): %s: %s", path, kind, type(e).__name__, e)
                 continue
-            image = _fix_channels(_resize(image[None], image_size), in_channels)[0]
+            image = fix_channels(resize_images(image[None], image_size), in_channels)[0]
             images.append(image)
             labels.append(label)
     if not images:
@@ -342,7 +345,8 @@ def class_names_for(dataset_dir: str | os.PathLike | None) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=1)
-def _shared_reader() -> _ImageFileReader:
+def shared_image_reader() -> _ImageFileReader:
+    """The process-wide image file reader (PIL, NIfTI and DICOM readers built once)."""
     return _ImageFileReader()
 
 
@@ -374,7 +378,7 @@ def load_image_file(path: str | os.PathLike, *, image_size: int = 64, in_channel
     if kind is None:
         raise ValueError(f"'{path}' is not a PNG/JPEG/TIFF/BMP, NIfTI or DICOM file.")
     try:
-        image = _shared_reader()(path, kind)  # (C, H, W) in [0, 1]
+        image = shared_image_reader()(path, kind)  # (C, H, W) in [0, 1]
     except Exception as e:  # readers raise many types; callers get one, with the reason kept
         raise ValueError(f"cannot read '{path}' with the {kind} reader: {type(e).__name__}: {e}") from e
-    return _fix_channels(_resize(image[None], image_size), in_channels)[0]
+    return fix_channels(resize_images(image[None], image_size), in_channels)[0]

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from omnifm_monai.data.classification import _resize
+from omnifm_monai.data.classification import resize_images
 from omnifm_monai.data.medmnist import SPLITS
 from omnifm_monai.data.phantom import make_coregistered_pair
 
@@ -237,7 +237,7 @@ def _read_pair(case: Path, image_size: int) -> np.ndarray | None:
         )
         return None
     pair = _square(np.stack(images))[None]  # (1, 2, m, m)
-    return _resize(np.ascontiguousarray(pair), image_size)[0]
+    return resize_images(np.ascontiguousarray(pair), image_size)[0]
 
 
 def _case_dirs(folder: Path) -> list[Path]:
@@ -330,7 +330,7 @@ def load_fusion_split(
             data = load_fusion_npz(path)
             if not data.num_samples(split):
                 raise ValueError(f"'{path}' has no {split!r} pairs.")
-            pairs = _resize(data.splits[split].astype(np.float32) / 255.0, image_size)
+            pairs = resize_images(data.splits[split].astype(np.float32) / 255.0, image_size)
         elif path.is_file():
             raise ValueError(f"dataset_dir '{path}' is a file but not a .npz archive.")
         else:
@@ -459,7 +459,7 @@ def fusion_inference_datalist(input_a: str | os.PathLike, input_b: str | os.Path
         raise ValueError(
             f"sources '{input_a}' {a.shape} and '{input_b}' {b.shape} differ in shape; co-register them first."
         )
-    pair = _resize(np.stack([a, b])[None], image_size)[0]  # (2, S, S)
+    pair = resize_images(np.stack([a, b])[None], image_size)[0]  # (2, S, S)
     return [
         {
             "image": np.ascontiguousarray(pair, dtype=np.float32),

@@ -78,6 +78,9 @@ __all__ = [
     "make_coregistered_pair",
     "degrade",
     "make_vqa_pairs",
+    "MODALITY_ANSWERS",
+    "MAX_LESION_FOCI",
+    "appearance_answer",
 ]
 
 MODALITIES: tuple[str, ...] = ("CT", "MR-T1", "MR-T2", "PET", "XRAY", "US", "PATHOLOGY")
@@ -150,7 +153,7 @@ _FINDING_SHAPES: dict[str, dict] = {
     "haemorrhage": dict(radius=(0.09, 0.14), count=(1, 1), lobulation=0.1, edge=0.7),
     "oedema": dict(radius=(0.15, 0.23), count=(1, 1), lobulation=0.15, edge=None),
 }
-_MAX_FOCI = 4
+MAX_LESION_FOCI = 4
 
 # Scanner constants.
 _CT_WINDOW = (40.0, 400.0)  # level, width (HU)
@@ -546,12 +549,12 @@ def _draw_geometry(rng: np.random.Generator, labels: np.ndarray, size: int, d: i
         soft_edge[sel] = spec["edge"] is None
     radius = np.maximum(radius, 3.0 / size)  # at least 1.5 pixels: every focus is one connected blob
 
-    focus_axes = radius[:, None, None] * u(0.87, 1.15, _MAX_FOCI, d)  # (N, F, d)
+    focus_axes = radius[:, None, None] * u(0.87, 1.15, MAX_LESION_FOCI, d)  # (N, F, d)
     ring = 2.6 * 1.15 * radius
     beta = u(0.0, 2 * np.pi)
-    k = np.arange(1, _MAX_FOCI, dtype=np.float32)
-    ang = beta[:, None] + 2 * np.pi * (k - 1) / (_MAX_FOCI - 1)
-    offsets = np.zeros((n, _MAX_FOCI, d), dtype=np.float32)
+    k = np.arange(1, MAX_LESION_FOCI, dtype=np.float32)
+    ang = beta[:, None] + 2 * np.pi * (k - 1) / (MAX_LESION_FOCI - 1)
+    offsets = np.zeros((n, MAX_LESION_FOCI, d), dtype=np.float32)
     offsets[:, 1:, -2], offsets[:, 1:, -1] = ring[:, None] * np.cos(ang), ring[:, None] * np.sin(ang)
     focus_centre = centre0[:, None, :] + offsets
     inside = _point_quadric(focus_centre, lc, la, lang) < 0.75
@@ -561,10 +564,10 @@ def _draw_geometry(rng: np.random.Generator, labels: np.ndarray, size: int, d: i
         q = _point_quadric(focus_centre, geom["shape_centre"][:, k], ka, geom["shape_angle"][:, k])
         clearance = 1.0 + 1.3 * radius[:, None] / ka.min(-1, keepdims=True)
         inside &= q > clearance**2
-    active = (np.arange(_MAX_FOCI)[None, :] < count[:, None]) & inside
+    active = (np.arange(MAX_LESION_FOCI)[None, :] < count[:, None]) & inside
     active[:, 0] = count > 0  # focus 0 is always inside the liver's inner part
 
-    focus_angle = u(0.0, np.pi, _MAX_FOCI)
+    focus_angle = u(0.0, np.pi, MAX_LESION_FOCI)
     geom.update(
         focus_centre=focus_centre.astype(np.float32),
         focus_axes=focus_axes.astype(np.float32),
@@ -603,7 +606,7 @@ def _lesion_fields(geom, sl, labels, liver, size):
     width = np.where(geom["soft_edge"][sl], 0.6 * r_px, 0.7)  # edge width in pixels
     gain = (r_px / width).astype(np.float32)
     prof = _local_profiles(geom["coords"][sl], geom["focus_centre"][sl], geom["focus_matrix"][sl])
-    for k in range(_MAX_FOCI):
+    for k in range(MAX_LESION_FOCI):
         idx = np.nonzero(active[:, k])[0]
         if idx.size == 0:
             continue
@@ -1124,7 +1127,7 @@ def degrade(
 # Visual question answering
 # ----------------------------------------------------------------------------------------------------------
 
-_MODALITY_ANSWER = {
+MODALITY_ANSWERS = {
     "CT": "ct",
     "MR-T1": "t1-weighted mri",
     "MR-T2": "t2-weighted mri",
@@ -1144,7 +1147,7 @@ _APPEARANCE_WORDS = {  # (brighter / denser, darker / lighter, similar)
 }
 
 
-def _appearance(modality: str, finding: int) -> str:
+def appearance_answer(modality: str, finding: int) -> str:
     """How the lesion body compares with the liver in ``modality``, from the property tables (no noise)."""
     up, down, same = _APPEARANCE_WORDS[modality]
     key, threshold = {
@@ -1225,7 +1228,7 @@ def make_vqa_pairs(anatomy: PhantomAnatomy, modality: str, *, seed: int = 0) -> 
     for i in range(anatomy.num_samples):
         label = int(anatomy.labels[i])
         abnormal = label != 0
-        add(i, "modality", "What imaging modality is shown?", _MODALITY_ANSWER[modality])
+        add(i, "modality", "What imaging modality is shown?", MODALITY_ANSWERS[modality])
         presence_q = ("Is there a lesion in the liver?", "Is any abnormality present?")[int(rng.integers(2))]
         add(i, "presence", presence_q, "yes" if abnormal else "no")
         add(i, "abnormality", "What is the main finding?", names[label])
@@ -1239,5 +1242,5 @@ def make_vqa_pairs(anatomy: PhantomAnatomy, modality: str, *, seed: int = 0) -> 
                 _location_word(anatomy.lesion_centre[i], size))  # fmt: skip
             add(i, "size", "How large is the lesion?", _size_word(float(anatomy.lesion_radius[i]), size))
             add(i, "appearance", "How does the lesion appear compared with the surrounding liver?",
-                _appearance(modality, label))  # fmt: skip
+                appearance_answer(modality, label))  # fmt: skip
     return pairs

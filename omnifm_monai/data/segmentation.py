@@ -85,7 +85,7 @@ def _check_args(split: str, image_size: int, in_channels: int, spatial_dims: int
         raise ValueError(f"spatial_dims={spatial_dims} is not supported; expected 2 (slices) or 3 (volumes).")
 
 
-def _fix_channels(images: np.ndarray, in_channels: int, source: str) -> np.ndarray:
+def fix_channels(images: np.ndarray, in_channels: int, source: str) -> np.ndarray:
     """(N, C, *S) -> (N, in_channels, *S): a grey channel repeated, RGB averaged to grey; else an error."""
     c = images.shape[1]
     if c == in_channels:
@@ -97,7 +97,7 @@ def _fix_channels(images: np.ndarray, in_channels: int, source: str) -> np.ndarr
     raise ValueError(f"{source}: images have {c} channels, cannot give them in_channels={in_channels}; set it to {c}.")
 
 
-def _resize(images: np.ndarray, masks: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def resize_images(images: np.ndarray, masks: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """images (N, C, *S) float, masks (N, *S) int -> resized to ``size`` (area/linear; nearest for masks)."""
     n, c, *spatial = images.shape
     size = tuple(int(s) for s in size)
@@ -143,7 +143,7 @@ def _phantom_split(split, image_size, in_channels, spatial_dims, num_samples, se
     counts = [len(c) for c in np.array_split(np.arange(num_samples), len(MODALITIES))]
     split_seed = seed * len(SPLITS) + SPLITS.index(split)
     images, masks = _phantom_arrays(MODALITIES, counts, image_size, spatial_dims, split_seed)
-    images = [_fix_channels(x, in_channels, "phantom") for x in images]
+    images = [fix_channels(x, in_channels, "phantom") for x in images]
     order = np.random.default_rng([seed, SPLITS.index(split)]).permutation(num_samples)  # interleave modalities
     return _as_datalist(np.concatenate(images)[order], np.concatenate(masks)[order])
 
@@ -228,8 +228,8 @@ def _npz_split(path: Path, split, image_size, in_channels, spatial_dims) -> list
     raw, masks = data.splits[split]
     if raw.ndim - 2 != spatial_dims:
         raise ValueError(f"'{path}' holds {raw.ndim - 2}D images, but spatial_dims={spatial_dims}.")
-    images = _fix_channels(raw.astype(np.float32) / 255.0, in_channels, str(path))
-    images, masks = _resize(images, masks.astype(np.int64), (image_size,) * spatial_dims)
+    images = fix_channels(raw.astype(np.float32) / 255.0, in_channels, str(path))
+    images, masks = resize_images(images, masks.astype(np.int64), (image_size,) * spatial_dims)
     return _as_datalist(images, masks)
 
 
@@ -318,7 +318,7 @@ def _volume_split(root, cases, split, image_size, in_channels, spatial_dims, see
     for index, case in enumerate(cases):
         try:
             image, mask = _read_case(case, loader)
-            image = _fix_channels(image[None], in_channels, case["image"])[0]
+            image = fix_channels(image[None], in_channels, case["image"])[0]
         except Exception as e:  # one bad case must not stop the data set
             reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
             logger.warning(
@@ -567,7 +567,7 @@ def build_segmentation_federation(
             per_modality = [len(c) for c in np.array_split(np.arange(counts[split]), len(modalities))]
             images, masks = _phantom_arrays(modalities, per_modality, image_size, 2, (seed * 1000 + i) * 3 + k)
             if len(modalities) > 1:  # mixed channels: store every image grey (N, 1, S, S) except a lone pathology
-                images = [_fix_channels(x, 1, "phantom") for x in images]
+                images = [fix_channels(x, 1, "phantom") for x in images]
             splits[split] = (_to_uint8(np.concatenate(images)), np.concatenate(masks).astype(np.uint8))
         name = modalities[0] if len(modalities) == 1 else "mixed"
         clients.append(SegmentationData(f"site-{i + 1}", name, splits, tuple(TISSUES), "phantom"))

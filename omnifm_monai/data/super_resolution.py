@@ -42,10 +42,10 @@ import torch.nn.functional as F
 from ignite.engine import Engine, Events
 
 from omnifm_monai.data.classification import (
-    _fix_channels,
-    _resize,
-    _shared_reader,
+    fix_channels,
     image_reader_kind,
+    resize_images,
+    shared_image_reader,
 )
 from omnifm_monai.data.medmnist import SPLITS
 from omnifm_monai.data.phantom import MODALITIES, make_phantom_dataset
@@ -276,7 +276,7 @@ def _phantom_hr(image_size: int, in_channels: int, num_samples: int, seed: int) 
     for m, (modality, n) in enumerate(zip(MODALITIES, counts)):
         if n:
             ds = make_phantom_dataset(modality, n, image_size=image_size, spatial_dims=2, seed=seed * 97 + m)
-            images.append(_fix_channels(np.asarray(ds.images, dtype=np.float32), in_channels))
+            images.append(fix_channels(np.asarray(ds.images, dtype=np.float32), in_channels))
     order = np.random.default_rng([seed, 0x5E]).permutation(num_samples)
     parts = np.split(np.concatenate(images)[order], _split_cuts(num_samples))
     return dict(zip(SPLITS, parts))
@@ -297,11 +297,11 @@ def _read_hr(path: Path, image_size: int, in_channels: int) -> np.ndarray | None
         logger.warning("Skipping '%s': not a PNG/JPEG/TIFF/BMP, NIfTI or DICOM file.", path)
         return None
     try:
-        image = _shared_reader()(path, kind)  # (C, H, W) in [0, 1]
+        image = shared_image_reader()(path, kind)  # (C, H, W) in [0, 1]
     except Exception as e:  # one bad file must not stop the data set
         logger.warning("Skipping unreadable image '%s' (%s reader): %s: %s", path, kind, type(e).__name__, e)
         return None
-    return _fix_channels(_resize(_square(image)[None], image_size), in_channels)[0]
+    return fix_channels(resize_images(_square(image)[None], image_size), in_channels)[0]
 
 
 def _files_below(folder: Path) -> list[Path]:
@@ -374,7 +374,7 @@ def load_super_resolution_split(
             data = load_super_resolution_npz(path)
             if split not in data.splits or not data.num_samples(split):
                 raise ValueError(f"'{path}' has no {split!r} images.")
-            hr = _fix_channels(_resize(_from_uint8(data.splits[split]), image_size), in_channels)
+            hr = fix_channels(resize_images(_from_uint8(data.splits[split]), image_size), in_channels)
         elif path.is_file():
             raise ValueError(f"dataset_dir '{path}' is a file but not a .npz archive.")
         else:
@@ -527,7 +527,7 @@ def _read_for_inference(path: Path, in_channels: int) -> list[dict]:
         }
         slices = [norm[None, ..., k] for k in range(norm.shape[-1])]  # (1, X, Y) each
         return [
-            {"image": _fix_channels(s[None], in_channels)[0], "slice": k, "num_slices": len(slices), **meta}
+            {"image": fix_channels(s[None], in_channels)[0], "slice": k, "num_slices": len(slices), **meta}
             for k, s in enumerate(slices)
         ]
     from PIL import Image
@@ -539,7 +539,7 @@ def _read_for_inference(path: Path, in_channels: int) -> list[dict]:
     peak = 255.0 if rgb or arr.max() <= 255 else 65535.0
     image = (arr / peak).transpose(2, 0, 1) if rgb else (arr / peak)[None]  # (C, H, W) in [0, 1]
     meta = {"filename": str(path), "kind": "png", "channels": 3 if rgb else 1, "slice": 0, "num_slices": 1}
-    return [{"image": _fix_channels(np.clip(image, 0, 1)[None], in_channels)[0].astype(np.float32), **meta}]
+    return [{"image": fix_channels(np.clip(image, 0, 1)[None], in_channels)[0].astype(np.float32), **meta}]
 
 
 def super_resolution_inference_datalist(

@@ -49,14 +49,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from omnifm_monai.data.classification import _fix_channels, _resize, load_image_file
+from omnifm_monai.data.classification import fix_channels, load_image_file, resize_images
 from omnifm_monai.data.medmnist import SPLITS
 from omnifm_monai.data.phantom import (
-    _MAX_FOCI,
-    _MODALITY_ANSWER,
     FINDINGS,
+    MAX_LESION_FOCI,
     MODALITIES,
-    _appearance,
+    MODALITY_ANSWERS,
+    appearance_answer,
     generate_anatomy,
     make_phantom_dataset,
     make_vqa_pairs,
@@ -305,10 +305,10 @@ def phantom_vocabularies(max_length: int = 20) -> VQAVocabularies:
     uses (drawn with a fixed seed over every finding and modality). Independent of any site's data.
     """
     names = [f.replace("_", " ") for f in FINDINGS]
-    answers = ["yes", "no", *_MODALITY_ANSWER.values(), *names, *(str(k) for k in range(_MAX_FOCI + 1))]
+    answers = ["yes", "no", *MODALITY_ANSWERS.values(), *names, *(str(k) for k in range(MAX_LESION_FOCI + 1))]
     answers += [f"{v} {h}" for v in ("upper", "lower") for h in ("left", "right")]
     answers += ["small", "medium", "large"]
-    answers += [_appearance(m, f) for m in MODALITIES for f in range(1, len(FINDINGS))]
+    answers += [appearance_answer(m, f) for m in MODALITIES for f in range(1, len(FINDINGS))]
     questions = [f"Does the image show {'an' if n[0] in 'aeiou' else 'a'} {n}?" for n in names[1:]]
     for f in range(len(FINDINGS)):
         anatomy = generate_anatomy(16, image_size=16, seed=f, findings=[f])
@@ -369,7 +369,7 @@ def _phantom_split(split: str, image_size: int, in_channels: int, num_samples: i
             continue
         split_seed = int(np.random.default_rng([seed, SPLITS.index(split), m, 0x7A]).integers(2**31 - 1))
         x, pairs = _phantom_qa(modality, n, image_size, split_seed)
-        images.append(_fix_channels(x, in_channels))
+        images.append(fix_channels(x, in_channels))
         qa += [{**p, "index": p["index"] + offset} for p in pairs]
         offset += n
     return np.concatenate(images), _hold_out(qa, split, hold_out)
@@ -548,7 +548,7 @@ def load_vqa_split(
             data = load_vqa_npz(path)
             if split not in data.images or not len(data.qa[split]):
                 raise ValueError(f"'{path}' has no {split!r} questions.")
-            images = _fix_channels(_resize(_from_uint8(data.images[split]), image_size), in_channels)
+            images = fix_channels(resize_images(_from_uint8(data.images[split]), image_size), in_channels)
             qa = _hold_out(data.qa[split], split, hold_out)
         else:
             raise ValueError(f"dataset_dir '{path}' is a file but not a .npz archive.")
