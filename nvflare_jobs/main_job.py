@@ -58,10 +58,15 @@ def _progress(state_root: str, metric: str) -> tuple[int, float]:
 
 
 def run_strategy(
-    strategy: str, job_args: list[str], settings: JobSettings, out_dir: str
+    strategy: str, job_args: list[str], settings: JobSettings, out_dir: str, label: str = ""
 ) -> tuple[RunResult | None, list[str]]:
-    """Simulate one strategy in a subprocess; returns its result (None if it failed) and the problems seen."""
-    root = os.path.join(out_dir, strategy)
+    """Simulate one strategy in a subprocess; returns its result (None if it failed) and the problems seen.
+
+    ``label`` (default: the strategy) names the run's folder under ``out_dir`` and its row in the report,
+    for variants of one strategy (ablations) run with extra ``job_args``.
+    """
+    label = label or strategy
+    root = os.path.join(out_dir, label)
     state_root, workspace = os.path.join(root, "state"), os.path.join(root, "workspace")
     command = [sys.executable, "-m", "nvflare_jobs.omnifm_job", *job_args]
     command += ["--strategy", strategy, "--state-root", state_root, "--workspace", workspace]
@@ -79,7 +84,7 @@ def run_strategy(
                 if done != shown and done > 0:
                     shown = done
                     print(
-                        f"  {strategy:>7}: round {done}/{settings.num_rounds} done, "
+                        f"  {label:>7}: round {done}/{settings.num_rounds} done, "
                         f"{time.perf_counter() - start:5.0f} s, "
                         f"mean {headline} of the received model {format_metric(headline, value)}",
                         flush=True,
@@ -92,7 +97,7 @@ def run_strategy(
     if process.returncode:
         problems.append(f"simulator exited with code {process.returncode}")
     try:
-        result = load_run(state_root, strategy, wall)
+        result = load_run(state_root, label, wall)
     except FileNotFoundError as e:
         return None, [*problems, str(e)]
     missing = settings.num_clients - len(result.final_metrics)

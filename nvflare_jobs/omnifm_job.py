@@ -274,6 +274,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse.Nam
     parser.add_argument("--state-root", default="", help="default: runs/<job name>/state")
     parser.add_argument("--bundle-overrides", default="{}", help="JSON: bundle config id -> value")
     parser.add_argument("--strategy-options", default="{}", help='JSON, e.g. {"proximal_mu": 0.1}')
+    parser.add_argument("--server-options", default="{}", help='JSON of ServerCore options, e.g. {"retrieval_k": 4}')
     parser.add_argument("--dataset-dir", default="", help="each site's own data (.npz/folder); {site} = site name")
     parser.add_argument("--num-classes", type=int, default=0, help="label-space size, with --dataset-dir")
     parser.add_argument("--sites", default="", help="provisioned site names, comma-separated (with --dataset-dir)")
@@ -300,6 +301,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse.Nam
         threads=args.threads,
         bundle_overrides=json.loads(args.bundle_overrides),
         strategy_options=json.loads(args.strategy_options),
+        server_options=json.loads(args.server_options),
         dataset_dir=args.dataset_dir,
         num_classes=args.num_classes,
         spectral_dp_noise=args.spectral_dp_noise,

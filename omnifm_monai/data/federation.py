@@ -133,6 +133,13 @@ class Federation:
                 return client
         raise KeyError(f"no site named {name!r}; sites: {[c.name for c in self.clients]}.")
 
+    def pooled(self, image_size: int) -> ImageClassificationData:
+        """Every site's splits in one data set (centralised training on the pooled data, the upper
+        reference of federated learning); gray sites become RGB if any site is RGB, and sizes that
+        differ are resized to ``image_size``."""
+        blocks = [(client.splits, client.modality, client.source) for client in self.clients]
+        return _merge_blocks("pooled", blocks, self.class_names, image_size)
+
     def summary(self) -> str:
         """A Markdown table: site, modality, source, label space, sizes, train histogram, test majority rate.
 

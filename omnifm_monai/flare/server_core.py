@@ -54,7 +54,7 @@ class ServerCore:
         private_keys: keys that stay at the sites; the server never sends or accepts them.
         token_dim: d_s of the spectral tokens.
         retrieval_k: neighbours retrieved per query of a site.
-        prototypes_per_site: most prototypes sent to one site.
+        prototypes_per_site: most prototypes sent to one site (0: none, the ablation without GSKR).
         max_tokens_per_upload: a site uploading more spectral rows is rejected (token flood).
         knowledge_base_size: entries kept after pruning.
         min_per_source: entries each site keeps through pruning (rare modalities survive).
@@ -119,7 +119,7 @@ class ServerCore:
     def _prototypes_for(self, site: str) -> np.ndarray:
         """Top-k neighbours (from other sites) of each of the site's queries, deduplicated, (P, d_s)."""
         queries = self.site_queries.get(site)
-        if queries is None or len(self.knowledge_base) == 0:
+        if queries is None or len(self.knowledge_base) == 0 or self.prototypes_per_site == 0:
             return np.zeros((0, self.token_dim), np.float32)
         start = time.perf_counter()
         _, index = self.knowledge_base.retrieve(

@@ -151,3 +151,12 @@ def test_a_site_reporting_failed_training_is_skipped_for_the_round():
     record = core.close_round(["site-1", "site-2"])
     np.testing.assert_allclose(core.global_params["layer.weight"], 2.0)
     assert sorted(record["accepted"]) == ["site-1"] and "training failed" in record["rejected"]["site-2"]
+
+
+def test_no_prototypes_when_gskr_is_ablated():
+    core = _core("omnifm", prototypes_per_site=0)
+    for site in ("site-1", "site-2"):
+        params, meta = _upload(1.0)
+        core.submit(site, params, {**meta, MetaKey.TOKENS: np.eye(2, 4, dtype=np.float32)})
+    core.close_round(["site-1", "site-2"])
+    assert core.payload("site-1")[1][MetaKey.PROTOTYPES].shape == (0, 4) and len(core.knowledge_base) > 0

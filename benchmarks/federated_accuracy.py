@@ -1,0 +1,280 @@
+"""Benchmark: the paper's accuracy comparison through the NVFlare pipeline, over seeds and participation rates.
+
+For every participation rate and seed this runs, each as its own NVFlare simulation with the same
+classification bundle, budget (rounds x local epochs) and federation:
+
+- the strategies (``--strategies``: local-only, FedAvg, FedProx, FedPer, FedBN, OmniFM);
+- with ``--ablations``, OmniFM with one component removed in turn (:data:`ABLATIONS`);
+- with ``--centralised``, the pooled reference: the same bundle trained on every site's training
+  data together for ``rounds x local_epochs`` epochs, scored on each site's own test split.
+
+It reports, per configuration, the mean and the spread (sample standard deviation) over seeds of
+the mean per-site test accuracy, restricted to each site's own label space (the headline) and over
+all labels, the macro-F1, the mean over the last 5 rounds and the majority-class rate, and checks
+the three goals of the benchmark issue at each participation rate. Writes ``results.json``,
+``results.md`` and ``accuracy.png`` under ``--out``. Usage::
+
+    python benchmarks/federated_accuracy.py --clients 10 --rounds 10 --participation 0.2 1.0 --seeds 0 1 2 \\
+        --ablations --centralised --out runs/benchmarks/accuracy
+    python benchmarks/federated_accuracy.py --federation-data ../shared/data/medmnist --image-size 28 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+try:
+    import nvflare_jobs  # noqa: F401
+except ImportError:  # run as a script from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nvflare_jobs.main_job import run_strategy
+from nvflare_jobs.omnifm_job import bundle_root, federation_for
+from nvflare_jobs.omnifm_job import parse_args as parse_job_args
+
+STRATEGIES = ("local", "fedavg", "fedprox", "fedper", "fedbn", "omnifm")
+ABLATIONS: dict[str, list[str]] = {
+    # label -> extra job arguments on top of --strategy omnifm
+    "omnifm w/o GSKR": ["--server-options", '{"prototypes_per_site":0}'],  # no retrieved prototypes
+    "omnifm w/o ECA+GSKR": ["--strategy-options", '{"spectral":false}'],  # no spectral path at all
+    "omnifm w/o PSP suffix": ["--strategy-options", '{"prompt":false}'],
+    "omnifm w/o SPAlign": ["--bundle-overrides", '{"spalign_weight":0}'],
+}
+METRICS = ("restricted_accuracy", "accuracy", "restricted_macro_f1", "macro_f1")
+CENTRALISED = "pooled centralised"
+
+
+def pooled_centralised(job_args: list[str], out_dir: str) -> dict[str, dict[str, float]]:
+    """Train the bundle on the pooled training data; the per-site test metrics ``{site: {metric: value}}``."""
+    from monai.bundle import ConfigWorkflow
+
+    from omnifm_monai.tasks import get_task
+
+    settings, _ = parse_job_args(job_args)
+    task = get_task(settings.task)
+    federation = federation_for(settings)
+    os.makedirs(out_dir, exist_ok=True)
+    pooled_path = os.path.join(out_dir, "pooled.npz")
+    federation.pooled(settings.image_size).save_npz(pooled_path)
+    bundle = str(bundle_root(settings.task))
+    workflow = ConfigWorkflow(
+        config_file=os.path.join(bundle, "configs", "train.json"),
+        workflow_type="train",
+        logging_file=False,
+        bundle_root=bundle,
+        dataset_dir=pooled_path,
+        num_classes=federation.num_classes,
+        image_size=settings.image_size,
+        seed=settings.seed,
+        epochs=settings.num_rounds * settings.local_epochs,
+        ckpt_dir=os.path.join(out_dir, "models"),
+        output_dir=os.path.join(out_dir, "eval"),
+        progress_bar=False,
+        spectral=False,
+        prompt=False,
+        **settings.bundle_overrides,
+    )
+    workflow.initialize()
+    workflow.run()
+    metrics = {}
+    for client in federation.clients:
+        site_path = os.path.join(out_dir, f"{client.name}.npz")
+        client.save_npz(site_path)
+        metrics[client.name] = task.test_evaluator(site_path, workflow.parser)(workflow.trainer.network)
+    return metrics
+
+
+def summarise(values: list[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (0 with one value) of finite values."""
+    finite = [v for v in values if np.isfinite(v)]
+    if not finite:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    spread = statistics.stdev(finite) if len(finite) > 1 else 0.0
+    return {"mean": statistics.fmean(finite), "std": spread, "n": len(finite)}
+
+
+def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
+    runs = []
+    for participation in args.participation:
+        for seed in args.seeds:
+            base = [
+                "--clients", str(args.clients), "--rounds", str(args.rounds), "--local-epochs", str(args.local_epochs),
+                "--image-size", str(args.image_size), "--participation", str(participation), "--seed", str(seed),
+                "--threads", str(args.threads), *forwarded,
+            ]  # fmt: skip
+            if args.samples_per_client:
+                base += ["--samples-per-client", str(args.samples_per_client)]
+            out = os.path.join(args.out, f"p{participation}_s{seed}")
+            variants = [(s, s, []) for s in args.strategies]
+            if args.ablations:
+                variants += [(label, "omnifm", extra) for label, extra in ABLATIONS.items()]
+            for label, strategy, extra in variants:
+                job_args = [*base, *extra]
+                settings, _ = parse_job_args(job_args)
+                print(f"participation {participation}, seed {seed}: {label}", flush=True)
+                folder = label.replace(" ", "_").replace("/", "")
+                result, problems = run_strategy(strategy, job_args, settings, out, label=folder)
+                record = {"participation": participation, "seed": seed, "label": label, "problems": problems[:5]}
+                if result is not None:
+                    record.update({m: result.final_mean(m) for m in METRICS})
+                    record["last5_restricted_accuracy"] = result.last_rounds_mean("restricted_accuracy")
+                    record["majority_rate"] = result.final_mean("majority_rate")
+                    record["wall_seconds"] = result.wall_seconds
+                runs.append(record)
+            if args.centralised:
+                print(f"participation {participation}, seed {seed}: {CENTRALISED}", flush=True)
+                per_site = pooled_centralised(base, os.path.join(out, "centralised"))
+                record = {"participation": participation, "seed": seed, "label": CENTRALISED, "problems": []}
+                record.update({m: float(np.mean([s[m] for s in per_site.values()])) for m in METRICS})
+                record["majority_rate"] = float(np.mean([s["majority_rate"] for s in per_site.values()]))
+                runs.append(record)
+    return {"machine": machine_info(), "settings": vars(args) | {"forwarded": forwarded}, "runs": runs}
+
+
+def machine_info() -> dict:
+    return {
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def table_rows(report: dict) -> list[dict]:
+    """One row per (participation, label): mean and spread over seeds of each metric."""
+    rows = []
+    keys = dict.fromkeys((r["participation"], r["label"]) for r in report["runs"])
+    for participation, label in keys:
+        runs = [r for r in report["runs"] if r["participation"] == participation and r["label"] == label]
+        row = {"participation": participation, "label": label, "failed": sum(1 for r in runs if r["problems"])}
+        for metric in (*METRICS, "last5_restricted_accuracy", "majority_rate"):
+            row[metric] = summarise([r.get(metric, float("nan")) for r in runs])
+        rows.append(row)
+    return rows
+
+
+def goals(rows: list[dict]) -> list[str]:
+    """The benchmark issue's three goals, checked at each participation rate (restricted metric in points)."""
+    lines = []
+    for participation in dict.fromkeys(r["participation"] for r in rows):
+        by_label = {r["label"]: r for r in rows if r["participation"] == participation}
+        if "omnifm" not in by_label:
+            continue
+        omni = by_label["omnifm"]["restricted_accuracy"]["mean"]
+        others = {k: v["restricted_accuracy"]["mean"] for k, v in by_label.items() if k in STRATEGIES and k != "omnifm"}
+        if others:
+            best = max(others, key=others.get)
+            margin = 100 * (omni - others[best])
+            lines.append(
+                f"- participation {participation}: OmniFM vs the best other strategy ({best}): {margin:+.1f} points "
+                f"(goal >= +2): {'met' if margin >= 2 else 'NOT met'}"
+            )
+        if CENTRALISED in by_label:
+            gap = 100 * (omni - by_label[CENTRALISED]["restricted_accuracy"]["mean"])
+            lines.append(
+                f"- participation {participation}: OmniFM vs pooled centralised: {gap:+.1f} points (goal >= -2): "
+                f"{'met' if gap >= -2 else 'NOT met'}"
+            )
+        if "fedavg" in by_label:
+            gap = 100 * (by_label["omnifm"]["accuracy"]["mean"] - by_label["fedavg"]["accuracy"]["mean"])
+            lines.append(
+                f"- participation {participation}: OmniFM vs FedAvg, all labels: {gap:+.1f} points (goal >= +20): "
+                f"{'met' if gap >= 20 else 'NOT met'}"
+            )
+    return lines
+
+
+def _cell(stat: dict) -> str:
+    if not np.isfinite(stat["mean"]):
+        return "n/a"
+    return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
+
+
+def to_markdown(report: dict) -> str:
+    s = report["settings"]
+    rows = table_rows(report)
+    lines = [
+        f"{s['clients']} sites, {s['rounds']} rounds x {s['local_epochs']} local epoch(s), "
+        f"image size {s['image_size']}, seeds {s['seeds']}, extra job options {s['forwarded'] or 'none'}; "
+        f"{report['machine']['date']}. "
+        "Mean ± standard deviation over seeds of the mean per-site test accuracy (%).",
+        "",
+        "| participation | strategy | acc (own labels) | acc (all labels) | macro-F1 (own) | last-5 acc (own) "
+        "| majority rate | failed runs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['participation']} | {r['label']} | {_cell(r['restricted_accuracy'])} | {_cell(r['accuracy'])} "
+            f"| {_cell(r['restricted_macro_f1'])} | {_cell(r['last5_restricted_accuracy'])} "
+            f"| {_cell(r['majority_rate'])} | {r['failed']} |"
+        )
+    return "\n".join([*lines, "", "Goals:", *goals(rows)])
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table_rows(report)
+    participations = list(dict.fromkeys(r["participation"] for r in rows))
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels) * len(participations)), 4), dpi=120)
+    width = 0.8 / max(1, len(participations))
+    for i, participation in enumerate(participations):
+        stats = {r["label"]: r["restricted_accuracy"] for r in rows if r["participation"] == participation}
+        means = [100 * stats[k]["mean"] if k in stats else np.nan for k in labels]
+        spreads = [100 * stats[k]["std"] if k in stats else 0 for k in labels]
+        ax.bar(np.arange(len(labels)) + i * width, means, width, yerr=spreads, label=f"participation {participation}")
+    ax.set_xticks(np.arange(len(labels)) + width * (len(participations) - 1) / 2, labels, rotation=30, ha="right")
+    ax.set_ylabel("mean per-site test accuracy, own labels (%)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="Other options go to omnifm_job.")
+    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    p.add_argument("--ablations", action="store_true", help="also OmniFM with each component removed")
+    p.add_argument("--centralised", action="store_true", help="also the pooled-data centralised reference")
+    p.add_argument("--participation", nargs="+", type=float, default=[0.2, 1.0])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--clients", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--local-epochs", type=int, default=1)
+    p.add_argument("--samples-per-client", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=0, help="simulator threads (default: the number of clients)")
+    p.add_argument("--out", default="runs/benchmarks/accuracy")
+    args, forwarded = p.parse_known_args(argv)
+    args.threads = args.threads or args.clients
+    return args, forwarded
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, forwarded = parse_args(argv)
+    report = run(args, forwarded)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=1, default=str))
+    markdown = to_markdown(report)
+    (out / "results.md").write_text(markdown + "\n")
+    plot(report, out / "accuracy.png")
+    print(markdown)
+    print(f"wrote {out}/results.json, results.md, accuracy.png")
+
+
+if __name__ == "__main__":
+    main()

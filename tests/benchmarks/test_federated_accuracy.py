@@ -1,0 +1,56 @@
+"""The accuracy benchmark's pooled reference and its summary (the simulations themselves are run by the script)."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "federated_accuracy.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("federated_accuracy", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(label, seed, restricted, unrestricted, participation=0.2):
+    metrics = {"restricted_accuracy": restricted, "accuracy": unrestricted, "restricted_macro_f1": restricted,
+               "macro_f1": unrestricted, "last5_restricted_accuracy": restricted, "majority_rate": 0.5}  # fmt: skip
+    return {"participation": participation, "seed": seed, "label": label, "problems": [], **metrics}
+
+
+def test_mean_spread_and_goals(script):
+    # Prepare: two seeds; OmniFM 3 points above FedPer, 1 below pooled, 25 above FedAvg on all labels
+    runs = [
+        *(_run("fedper", s, 0.70 + d, 0.50) for s, d in ((0, -0.01), (1, 0.01))),
+        *(_run("fedavg", s, 0.60, 0.30) for s in (0, 1)),
+        *(_run("omnifm", s, 0.73 + d, 0.55) for s, d in ((0, -0.02), (1, 0.02))),
+        *(_run(script.CENTRALISED, s, 0.74, 0.74) for s in (0, 1)),
+    ]
+    report = {"runs": runs, "machine": {"date": "today"},
+              "settings": {"clients": 10, "rounds": 2, "local_epochs": 1, "image_size": 32, "seeds": [0, 1],
+                           "forwarded": []}}  # fmt: skip
+    # Execute
+    rows = {r["label"]: r for r in script.table_rows(report)}
+    markdown = script.to_markdown(report)
+    # Assert
+    assert rows["omnifm"]["restricted_accuracy"]["mean"] == pytest.approx(0.73)
+    assert rows["omnifm"]["restricted_accuracy"]["std"] == pytest.approx(math.sqrt(2 * 0.02**2))
+    assert "| 0.2 | omnifm | 73.0 ± 2.8 | 55.0 ± 0.0 |" in markdown
+    assert "(fedper): +3.0 points (goal >= +2): met" in markdown
+    assert "pooled centralised: -1.0 points (goal >= -2): met" in markdown
+    assert "FedAvg, all labels: +25.0 points (goal >= +20): met" in markdown
+
+
+def test_pooled_centralised_scores_every_site(script, tmp_path):
+    job_args = ["--clients", "3", "--rounds", "1", "--local-epochs", "1", "--image-size", "32",
+                "--samples-per-client", "30", "--bundle-overrides", '{"batch_size":16}']  # fmt: skip
+    per_site = script.pooled_centralised(job_args, str(tmp_path))
+    assert sorted(per_site) == ["site-1", "site-2", "site-3"]
+    for metrics in per_site.values():
+        assert 0 <= metrics["restricted_accuracy"] <= 1 and metrics["restricted_accuracy"] >= metrics["accuracy"]
+    assert (tmp_path / "pooled.npz").is_file()
