@@ -17,7 +17,9 @@ another reader, so a file the chosen reader rejects is skipped rather than silen
   the usual RAS/LPS storage), as stored, without reorientation.
 - DICOM (``.dcm``/``.dicom``, no extension, or any file with the ``DICM`` preamble) with
   ``PydicomReader(swap_ij=False)`` so that arrays are ``(rows, cols)``; the modality rescale
-  (slope/intercept) is applied; RGB files keep their 3 channels; a multi-frame file gives its middle frame.
+  (slope/intercept) is applied; ``MONOCHROME1`` images (minimum shown white, common for radiographs)
+  are inverted so that bright is high as in ``MONOCHROME2``; RGB files keep their 3 channels; a
+  multi-frame file gives its middle frame.
 
 Every image is then scaled to [0, 1] per image (``ScaleIntensity``), made channel-first, given
 ``in_channels`` channels (gray repeated, RGB averaged to gray, alpha dropped) and resized to
@@ -194,13 +196,17 @@ class _ImageFileReader:
         self.scale = ScaleIntensity(minv=0.0, maxv=1.0)
 
     def __call__(self, path: Path, kind: str) -> np.ndarray:
+        inverted = False
         if kind == "pydicom":
             import pydicom
 
             header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
             rgb = int(getattr(header, "SamplesPerPixel", 1)) == 3
             kind = "dicom_rgb" if rgb else "dicom_gray"
+            inverted = str(getattr(header, "PhotometricInterpretation", "")) == "MONOCHROME1"  # 0 shown white
         image = convert_to_numpy(self.loader(path, reader=self.readers[kind]), dtype=np.float32)
+        if inverted:
+            image = -image  # MONOCHROME1 -> MONOCHROME2 (bright = high) before scaling to [0, 1]
         if kind == "pil":
             image = image[None] if image.ndim == 2 else np.moveaxis(image, -1, 0)  # (H, W[, C]) -> (C, H, W)
         elif kind == "dicom_rgb":

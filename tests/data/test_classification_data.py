@@ -175,6 +175,23 @@ def test_folder_dicom_intensities(tmp_path):
     assert image.min() == 0.0 and image.max() == 1.0 and image.std() > 0.05
 
 
+def test_monochrome1_is_inverted(tmp_path):
+    # Prepare: the same CT slice stored as MONOCHROME2 and as MONOCHROME1 (minimum shown white)
+    import pydicom
+
+    from omnifm_monai.data.classification import load_image_file
+
+    source = get_testdata_file("CT_small.dcm", download=False)
+    ds = pydicom.dcmread(source)
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.save_as(tmp_path / "mono1.dcm")
+    # Execute
+    normal = load_image_file(source, image_size=128, in_channels=1)
+    inverted = load_image_file(tmp_path / "mono1.dcm", image_size=128, in_channels=1)
+    # Assert: what was darkest is now brightest
+    np.testing.assert_allclose(inverted, 1.0 - normal, atol=1e-5)
+
+
 def test_folder_empty_split_names_folder(image_folder):
     with pytest.raises(ValueError, match="test"):
         load_classification_split(image_folder, "test")
