@@ -5,6 +5,8 @@ classification bundle, budget (rounds x local epochs) and federation:
 
 - the strategies (``--strategies``: local-only, FedAvg, FedProx, FedPer, FedBN, OmniFM);
 - with ``--ablations``, OmniFM with one component removed in turn (:data:`ABLATIONS`);
+- with ``--dp-noise Z``, OmniFM with every site's spectral upload clipped and noised (noise
+  multiplier ``Z``, :class:`~omnifm_monai.flare.privacy.SpectralTokenPrivacy`): the accuracy cost of DP;
 - with ``--centralised``, the pooled reference: the same bundle trained on every site's training
   data together for ``rounds x local_epochs`` epochs, scored on each site's own test split.
 
@@ -117,11 +119,15 @@ def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
             variants = [(s, s, []) for s in args.strategies]
             if args.ablations:
                 variants += [(label, "omnifm", extra) for label, extra in ABLATIONS.items()]
+            if args.dp_noise > 0:
+                variants.append(
+                    (f"omnifm + spectral DP z={args.dp_noise:g}", "omnifm", ["--spectral-dp-noise", str(args.dp_noise)])
+                )
             for label, strategy, extra in variants:
                 job_args = [*base, *extra]
                 settings, _ = parse_job_args(job_args)
                 print(f"participation {participation}, seed {seed}: {label}", flush=True)
-                folder = label.replace(" ", "_").replace("/", "")
+                folder = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
                 result, problems = run_strategy(strategy, job_args, settings, out, label=folder)
                 record = {"participation": participation, "seed": seed, "label": label, "problems": problems[:5]}
                 if result is not None:
@@ -249,6 +255,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     p.add_argument("--ablations", action="store_true", help="also OmniFM with each component removed")
     p.add_argument("--centralised", action="store_true", help="also the pooled-data centralised reference")
+    p.add_argument("--dp-noise", type=float, default=0.0, help="also OmniFM with DP on the spectral upload")
     p.add_argument("--participation", nargs="+", type=float, default=[0.2, 1.0])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--clients", type=int, default=10)
