@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{budget}. Metrics are the final model's, per site on its own test split, averaged over sites"
             + (
                 "; 'own labels' restricts the argmax to the site's label space, 'all labels' takes it over the union"
-                if task.uses_num_classes
+                if "restricted_accuracy" in task.report_metrics
                 else ""
             )
             + ". `local` is each site training alone.\n\n"

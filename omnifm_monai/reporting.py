@@ -35,6 +35,7 @@ METRIC_LABELS = {
     "macro_f1": "macro-F1 (all)",
     "dice": "Dice",
     "hd95": "HD95 px",
+    "pixel_accuracy": "pixel acc",
     "psnr": "PSNR dB",
     "ssim": "SSIM",
     "bicubic_psnr": "bicubic PSNR dB",

@@ -34,7 +34,7 @@ def _all_finite(metrics: dict) -> bool:
 
 def test_perfect_prediction():
     metrics = segmentation_metrics(_labels(), _labels(), NAMES)
-    assert metrics == {"dice_organ": 1.0, "dice_tumour": 1.0, "dice": 1.0, "hd95": 0.0, "accuracy": 1.0}
+    assert metrics == {"dice_organ": 1.0, "dice_tumour": 1.0, "dice": 1.0, "hd95": 0.0, "pixel_accuracy": 1.0}
 
 
 def test_shifted_and_missed_prediction():
@@ -46,13 +46,13 @@ def test_shifted_and_missed_prediction():
     # Assert: no overlap; HD95 = mean(12, 12, diagonal of 32 x 32) over the (image, present class) pairs
     assert metrics["dice"] == metrics["dice_organ"] == metrics["dice_tumour"] == 0.0
     assert metrics["hd95"] == pytest.approx((12 + 12 + math.sqrt(2 * 32**2)) / 3, abs=1e-4)
-    assert metrics["accuracy"] == pytest.approx(1 - (64 + 64 + 64 + 64 + 64) / (2 * 32 * 32))
+    assert metrics["pixel_accuracy"] == pytest.approx(1 - (64 + 64 + 64 + 64 + 64) / (2 * 32 * 32))
     assert _all_finite(metrics)
 
 
 def test_empty_ground_truth_stays_finite():
     empty = torch.zeros(2, 32, 32, dtype=torch.long)
-    assert segmentation_metrics(empty, empty, NAMES) == {"dice": 1.0, "hd95": 0.0, "accuracy": 1.0}
+    assert segmentation_metrics(empty, empty, NAMES) == {"dice": 1.0, "hd95": 0.0, "pixel_accuracy": 1.0}
     metrics = segmentation_metrics(_labels(), empty, NAMES)
     assert metrics["dice"] == 0.0 and metrics["hd95"] == pytest.approx(math.sqrt(2 * 32**2)) and _all_finite(metrics)
 

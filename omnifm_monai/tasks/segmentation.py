@@ -113,8 +113,9 @@ def segmentation_metrics(
         ``dice``: mean over foreground classes of the class's mean Dice over the images that contain it;
         ``dice_<name>``: that per-class Dice (only for classes present in some image); ``hd95``: mean 95th
         percentile Hausdorff distance in pixels over (image, present class) pairs, a missed class counting
-        the image diagonal; ``accuracy``: pixel accuracy. Without any foreground in the ground truth,
-        ``dice`` is 1.0 when nothing is predicted either, else 0.0, and ``hd95`` 0.0 or the diagonal.
+        the image diagonal; ``pixel_accuracy``: the fraction of pixels labelled right. Without any
+        foreground in the ground truth, ``dice`` is 1.0 when nothing is predicted either, else 0.0, and
+        ``hd95`` 0.0 or the diagonal.
     """
     pred = torch.as_tensor(pred).long()
     label = torch.as_tensor(label).long()
@@ -140,7 +141,7 @@ def segmentation_metrics(
     out["dice"] = float(np.mean(per_class)) if per_class else (0.0 if predicted_fg else 1.0)
     hd95 = _nanmean(hd.ravel())
     out["hd95"] = hd95 if hd95 is not None else (diagonal if predicted_fg else 0.0)
-    out["accuracy"] = float((pred == label).float().mean())
+    out["pixel_accuracy"] = float((pred == label).float().mean())
     return out
 
 
@@ -150,7 +151,7 @@ class SegmentationTask(FederatedTask):
     name = "segmentation"
     bundle = "omnifm_segmentation"
     headline_metric = "dice"
-    report_metrics = ("dice", "hd95", "accuracy")
+    report_metrics = ("dice", "hd95", "pixel_accuracy")
     uses_num_classes = True
 
     def build_federation(self, scenario, num_clients, *, seed, data_dir, image_size, samples_per_client):
