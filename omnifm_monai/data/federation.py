@@ -56,6 +56,7 @@ from monai.transforms import Resize
 
 from omnifm_monai.data.medmnist import SPLITS, ImageClassificationData, load_medmnist
 from omnifm_monai.data.phantom import FINDINGS, MODALITIES, make_phantom_dataset
+from omnifm_monai.data.site_archive import SiteLookup, markdown_table
 
 __all__ = [
     "SCENARIOS",
@@ -87,7 +88,7 @@ _Block = tuple[dict[str, tuple[np.ndarray, np.ndarray]], str, str]
 
 
 @dataclass(frozen=True)
-class Federation:
+class Federation(SiteLookup[ImageClassificationData]):
     """A federated partition: the global label space and one data set per site.
 
     Args:
@@ -113,25 +114,9 @@ class Federation:
                 )
 
     @property
-    def num_clients(self) -> int:
-        """Number of sites."""
-        return len(self.clients)
-
-    @property
     def num_classes(self) -> int:
         """Size of the global label space (the classifier's output size)."""
         return len(self.class_names)
-
-    def client(self, name: str) -> ImageClassificationData:
-        """The site called ``name`` (e.g. ``"site-3"``).
-
-        Raises:
-            KeyError: when no site has that name.
-        """
-        for client in self.clients:
-            if client.name == name:
-                return client
-        raise KeyError(f"no site named {name!r}; sites: {[c.name for c in self.clients]}.")
 
     def pooled(self, image_size: int) -> ImageClassificationData:
         """Every site's splits in one data set (centralised training on the pooled data, the upper
@@ -173,21 +158,12 @@ class Federation:
                     f"{majority:.3f}",
                 )
             )
-        widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(headers)]
-
-        def line(cells: Sequence[str]) -> str:
-            return "| " + " | ".join(cell.ljust(w) for cell, w in zip(cells, widths)) + " |"
-
         legend = ", ".join(f"{i}={n}" for i, n in enumerate(self.class_names))
-        out = [
+        title = (
             f"Federation '{self.scenario}' (seed {self.seed}): {self.num_clients} sites, "
-            f"{self.num_classes} classes ({legend})",
-            "",
-            line(headers),
-            "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-        ]
-        out += [line(r) for r in rows]
-        return "\n".join(out)
+            f"{self.num_classes} classes ({legend})"
+        )
+        return f"{title}\n\n{markdown_table(headers, rows)}"
 
 
 def sample_participants(num_clients: int, participation: float, round_num: int, seed: int) -> list[int]:

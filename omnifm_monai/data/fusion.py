@@ -43,6 +43,13 @@ from ignite.engine import Engine, Events
 from omnifm_monai.data.classification import resize_images
 from omnifm_monai.data.medmnist import SPLITS
 from omnifm_monai.data.phantom import make_coregistered_pair
+from omnifm_monai.data.site_archive import (
+    SiteLookup,
+    archive_text,
+    load_site_archive,
+    markdown_table,
+    save_site_archive,
+)
 
 __all__ = [
     "FUSION_PAIRS",
@@ -115,14 +122,9 @@ class FusionData:
 
     def save_npz(self, path: str | os.PathLike) -> None:
         """Write a compressed ``.npz`` (keys ``{split}_pairs``, ``name``, ``modalities``, ``source``, ``kind``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {f"{s}_pairs": np.ascontiguousarray(x, dtype=np.uint8) for s, x in self.splits.items()}
-        for key in ("name", "modalities", "source"):
-            arrays[key] = np.asarray(getattr(self, key), dtype=np.str_)
-        arrays["kind"] = np.asarray(_NPZ_KIND, dtype=np.str_)
-        with open(path, "wb") as f:  # a file object keeps numpy from appending a second ".npz"
-            np.savez_compressed(f, **arrays)
+        arrays = {f"{s}_pairs": np.ascontiguousarray(x, dtype=np.uint8) for s, x in self.splits.items()}  # (N, 2, S, S)
+        texts = {"name": self.name, "modalities": self.modalities, "source": self.source, "kind": _NPZ_KIND}
+        save_site_archive(path, arrays, texts)
 
 
 def load_fusion_npz(path: str | os.PathLike) -> FusionData:
@@ -133,21 +135,16 @@ def load_fusion_npz(path: str | os.PathLike) -> FusionData:
         ValueError: when it is not a readable ``.npz`` or holds no ``{split}_pairs`` (the message names it).
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"'{path}' is not an existing file.")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except Exception as e:  # zip, pickle and format errors all mean "not our archive"
-        raise ValueError(f"cannot read '{path}' as an .npz archive: {type(e).__name__}: {e}") from e
+    arrays = load_site_archive(path)
     splits = {s: arrays[f"{s}_pairs"] for s in SPLITS if f"{s}_pairs" in arrays}
     if not splits:
         raise ValueError(f"'{path}' holds none of the keys {[f'{s}_pairs' for s in SPLITS]}; not a fusion archive.")
-
-    def text(key: str, default: str) -> str:
-        return str(arrays[key]) if key in arrays else default
-
-    return FusionData(text("name", path.stem), text("modalities", ""), splits, source=text("source", path.name))
+    return FusionData(
+        archive_text(arrays, "name", path.stem),
+        archive_text(arrays, "modalities", ""),
+        splits,
+        source=archive_text(arrays, "source", path.name),
+    )
 
 
 # ---- file reading ---------------------------------------------------------------------------------------
@@ -343,7 +340,7 @@ def load_fusion_split(
 
 
 @dataclass(frozen=True)
-class FusionFederation:
+class FusionFederation(SiteLookup[FusionData]):
     """Simulated fusion federation: one :class:`FusionData` per site (``site-1`` .. ``site-N``)."""
 
     scenario: str
@@ -354,18 +351,6 @@ class FusionFederation:
     def num_classes(self) -> int:
         """0: fusion has no label space."""
         return 0
-
-    @property
-    def num_clients(self) -> int:
-        """Number of sites."""
-        return len(self.clients)
-
-    def client(self, name: str) -> FusionData:
-        """The site called ``name`` (``KeyError`` if none)."""
-        for client in self.clients:
-            if client.name == name:
-                return client
-        raise KeyError(f"no site named {name!r}; sites: {[c.name for c in self.clients]}.")
 
     def summary(self) -> str:
         """A Markdown table: site, modality pair(s), size, train/val/test counts."""
@@ -379,18 +364,8 @@ class FusionFederation:
             )
             for c in self.clients
         ]
-        widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(headers)]
-
-        def line(cells: Sequence[str]) -> str:
-            return "| " + " | ".join(cell.ljust(w) for cell, w in zip(cells, widths)) + " |"
-
-        out = [
-            f"Fusion federation '{self.scenario}' (seed {self.seed}): {self.num_clients} sites",
-            "",
-            line(headers),
-            "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-        ]
-        return "\n".join(out + [line(r) for r in rows])
+        title = f"Fusion federation '{self.scenario}' (seed {self.seed}): {self.num_clients} sites"
+        return f"{title}\n\n{markdown_table(headers, rows)}"
 
 
 def build_fusion_federation(

@@ -45,6 +45,7 @@ from monai.utils import convert_to_numpy
 from omnifm_monai.data.classification import NIFTI_EXTENSIONS, image_reader_kind
 from omnifm_monai.data.medmnist import SPLITS
 from omnifm_monai.data.phantom import MODALITIES, TISSUES, make_phantom_dataset
+from omnifm_monai.data.site_archive import SiteLookup, load_site_archive, markdown_table, save_site_archive
 
 __all__ = [
     "SegmentationData",
@@ -174,12 +175,12 @@ class SegmentationData:
         return int(self.splits[split][0].shape[0]) if split in self.splits else 0
 
     def save_npz(self, path: str | os.PathLike) -> None:
-        """Write ``<split>_images``, ``<split>_masks``, ``name``, ``modality``, ``class_names``, ``source``."""
-        arrays = {}
+        """Write ``<split>_images``, ``<split>_masks``, ``class_names`` and ``meta`` (JSON: name, modality, source)."""
+        arrays = {"class_names": np.asarray(self.class_names)}  # (K,) str
         for split, (images, masks) in self.splits.items():
-            arrays[f"{split}_images"], arrays[f"{split}_masks"] = images, masks
+            arrays[f"{split}_images"], arrays[f"{split}_masks"] = images, masks  # (N, C, *S), (N, *S)
         meta = {"name": self.name, "modality": self.modality, "source": self.source}
-        np.savez_compressed(path, class_names=np.asarray(self.class_names), meta=json.dumps(meta), **arrays)
+        save_site_archive(path, arrays, {"meta": json.dumps(meta)})
 
 
 def load_segmentation_npz(path: str | os.PathLike) -> SegmentationData:
@@ -190,13 +191,7 @@ def load_segmentation_npz(path: str | os.PathLike) -> SegmentationData:
         ValueError: when it cannot be read or lacks the segmentation keys (the message names the file).
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"segmentation .npz '{path}' does not exist.")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except Exception as e:  # zip/format errors of a corrupt file
-        raise ValueError(f"cannot read segmentation .npz '{path}': {type(e).__name__}: {e}") from e
+    arrays = load_site_archive(path)
     splits = {}
     for split in SPLITS:
         if f"{split}_images" in arrays and f"{split}_masks" in arrays:
@@ -482,7 +477,7 @@ def _to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class SegmentationFederation:
+class SegmentationFederation(SiteLookup[SegmentationData]):
     """A simulated segmentation federation (satisfies :class:`omnifm_monai.tasks.base.TaskFederation`)."""
 
     scenario: str
@@ -495,13 +490,6 @@ class SegmentationFederation:
         """Mask values (background included): the U-Net's output channels."""
         return len(self.class_names)
 
-    def client(self, name: str) -> SegmentationData:
-        """The site called ``name`` (``KeyError`` if none)."""
-        for client in self.clients:
-            if client.name == name:
-                return client
-        raise KeyError(f"no site named {name!r}; sites: {[c.name for c in self.clients]}.")
-
     def summary(self) -> str:
         """A Markdown table: site, modality, train/val/test sizes, foreground share of each class in train."""
         headers = ["site", "modality", "train/val/test", "train foreground %"]
@@ -511,18 +499,9 @@ class SegmentationFederation:
             share = np.bincount(masks.ravel(), minlength=self.num_classes) / max(masks.size, 1) * 100
             fg = " ".join(f"{i}:{share[i]:.1f}" for i in range(1, self.num_classes))
             rows.append([c.name, c.modality, "/".join(str(c.num_samples(s)) for s in SPLITS), fg])
-        widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(headers)]
-
-        def line(cells):
-            return "| " + " | ".join(cell.ljust(w) for cell, w in zip(cells, widths)) + " |"
-
         legend = ", ".join(f"{i}={n}" for i, n in enumerate(self.class_names))
-        out = [
-            f"Segmentation federation '{self.scenario}' (seed {self.seed}): {len(self.clients)} sites ({legend})",
-            "",
-        ]
-        out += [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(r) for r in rows)]
-        return "\n".join(out)
+        title = f"Segmentation federation '{self.scenario}' (seed {self.seed}): {self.num_clients} sites ({legend})"
+        return f"{title}\n\n{markdown_table(headers, rows)}"
 
 
 def build_segmentation_federation(

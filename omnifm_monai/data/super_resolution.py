@@ -49,6 +49,13 @@ from omnifm_monai.data.classification import (
 )
 from omnifm_monai.data.medmnist import SPLITS
 from omnifm_monai.data.phantom import MODALITIES, make_phantom_dataset
+from omnifm_monai.data.site_archive import (
+    SiteLookup,
+    archive_text,
+    load_site_archive,
+    markdown_table,
+    save_site_archive,
+)
 
 __all__ = [
     "SR_SCENARIOS",
@@ -204,14 +211,10 @@ class SuperResolutionData:
 
     def save_npz(self, path: str | os.PathLike) -> None:
         """Write a compressed ``.npz`` (keys ``{split}_images``, ``name``, ``modality``, ``source``, ``kind``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # uint8 (N, S, S) or (N, S, S, 3) per split
         arrays = {f"{s}_images": np.ascontiguousarray(x, dtype=np.uint8) for s, x in self.splits.items()}
-        for key in ("name", "modality", "source"):
-            arrays[key] = np.asarray(getattr(self, key), dtype=np.str_)
-        arrays["kind"] = np.asarray(_NPZ_KIND, dtype=np.str_)
-        with open(path, "wb") as f:  # a file object keeps numpy from appending a second ".npz"
-            np.savez_compressed(f, **arrays)
+        texts = {"name": self.name, "modality": self.modality, "source": self.source, "kind": _NPZ_KIND}
+        save_site_archive(path, arrays, texts)
 
 
 def load_super_resolution_npz(path: str | os.PathLike) -> SuperResolutionData:
@@ -222,23 +225,16 @@ def load_super_resolution_npz(path: str | os.PathLike) -> SuperResolutionData:
         ValueError: when it is not a readable ``.npz`` or holds no ``{split}_images`` (the message names it).
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"'{path}' is not an existing file.")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except Exception as e:  # zip, pickle and format errors all mean "not our archive"
-        raise ValueError(f"cannot read '{path}' as an .npz archive: {type(e).__name__}: {e}") from e
+    arrays = load_site_archive(path)
     splits = {s: arrays[f"{s}_images"] for s in SPLITS if f"{s}_images" in arrays}
     if not splits:
         raise ValueError(f"'{path}' holds none of the keys {[f'{s}_images' for s in SPLITS]}.")
-
-    def text(key: str, default: str) -> str:
-        return str(arrays[key]) if key in arrays else default
-
     splits = {s: (x if x.dtype == np.uint8 else np.clip(x, 0, 255).astype(np.uint8)) for s, x in splits.items()}
     return SuperResolutionData(
-        name=text("name", path.stem), modality=text("modality", ""), splits=splits, source=text("source", path.name)
+        name=archive_text(arrays, "name", path.stem),
+        modality=archive_text(arrays, "modality", ""),
+        splits=splits,
+        source=archive_text(arrays, "source", path.name),
     )
 
 
@@ -388,7 +384,7 @@ def load_super_resolution_split(
 
 
 @dataclass(frozen=True)
-class SuperResolutionFederation:
+class SuperResolutionFederation(SiteLookup[SuperResolutionData]):
     """Simulated SR federation: one :class:`SuperResolutionData` per site (``site-1`` .. ``site-N``)."""
 
     scenario: str
@@ -399,18 +395,6 @@ class SuperResolutionFederation:
     def num_classes(self) -> int:
         """0: super-resolution has no label space."""
         return 0
-
-    @property
-    def num_clients(self) -> int:
-        """Number of sites."""
-        return len(self.clients)
-
-    def client(self, name: str) -> SuperResolutionData:
-        """The site called ``name`` (``KeyError`` if none)."""
-        for client in self.clients:
-            if client.name == name:
-                return client
-        raise KeyError(f"no site named {name!r}; sites: {[c.name for c in self.clients]}.")
 
     def summary(self) -> str:
         """A Markdown table: site, modality, channels, HR size, train/val/test counts."""
@@ -425,18 +409,8 @@ class SuperResolutionFederation:
             )
             for c in self.clients
         ]
-        widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(headers)]
-
-        def line(cells: Sequence[str]) -> str:
-            return "| " + " | ".join(cell.ljust(w) for cell, w in zip(cells, widths)) + " |"
-
-        out = [
-            f"Super-resolution federation '{self.scenario}' (seed {self.seed}): {self.num_clients} sites",
-            "",
-            line(headers),
-            "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-        ]
-        return "\n".join(out + [line(r) for r in rows])
+        title = f"Super-resolution federation '{self.scenario}' (seed {self.seed}): {self.num_clients} sites"
+        return f"{title}\n\n{markdown_table(headers, rows)}"
 
 
 def build_super_resolution_federation(

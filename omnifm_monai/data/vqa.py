@@ -61,6 +61,13 @@ from omnifm_monai.data.phantom import (
     make_phantom_dataset,
     make_vqa_pairs,
 )
+from omnifm_monai.data.site_archive import (
+    SiteLookup,
+    archive_text,
+    load_site_archive,
+    markdown_table,
+    save_site_archive,
+)
 
 __all__ = [
     "PAD",
@@ -599,36 +606,25 @@ class VQAData:
     def save_npz(self, path: str | os.PathLike) -> None:
         """Write a compressed ``.npz``: ``{split}_images`` uint8, ``{split}_{index,question,answer,answer_type,
         question_type,modality}`` arrays, ``name``, ``modality``, ``source``, ``kind``, ``vocab`` (JSON)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {}
         for split, images in self.images.items():
             qa = self.qa.get(split, [])
-            arrays[f"{split}_images"] = np.ascontiguousarray(images, dtype=np.uint8)
-            arrays[f"{split}_index"] = np.asarray([int(p["index"]) for p in qa], dtype=np.int64)
+            arrays[f"{split}_images"] = np.ascontiguousarray(images, dtype=np.uint8)  # (N, S, S) or (N, S, S, 3)
+            arrays[f"{split}_index"] = np.asarray([int(p["index"]) for p in qa], dtype=np.int64)  # (Q,)
             for key in (*_QA_FIELDS, "modality"):
-                arrays[f"{split}_{key}"] = np.asarray([str(p.get(key, "")) for p in qa], dtype=np.str_)
-        for key in ("name", "modality", "source"):
-            arrays[key] = np.asarray(getattr(self, key), dtype=np.str_)
-        arrays["kind"] = np.asarray(_NPZ_KIND, dtype=np.str_)
+                arrays[f"{split}_{key}"] = np.asarray([str(p.get(key, "")) for p in qa], dtype=np.str_)  # (Q,)
         vocab = json.dumps(self.vocabularies.to_dict()) if self.vocabularies is not None else ""
-        arrays["vocab"] = np.asarray(vocab, dtype=np.str_)
-        with open(path, "wb") as f:  # a file object keeps numpy from appending a second ".npz"
-            np.savez_compressed(f, **arrays)
+        texts = {"name": self.name, "modality": self.modality, "source": self.source, "kind": _NPZ_KIND}
+        save_site_archive(path, arrays, {**texts, "vocab": vocab})
 
 
 def load_vqa_npz(path: str | os.PathLike) -> VQAData:
     """Read a :meth:`VQAData.save_npz` archive (``ValueError`` naming the file when it is not one)."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"'{path}' is not an existing file.")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except Exception as e:  # zip, pickle and format errors all mean "not our archive"
-        raise ValueError(f"cannot read '{path}' as an .npz archive: {type(e).__name__}: {e}") from e
-    if str(arrays.get("kind", "")) != _NPZ_KIND:
-        raise ValueError(f"'{path}' is not a VQA site archive (kind={str(arrays.get('kind', ''))!r}, expected 'vqa').")
+    arrays = load_site_archive(path)
+    kind = archive_text(arrays, "kind", "")
+    if kind != _NPZ_KIND:
+        raise ValueError(f"'{path}' is not a VQA site archive (kind={kind!r}, expected 'vqa').")
     images, qa = {}, {}
     for split in SPLITS:
         if f"{split}_images" not in arrays:
@@ -639,19 +635,19 @@ def load_vqa_npz(path: str | os.PathLike) -> VQAData:
             {"index": int(i), **{k: str(columns[k][n]) for k in columns}}
             for n, i in enumerate(arrays[f"{split}_index"].tolist())
         ]
-    vocab = str(arrays.get("vocab", ""))
+    vocab = archive_text(arrays, "vocab", "")
     return VQAData(
         name=str(arrays["name"]),
         modality=str(arrays["modality"]),
         images=images,
         qa=qa,
         vocabularies=VQAVocabularies.from_dict(json.loads(vocab)) if vocab else None,
-        source=str(arrays.get("source", path.name)),
+        source=archive_text(arrays, "source", path.name),
     )
 
 
 @dataclass(frozen=True)
-class VQAFederation:
+class VQAFederation(SiteLookup[VQAData]):
     """Simulated VQA federation: one :class:`VQAData` per site (``site-1`` .. ``site-N``), global vocabularies."""
 
     scenario: str
@@ -663,17 +659,6 @@ class VQAFederation:
     def num_classes(self) -> int:
         """Size of the global answer vocabulary (the answer head's outputs)."""
         return self.vocabularies.num_answers
-
-    @property
-    def num_clients(self) -> int:
-        return len(self.clients)
-
-    def client(self, name: str) -> VQAData:
-        """The site called ``name`` (``KeyError`` if none)."""
-        for client in self.clients:
-            if client.name == name:
-                return client
-        raise KeyError(f"no site named {name!r}; sites: {[c.name for c in self.clients]}.")
 
     def summary(self) -> str:
         """A Markdown table: site, modality, images and questions per split."""
@@ -687,19 +672,11 @@ class VQAFederation:
             )
             for c in self.clients
         ]
-        widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(headers)]
-
-        def line(cells: Sequence[str]) -> str:
-            return "| " + " | ".join(cell.ljust(w) for cell, w in zip(cells, widths)) + " |"
-
-        out = [
+        title = (
             f"VQA federation '{self.scenario}' (seed {self.seed}): {self.num_clients} sites, "
-            f"{self.num_classes} answers, {self.vocabularies.vocab_size} question tokens",
-            "",
-            line(headers),
-            "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-        ]
-        return "\n".join(out + [line(r) for r in rows])
+            f"{self.num_classes} answers, {self.vocabularies.vocab_size} question tokens"
+        )
+        return f"{title}\n\n{markdown_table(headers, rows)}"
 
 
 def build_vqa_federation(

@@ -7,27 +7,30 @@ bundle folder is only read. Tiny settings (32 x 32 HR, 20 phantom images, one ep
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
-import logging
-import socket
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
-from monai.data import load_net_with_metadata
+from bundle_checks import (
+    Bundle,
+    assert_inference_matches_training,
+    bundle_logging,
+    check_ckpt_export,
+    check_net_in_out,
+    eager_network,
+    no_network,
+    run_evaluation,
+    run_inference,
+    sha256,
+    train_tiny,
+    verify_metadata_offline,
+)
 from PIL import Image
 
-BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "omnifm_super_resolution"
-CONFIGS = BUNDLE / "configs"
-META = str(CONFIGS / "metadata.json")
-TRAIN = str(CONFIGS / "train.json")
-EVALUATE = str(CONFIGS / "evaluate.json")
-INFERENCE = str(CONFIGS / "inference.json")
-SCHEMA = str(BUNDLE.parent / "schema" / "bundle_metadata_schema.json")
+BUNDLE = Bundle("omnifm_super_resolution")
 TINY = {"image_size": 32, "num_samples": 20}
 FEDERATED_IDS = (
     "dataset_dir",
@@ -50,69 +53,30 @@ FEDERATED_IDS = (
 )
 
 
-def _no_network(monkeypatch) -> None:
-    def refuse(*args, **kwargs):
-        raise AssertionError("the bundle tried to open a network connection")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _before_run(workflow) -> dict:
+    return {
+        "ids": all(k in workflow.parser for k in FEDERATED_IDS),
+        "shapes": {np.asarray(d["image"]).shape for d in workflow.parser.get_parsed_content("train#dataset#data")},
+    }
 
 
-def _eager_network(ckpt: Path) -> torch.nn.Module:
-    parser = ConfigParser()
-    parser.read_config(INFERENCE)
-    parser["bundle_root"] = str(BUNDLE)
-    net = parser.get_parsed_content("network_def")
-    net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
-    return net.eval()
+def _after_run(workflow) -> dict:
+    return {"metrics": dict(workflow.parser.get_parsed_content("validate#evaluator").state.metrics)}
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny centralised training run on the phantom, from a working directory outside the bundle."""
     root = tmp_path_factory.mktemp("sr_bundle")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        _no_network(mp)
-        workflow = ConfigWorkflow(
-            config_file=TRAIN,
-            logging_file=False,
-            workflow_type="train",
-            bundle_root=str(BUNDLE),
-            ckpt_dir=str(root / "models"),
-            output_dir=str(root / "eval"),
-            epochs=1,
-            progress_bar=False,
-            **TINY,
-        )
-        workflow.initialize()
-        missing = workflow.check_properties()
-        ids_present = all(k in workflow.parser for k in FEDERATED_IDS)
-        shapes = {np.asarray(d["image"]).shape for d in workflow.parser.get_parsed_content("train#dataset#data")}
-        workflow.run()
-        metrics = dict(workflow.parser.get_parsed_content("validate#evaluator").state.metrics)
-        workflow.finalize()
-    return {
-        "root": root,
-        "ckpt": root / "models" / "model.pt",
-        "missing": missing,
-        "ids": ids_present,
-        "shapes": shapes,
-        "metrics": metrics,
-    }
+    return train_tiny(BUNDLE, root, TINY, progress_bar=False, before_run=_before_run, after_run=_after_run)
 
 
 def test_metadata_validates_offline_against_our_schema(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _no_network(monkeypatch)
-    verify_metadata(meta_file=META, filepath=SCHEMA)
-    meta = json.loads(Path(META).read_text())
-    assert meta["version"] in meta["changelog"]
+    no_network(monkeypatch)
+    meta = verify_metadata_offline(BUNDLE)
     fmt = meta["network_data_format"]
-    train = json.loads(Path(TRAIN).read_text())
+    train = json.loads(Path(BUNDLE.train).read_text())
     assert fmt["inputs"]["image"]["spatial_shape"] == [train["image_size"] // train["scale"]] * 2
     assert fmt["outputs"]["pred"]["spatial_shape"] == [train["image_size"]] * 2
     assert fmt["inputs"]["image"]["num_channels"] == fmt["outputs"]["pred"]["num_channels"] == train["in_channels"]
@@ -126,59 +90,34 @@ def test_train_defines_the_federated_ids_and_writes_a_checkpoint(trained):
     assert list((trained["root"] / "eval").glob("events.out.tfevents.*"))
     assert set(trained["metrics"]) == {"val_psnr", "val_ssim", "val_bicubic_psnr", "val_bicubic_ssim"}
     assert all(np.isfinite(v) for v in trained["metrics"].values())
-    net = _eager_network(trained["ckpt"])
+    net = eager_network(BUNDLE, trained["ckpt"])
     with torch.no_grad():
         assert net(torch.rand(2, 3, 16, 16)).shape == (2, 3, 32, 32)
 
 
 def test_evaluate_loads_the_checkpoint_and_saves_test_metrics(trained, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _no_network(monkeypatch)
-    before = _sha256(trained["ckpt"])
-    workflow = ConfigWorkflow(
-        config_file=[TRAIN, EVALUATE],
-        logging_file=False,
-        workflow_type=None,
-        bundle_root=str(BUNDLE),
-        ckpt_dir=str(trained["ckpt"].parent),
-        output_dir=str(tmp_path / "eval"),
-        **TINY,
-    )
-    workflow.initialize()
-    assert workflow.parser.get_parsed_content("validate#split") == "test"
-    workflow.run()
-    workflow.finalize()
-    rows = dict(csv.reader((tmp_path / "eval" / "metrics.csv").open(), delimiter=","))
+    no_network(monkeypatch)
+    before = sha256(trained["ckpt"])
+    split, rows = run_evaluation(BUNDLE, trained["ckpt"], tmp_path / "eval", TINY)
+    assert split == "test"
     assert set(rows) == {"val_psnr", "val_ssim", "val_bicubic_psnr", "val_bicubic_ssim"}
     assert 10.0 < float(rows["val_psnr"]) < 60.0 and 0.0 < float(rows["val_ssim"]) <= 1.0
-    assert _sha256(trained["ckpt"]) == before
+    assert sha256(trained["ckpt"]) == before
 
 
 def test_inference_network_matches_training():
-    train, infer = json.loads(Path(TRAIN).read_text()), json.loads(Path(INFERENCE).read_text())
-    for key in ("network_def", "image_size", "scale", "in_channels", "spectral", "prompt", "device"):
-        assert infer[key] == train[key], key
+    keys = ("network_def", "image_size", "scale", "in_channels", "spectral", "prompt", "device")
+    assert_inference_matches_training(BUNDLE, keys)
 
 
 def _run_inference(trained, input_path: Path, output_dir: Path, **kwargs) -> None:
-    workflow = ConfigWorkflow(
-        config_file=INFERENCE,
-        workflow_type="infer",
-        bundle_root=str(BUNDLE),
-        ckpt_dir=str(trained["ckpt"].parent),
-        output_dir=str(output_dir),
-        input_dir=str(input_path),
-        **kwargs,
-    )
-    workflow.initialize()
-    assert workflow.check_properties() == []
-    workflow.run()
-    workflow.finalize()
+    run_inference(BUNDLE, trained["ckpt"], output_dir, input_dir=str(input_path), **kwargs)
 
 
 def test_inference_on_a_folder_writes_png_and_nifti(trained, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _no_network(monkeypatch)
+    no_network(monkeypatch)
     rng = np.random.default_rng(0)
     folder = tmp_path / "input"
     (folder / "ct").mkdir(parents=True)
@@ -191,13 +130,8 @@ def test_inference_on_a_folder_writes_png_and_nifti(trained, tmp_path, monkeypat
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "sr"
-    root_logger = logging.getLogger()
-    handlers, level = root_logger.handlers[:], root_logger.level
-    try:  # the bundle's logging.conf must load; put pytest's logging back afterwards
-        _run_inference(trained, folder, out, logging_file=str(CONFIGS / "logging.conf"))
-    finally:
-        root_logger.handlers[:] = handlers
-        root_logger.setLevel(level)
+    with bundle_logging(BUNDLE) as logging_file:
+        _run_inference(trained, folder, out, logging_file=logging_file)
 
     rgb = np.asarray(Image.open(out / "rgb_sr.png"))
     gray = np.asarray(Image.open(out / "gray_sr.png"))
@@ -211,7 +145,7 @@ def test_inference_on_a_folder_writes_png_and_nifti(trained, tmp_path, monkeypat
     with (out / "skipped.csv").open(newline="") as f:
         assert sorted(Path(r["file"]).name for r in csv.DictReader(f)) == ["broken.png", "notes.txt"]
 
-    net = _eager_network(trained["ckpt"])  # the written image is the trained network's output
+    net = eager_network(BUNDLE, trained["ckpt"])  # the written image is the trained network's output
     lr = np.asarray(Image.open(folder / "gray.png"), dtype=np.float32) / 255.0
     with torch.no_grad():
         expected = net(torch.as_tensor(lr)[None, None].repeat(1, 3, 1, 1)).clamp(0, 1)[0].mean(0).numpy()
@@ -227,37 +161,12 @@ def test_inference_without_readable_input_says_so(trained, tmp_path, monkeypatch
     assert "no readable image" in str(error.value.__cause__)
 
 
-@pytest.mark.parametrize("config", [TRAIN, INFERENCE], ids=["train", "inference"])
+@pytest.mark.parametrize("config", [BUNDLE.train, BUNDLE.inference], ids=["train", "inference"])
 def test_verify_net_in_out(config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    verify_net_in_out(net_id="network_def", meta_file=META, config_file=config, device="cpu", bundle_root=str(BUNDLE))
-    with pytest.raises(ValueError, match="output channel number"):
-        verify_net_in_out(
-            net_id="network_def",
-            meta_file=META,
-            config_file=config,
-            device="cpu",
-            bundle_root=str(BUNDLE),
-            **{"_meta_#network_data_format#outputs#pred#num_channels": 1},
-        )
+    check_net_in_out(BUNDLE, config, wrong_channels=1)
 
 
 def test_ckpt_export_gives_the_eager_outputs(trained, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    ts_file = tmp_path / "model.ts"
-    ckpt_export(
-        net_id="network_def",
-        filepath=str(ts_file),
-        ckpt_file=str(trained["ckpt"]),
-        meta_file=META,
-        config_file=INFERENCE,
-        bundle_root=str(BUNDLE),
-        use_trace=True,  # scripting fails: forward keeps its last tokens on self for the SPAlign loss
-        input_shape=[1, 3, 16, 16],
-    )
-    scripted, meta, extra = load_net_with_metadata(str(ts_file), more_extra_files=("inference.json",))
-    assert meta["version"] == json.loads(Path(META).read_text())["version"]
-    assert "network_def" in json.loads(extra["inference.json"])
-    image = torch.rand(3, 3, 16, 16)
-    with torch.no_grad():
-        np.testing.assert_allclose(scripted(image).numpy(), _eager_network(trained["ckpt"])(image).numpy(), atol=1e-5)
+    check_ckpt_export(BUNDLE, trained["ckpt"], tmp_path / "model.ts", [1, 3, 16, 16], [3, 3, 16, 16], atol=1e-5)

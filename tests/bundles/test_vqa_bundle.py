@@ -6,28 +6,29 @@ settings (32 x 32 images, 14 training and 7 validation phantom images, one epoch
 
 from __future__ import annotations
 
-import csv
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigParser, ConfigWorkflow, verify_metadata, verify_net_in_out
+from bundle_checks import (
+    Bundle,
+    assert_inference_matches_training,
+    eager_network,
+    no_network,
+    run_evaluation,
+    train_tiny,
+    verify_metadata_offline,
+)
+from monai.bundle import ConfigWorkflow, verify_net_in_out
 from monai.data import load_net_with_metadata, save_net_with_metadata
 from PIL import Image
 
 from omnifm_monai.data.phantom import make_phantom_dataset
 from omnifm_monai.data.vqa import VQAVocabularies, phantom_vocabularies
 
-BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "omnifm_vqa"
-CONFIGS = BUNDLE / "configs"
-META = str(CONFIGS / "metadata.json")
-TRAIN = str(CONFIGS / "train.json")
-EVALUATE = str(CONFIGS / "evaluate.json")
-INFERENCE = str(CONFIGS / "inference.json")
-SCHEMA = str(BUNDLE.parent / "schema" / "bundle_metadata_schema.json")
+BUNDLE = Bundle("omnifm_vqa")
 TINY = {"image_size": 32, "num_samples": 14, "num_val_samples": 7}
 REQUIRED_IDS = (
     "dataset_dir", "image_size", "seed", "ckpt_dir", "output_dir", "val_interval", "progress_bar", "spectral",
@@ -36,54 +37,26 @@ REQUIRED_IDS = (
 )  # fmt: skip
 
 
-def _no_network(monkeypatch) -> None:
-    def refuse(*args, **kwargs):
-        raise AssertionError("the bundle tried to open a network connection")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-
-
 def _eager_network(ckpt: Path) -> torch.nn.Module:
-    parser = ConfigParser()
-    parser.read_config(INFERENCE)
-    parser.update({"bundle_root": str(BUNDLE), "ckpt_dir": str(ckpt.parent)})
-    net = parser.get_parsed_content("network_def")
-    net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
-    return net.eval()
+    return eager_network(BUNDLE, ckpt, ckpt_dir=str(ckpt.parent))  # the vocabularies sit next to the checkpoint
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny centralised training run on the phantom, from a working directory outside the bundle."""
-    root = tmp_path_factory.mktemp("vqa_bundle")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        _no_network(mp)
-        workflow = ConfigWorkflow(
-            config_file=TRAIN,
-            logging_file=False,
-            workflow_type="train",
-            bundle_root=str(BUNDLE),
-            ckpt_dir=str(root / "models"),
-            output_dir=str(root / "eval"),
-            epochs=1,
-            progress_bar=False,
-            **TINY,
-        )
-        workflow.initialize()
-        missing = workflow.check_properties()
-        ids = {k: k in workflow.parser for k in REQUIRED_IDS}
-        workflow.run()
-        workflow.finalize()
-    return {"root": root, "ckpt": root / "models" / "model.pt", "missing": missing, "ids": ids}
+    return train_tiny(
+        BUNDLE,
+        tmp_path_factory.mktemp("vqa_bundle"),
+        TINY,
+        progress_bar=False,
+        before_run=lambda workflow: {"ids": {k: k in workflow.parser for k in REQUIRED_IDS}},
+    )
 
 
 def test_metadata_validates_offline_and_matches_the_vocabularies(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _no_network(monkeypatch)
-    verify_metadata(meta_file=META, filepath=SCHEMA)
-    meta = json.loads(Path(META).read_text())
-    assert meta["version"] in meta["changelog"]
+    no_network(monkeypatch)
+    meta = verify_metadata_offline(BUNDLE)
     inputs, vocab = meta["network_data_format"]["inputs"], phantom_vocabularies()
     assert set(inputs) == {"image", "question"}
     assert inputs["question"]["spatial_shape"] == [vocab.max_length]
@@ -104,34 +77,22 @@ def test_train_defines_the_pipeline_ids_and_writes_checkpoint_and_vocabulary(tra
 
 def test_evaluate_saves_test_accuracy(trained, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _no_network(monkeypatch)
-    workflow = ConfigWorkflow(
-        config_file=[TRAIN, EVALUATE],
-        logging_file=False,
-        workflow_type=None,
-        bundle_root=str(BUNDLE),
-        ckpt_dir=str(trained["ckpt"].parent),
-        output_dir=str(tmp_path / "eval"),
-        **TINY,
-    )
-    workflow.initialize()
-    assert workflow.parser.get_parsed_content("validate#split") == "test"
-    workflow.run()
-    workflow.finalize()
-    rows = dict(csv.reader((tmp_path / "eval" / "metrics.csv").open(), delimiter=","))
+    no_network(monkeypatch)
+    split, rows = run_evaluation(BUNDLE, trained["ckpt"], tmp_path / "eval", TINY)
+    assert split == "test"
     assert set(rows) == {"val_accuracy"} and 0.0 <= float(rows["val_accuracy"]) <= 1.0
 
 
 def test_inference_answers_a_question_about_an_image_file(trained, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    _no_network(monkeypatch)
+    no_network(monkeypatch)
     image = make_phantom_dataset("CT", 1, image_size=32, seed=5).images[0, 0]  # (32, 32) in [0, 1]
     Image.fromarray((image * 255).astype(np.uint8)).save(tmp_path / "ct.png")
     workflow = ConfigWorkflow(
-        config_file=INFERENCE,
+        config_file=BUNDLE.inference,
         logging_file=False,
         workflow_type=None,
-        bundle_root=str(BUNDLE),
+        bundle_root=str(BUNDLE.root),
         ckpt_dir=str(trained["ckpt"].parent),
         output_dir=str(tmp_path / "out"),
         image_file=str(tmp_path / "ct.png"),
@@ -148,19 +109,18 @@ def test_inference_answers_a_question_about_an_image_file(trained, tmp_path, mon
 
 
 def test_inference_network_matches_training():
-    train, infer = json.loads(Path(TRAIN).read_text()), json.loads(Path(INFERENCE).read_text())
-    for key in ("network_def", "image_size", "in_channels", "max_question_length", "spectral", "prompt", "device"):
-        assert infer[key] == train[key], key
+    keys = ("network_def", "image_size", "in_channels", "max_question_length", "spectral", "prompt", "device")
+    assert_inference_matches_training(BUNDLE, keys)
 
 
 def test_verify_net_in_out_needs_the_question_as_extra_forward_args(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     kwargs = {
         "net_id": "network_def",
-        "meta_file": META,
-        "config_file": TRAIN,
+        "meta_file": BUNDLE.meta,
+        "config_file": BUNDLE.train,
         "device": "cpu",
-        "bundle_root": str(BUNDLE),
+        "bundle_root": str(BUNDLE.root),
     }
     verify_net_in_out(**kwargs, extra_forward_args={"question": [[19, 36, 21, 2]]})
     with pytest.raises(TypeError, match="question"):  # the image alone is not enough
@@ -172,7 +132,7 @@ def test_tracing_with_both_inputs_gives_the_eager_outputs(trained, tmp_path):
     net = _eager_network(trained["ckpt"])
     example = (torch.rand(1, 3, 32, 32), torch.ones(1, 20, dtype=torch.long))
     traced = torch.jit.trace(net, example, check_trace=False)
-    save_net_with_metadata(traced, str(tmp_path / "model"), meta_values=json.loads(Path(META).read_text()))
+    save_net_with_metadata(traced, str(tmp_path / "model"), meta_values=json.loads(Path(BUNDLE.meta).read_text()))
     loaded, meta, _ = load_net_with_metadata(str(tmp_path / "model.ts"))
     assert meta["name"] == "OmniFM visual question answering"
     image, question = torch.rand(3, 3, 32, 32), torch.randint(0, phantom_vocabularies().vocab_size, (3, 20))
