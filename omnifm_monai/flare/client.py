@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         current_round = int(model.meta.get(MetaKey.ROUND, model.current_round or 0))
         site.receive(model.params or {}, model.meta)
         metrics = site.evaluate()
-        for name in site.task.report_metrics:
+        for name in [m for m in site.task.report_metrics if m in metrics]:
             writer.add_scalar(f"test_{name}", metrics[name], global_step=current_round)
         if flare.is_evaluate():
             flare.send(flare.FLModel(metrics=metrics))

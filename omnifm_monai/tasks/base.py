@@ -104,7 +104,9 @@ class FederatedTask(ABC):
     def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
         """Load the site's test split once (``parser`` is the bundle's parsed ``train.json``, for
         ``image_size`` and the like); the returned callable scores a network on it: every value a
-        finite float, :attr:`headline_metric` and :attr:`report_metrics` among the keys."""
+        finite float, :attr:`headline_metric` always among the keys; a report metric without data at
+        the site (e.g. no open questions) may be left out, and the report averages it over the sites
+        that have it."""
 
     def centroid_groups(self, items: list[dict]) -> np.ndarray | None:
         """One group id per training item: the site uploads one spectral centroid per group.

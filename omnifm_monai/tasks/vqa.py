@@ -78,8 +78,7 @@ class VQATask(FederatedTask):
     def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
         """Overall, closed, open and per-question-type accuracy on the site's test questions.
 
-        ``closed_accuracy`` / ``open_accuracy`` (report metrics) are 0.0 when the site has no such question,
-        so that every report metric is present.
+        A category without questions at the site is left out (the report averages it over the sites that have it).
         """
         from omnifm_monai.data.vqa import load_vqa_split
 
@@ -104,9 +103,6 @@ class VQATask(FederatedTask):
                 for i in range(0, len(images), 128)
             ]
             predictions = torch.cat(logits).argmax(dim=1).numpy()  # (N,)
-            metrics = vqa_metrics(predictions, labels, answer_types, question_types)
-            for name in self.report_metrics:
-                metrics.setdefault(name, 0.0)
-            return metrics
+            return vqa_metrics(predictions, labels, answer_types, question_types)
 
         return evaluate
