@@ -281,6 +281,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse.Nam
     parser.add_argument("--spectral-dp-noise", type=float, default=0.0, help="noise multiplier; 0: no DP filter")
     parser.add_argument("--tracking", default="tensorboard", choices=["tensorboard", "mlflow"])
     parser.add_argument("--tracking-uri", default="", help="MLflow tracking server (default: a local store)")
+    parser.add_argument("--train-timeout", type=int, default=0, help="seconds a site may take per round (0: none)")
     parser.add_argument("--client-script", default="", help="entry script run at each site (default: ours)")
     parser.add_argument("--workspace", default="", help="simulator workspace (default: runs/<job name>/workspace)")
     parser.add_argument("--export", default="", help="export the job folder here instead of simulating")
@@ -308,6 +309,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse.Nam
         tracking=args.tracking,
         tracking_uri=args.tracking_uri,
         client_script=args.client_script,
+        train_timeout=args.train_timeout,
         site_names=site_names,
     )
     settings.state_root = args.state_root or os.path.join("runs", settings.name, "state")

@@ -95,8 +95,8 @@ class OmniFMController(ModelController):
             self.save_model(FLModel(params=core.global_params, params_type=ParamsType.FULL))
             core.save(state_dir)
             self.info(
-                f"round {record['round']}: accepted {sorted(record['accepted'])}, "
-                f"rejected {record['rejected']}, knowledge base {record['knowledge_base_size']}"
+                f"round {record['round']}: accepted {sorted(record['accepted'])}, rejected {record['rejected']}, "
+                f"no result {record['no_result']}, knowledge base {record['knowledge_base_size']}"
             )
         if self.final_evaluation:
             final = self._broadcast(core, sites, "validate")

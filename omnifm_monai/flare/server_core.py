@@ -192,11 +192,14 @@ class ServerCore:
                 self.site_queries[site] = tokens
             self.knowledge_base.age(self.round)
             self.knowledge_base.prune()
+        participants = sorted(participants)
         record = {
             "round": self.round,
-            "participants": sorted(participants),
+            "participants": participants,
             "accepted": self._accepted,
             "rejected": self._rejected,
+            # asked to train but nothing came back in time (crashed, disconnected or timed out)
+            "no_result": [s for s in participants if s not in self._accepted and s not in self._rejected],
             "metrics": {k: dict(v) for k, v in (metrics or {}).items()},
             "knowledge_base_size": len(self.knowledge_base) if self.knowledge_base is not None else 0,
             "seconds": {

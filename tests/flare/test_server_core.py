@@ -82,8 +82,9 @@ def test_duplicate_submission_rejected():
 
 def test_round_without_accepted_uploads_keeps_the_model():
     core = _core()
-    core.close_round(["site-1"])
+    record = core.close_round(["site-1"])
     np.testing.assert_array_equal(core.global_params["layer.weight"], 0.0)
+    assert record["no_result"] == ["site-1"]  # asked, but nothing came back
 
 
 def _omnifm_upload(site_vectors):

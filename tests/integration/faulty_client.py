@@ -2,8 +2,12 @@
 
 - ``site-2``: its local training raises in the first round it trains (a crash mid-round);
 - ``site-3``: in its second round it uploads NaN weights (a buggy client);
-- ``site-1``: in its second round it uploads 5,000 spectral tokens (a token flood).
+- ``site-1``: in its second round it uploads 5,000 spectral tokens (a token flood), and in its third
+  round it stalls for :data:`STALL_SECONDS` (a site that stops answering: the server's round timeout
+  must move on without it).
 """
+
+import time
 
 import numpy as np
 import torch
@@ -11,6 +15,7 @@ import torch
 from omnifm_monai.flare import client
 from omnifm_monai.flare.server_core import MetaKey
 
+STALL_SECONDS = 45
 _train, _payload = client.SiteTrainer.train, client.SiteTrainer.payload
 
 
@@ -18,6 +23,8 @@ def train(self):
     self.rounds_trained = getattr(self, "rounds_trained", 0) + 1
     if self.site == "site-2" and self.rounds_trained == 1:
         raise RuntimeError("injected fault: training crashed")
+    if self.site == "site-1" and self.rounds_trained == 3:
+        time.sleep(STALL_SECONDS)
     return _train(self)
 
 

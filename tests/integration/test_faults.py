@@ -1,8 +1,8 @@
-"""Faults injected into a simulated federation: a crashed round, NaN weights, a token flood.
+"""Faults injected into a simulated federation: a crashed round, NaN weights, a token flood, a stalled site.
 
 The sites run ``faulty_client.py`` (see its docstring); the run must finish every round with the
-healthy sites, reject the bad uploads without touching the global state, and take the crashed
-site back in the next round.
+healthy sites (a stalled site is given up after the round timeout), reject the bad uploads without
+touching the global state, and take the crashed and the stalled site back in the next round.
 """
 
 import glob
@@ -27,7 +27,7 @@ def faulty_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("faults")
     command = [
         sys.executable, "-m", "nvflare_jobs.omnifm_job",
-        "--strategy", "omnifm", "--clients", "3", "--rounds", "3", "--threads", "3",
+        "--strategy", "omnifm", "--clients", "3", "--rounds", "4", "--threads", "3", "--train-timeout", "30",
         "--image-size", "32", "--samples-per-client", "40",
         "--client-script", str(Path(__file__).with_name("faulty_client.py")),
         "--state-root", str(tmp_path / "state"), "--workspace", str(tmp_path / "ws"),
@@ -45,10 +45,11 @@ def faulty_run(tmp_path_factory):
 def test_every_round_completed_with_the_healthy_sites(faulty_run):
     _, state, logs, _ = faulty_run
     history = state["history"]
-    assert [r["round"] for r in history] == [0, 1, 2], logs[-3000:]
+    assert [r["round"] for r in history] == [0, 1, 2, 3], logs[-3000:]
     assert sorted(history[0]["accepted"]) == ["site-1", "site-3"]
-    assert sorted(history[1]["accepted"]) == ["site-2"]
-    assert sorted(history[2]["accepted"]) == ["site-1", "site-2", "site-3"]  # the crashed site is back
+    assert sorted(history[1]["accepted"]) == ["site-2"]  # the crashed site is back
+    assert sorted(history[2]["accepted"]) == ["site-2", "site-3"] and history[2]["no_result"] == ["site-1"]
+    assert sorted(history[3]["accepted"]) == ["site-1", "site-2", "site-3"]  # the stalled site is back
 
 
 def test_each_fault_was_rejected_with_its_reason(faulty_run):
