@@ -2,7 +2,8 @@
 
 The report is task-agnostic: it averages over sites whichever metrics the task reports
 (:attr:`omnifm_monai.tasks.FederatedTask.report_metrics`) and leads with its headline metric.
-Metrics in [0, 1] (accuracy, F1, Dice, SSIM) are shown in %, PSNR in dB and HD95 in pixels.
+Metrics in [0, 1] (accuracy, F1, Dice, SSIM, Qabf, VIF) are shown in %, PSNR in dB, HD95 in pixels,
+mutual information and entropy in bits.
 """
 
 from __future__ import annotations
@@ -40,10 +41,17 @@ METRIC_LABELS = {
     "ssim": "SSIM",
     "bicubic_psnr": "bicubic PSNR dB",
     "bicubic_ssim": "bicubic SSIM",
+    "qabf": "Qabf",
+    "vif": "VIF",
+    "mi": "MI bits",
+    "entropy": "entropy bits",
+    "average_qabf": "average Qabf",
+    "max_qabf": "max Qabf",
 }
 """Column titles of known metrics (others are shown under their own name)."""
 
-_UNSCALED = ("psnr", "hd95")  # metrics not in [0, 1]: shown as they are, not in %
+_UNSCALED = {"psnr", "hd95", "mi", "entropy"}  # not in [0, 1] (dB, pixels, bits): shown as they are, not in %
+_BASELINE_PREFIXES = ("bicubic_", "average_", "max_")  # the same metric scored for a baseline
 
 
 @dataclass
@@ -132,11 +140,17 @@ def comparison_rows(
     return rows
 
 
+def _is_unscaled(metric: str) -> bool:
+    for prefix in _BASELINE_PREFIXES:
+        metric = metric.removeprefix(prefix)
+    return metric in _UNSCALED
+
+
 def format_metric(metric: str, value: float) -> str:
     """``value`` as the report shows it: % for metrics in [0, 1], else two decimals; ``n/a`` if not finite."""
     if not np.isfinite(value):
         return "n/a"
-    return f"{value:.2f}" if any(u in metric for u in _UNSCALED) else f"{100 * value:.1f}"
+    return f"{value:.2f}" if _is_unscaled(metric) else f"{100 * value:.1f}"
 
 
 def markdown_table(rows: list[dict[str, Any]], metrics: tuple[str, ...] = CLASSIFICATION_METRICS) -> str:
@@ -205,7 +219,7 @@ def _plot_convergence(results: list[RunResult], path: str, metric: str) -> None:
         means = [float(format_metric(metric, m)) if np.isfinite(m) else np.nan for m in result.round_means(metric)]
         ax.plot(range(1, len(means) + 1), means, marker="o", label=result.strategy)
     ax.set_xlabel("round (metric of the model each site received)")
-    unit = "" if any(u in metric for u in _UNSCALED) else " (%)"
+    unit = "" if _is_unscaled(metric) else " (%)"
     ax.set_ylabel(f"mean over sites: {METRIC_LABELS.get(metric, metric)}{unit}")
     ax.grid(alpha=0.3)
     ax.legend()

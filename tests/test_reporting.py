@@ -68,3 +68,11 @@ def test_task_metrics_in_their_units(tmp_path):
     assert "| omnifm | 30.25 | 85.0 | 30.00 | 31.25 | 29.25 |" in table
     assert "PSNR dB" in table and "Majority" not in table
     assert (tmp_path / "report" / "convergence.png").is_file()
+
+
+def test_units_follow_the_metric_not_its_baseline_prefix():
+    from omnifm_monai.reporting import format_metric
+
+    assert format_metric("mi", 5.123) == "5.12" and format_metric("max_mi", 5.123) == "5.12"
+    assert format_metric("bicubic_psnr", 28.321) == "28.32" and format_metric("average_qabf", 0.5) == "50.0"
+    assert format_metric("macro_f1", 0.5) == "50.0" and format_metric("dice", float("nan")) == "n/a"
