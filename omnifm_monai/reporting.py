@@ -41,6 +41,8 @@ METRIC_LABELS = {
     "ssim": "SSIM",
     "bicubic_psnr": "bicubic PSNR dB",
     "bicubic_ssim": "bicubic SSIM",
+    "closed_accuracy": "closed acc",
+    "open_accuracy": "open acc",
     "qabf": "Qabf",
     "vif": "VIF",
     "mi": "MI bits",
