@@ -8,7 +8,8 @@ classification bundle, budget (rounds x local epochs) and federation:
 - with ``--dp-noise Z``, OmniFM with every site's spectral upload clipped and noised (noise
   multiplier ``Z``, :class:`~omnifm_monai.flare.privacy.SpectralTokenPrivacy`): the accuracy cost of DP;
 - with ``--centralised``, the pooled reference: the same bundle trained on every site's training
-  data together for ``rounds x local_epochs`` epochs, scored on each site's own test split.
+  data together for ``rounds x local_epochs x participation`` epochs (the passes each site makes
+  over its own data), scored on each site's own test split.
 
 It reports, per configuration, the mean and the spread (sample standard deviation) over seeds of
 the mean per-site test accuracy, restricted to each site's own label space (the headline) and over
@@ -56,7 +57,11 @@ CENTRALISED = "pooled centralised"
 
 
 def pooled_centralised(job_args: list[str], out_dir: str) -> dict[str, dict[str, float]]:
-    """Train the bundle on the pooled training data; the per-site test metrics ``{site: {metric: value}}``."""
+    """Train the bundle on the pooled training data; the per-site test metrics ``{site: {metric: value}}``.
+
+    The budget matches the federation's: ``rounds x local_epochs x participation`` epochs, the number of
+    passes each site makes over its own data when it trains in a fraction ``participation`` of the rounds.
+    """
     from monai.bundle import ConfigWorkflow
 
     from omnifm_monai.tasks import get_task
@@ -77,7 +82,7 @@ def pooled_centralised(job_args: list[str], out_dir: str) -> dict[str, dict[str,
         num_classes=federation.num_classes,
         image_size=settings.image_size,
         seed=settings.seed,
-        epochs=settings.num_rounds * settings.local_epochs,
+        epochs=max(1, round(settings.num_rounds * settings.local_epochs * settings.participation)),
         ckpt_dir=os.path.join(out_dir, "models"),
         output_dir=os.path.join(out_dir, "eval"),
         progress_bar=False,
@@ -93,6 +98,17 @@ def pooled_centralised(job_args: list[str], out_dir: str) -> dict[str, dict[str,
         client.save_npz(site_path)
         metrics[client.name] = task.test_evaluator(site_path, workflow.parser)(workflow.trainer.network)
     return metrics
+
+
+def finished_run(out: str, folder: str):
+    """``(result, [])`` of a run that already finished under ``out/folder``, else ``(None, [])``."""
+    from omnifm_monai.reporting import load_run
+
+    state_root = os.path.join(out, folder, "state")
+    try:
+        return load_run(state_root, folder), []
+    except FileNotFoundError:
+        return None, []
 
 
 def summarise(values: list[float]) -> dict[str, float]:
@@ -128,7 +144,9 @@ def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
                 settings, _ = parse_job_args(job_args)
                 print(f"participation {participation}, seed {seed}: {label}", flush=True)
                 folder = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
-                result, problems = run_strategy(strategy, job_args, settings, out, label=folder)
+                result, problems = finished_run(out, folder)
+                if result is None:  # not run yet (a restarted benchmark keeps the runs that finished)
+                    result, problems = run_strategy(strategy, job_args, settings, out, label=folder)
                 record = {"participation": participation, "seed": seed, "label": label, "problems": problems[:5]}
                 if result is not None:
                     record.update({m: result.final_mean(m) for m in METRICS})

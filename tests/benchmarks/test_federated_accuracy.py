@@ -54,3 +54,13 @@ def test_pooled_centralised_scores_every_site(script, tmp_path):
     for metrics in per_site.values():
         assert 0 <= metrics["restricted_accuracy"] <= 1 and metrics["restricted_accuracy"] >= metrics["accuracy"]
     assert (tmp_path / "pooled.npz").is_file()
+
+
+def test_a_restarted_benchmark_keeps_finished_runs(script, tmp_path):
+    server = tmp_path / "omnifm" / "state" / "server"
+    server.mkdir(parents=True)
+    (server / "server_state.json").write_text('{"strategy": "omnifm", "history": []}')
+    assert script.finished_run(str(tmp_path), "omnifm")[0] is None  # unfinished: no final metrics
+    (server / "final_metrics.json").write_text('{"metrics": {"site-1": {"restricted_accuracy": 0.5}}}')
+    result, problems = script.finished_run(str(tmp_path), "omnifm")
+    assert result.final_mean("restricted_accuracy") == 0.5 and problems == []
