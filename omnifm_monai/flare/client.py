@@ -71,7 +71,7 @@ def prepare_site_data(args: argparse.Namespace, task, site: str, site_dir: str) 
     """The site's ``dataset_dir``.
 
     With ``--scenario`` the site's share of the task's simulated federation is built and written
-    once to ``<site_dir>/data.npz`` (a restarted client reuses it); otherwise ``--dataset-dir`` is
+    once to ``<site_dir>/data_<task>.npz`` (a restarted client reuses it); otherwise ``--dataset-dir`` is
     the site's own data.
     """
     if task.uses_num_classes and args.num_classes < 1:
@@ -80,7 +80,7 @@ def prepare_site_data(args: argparse.Namespace, task, site: str, site_dir: str) 
         if not args.dataset_dir:
             raise ValueError("give either --scenario (simulated federation) or --dataset-dir (the site's data).")
         return args.dataset_dir
-    dataset_dir = os.path.join(site_dir, "data.npz")
+    dataset_dir = os.path.join(site_dir, f"data_{task.name}.npz")
     if not os.path.isfile(dataset_dir):
         federation = task.build_federation(
             args.scenario,
