@@ -43,6 +43,7 @@ from monai.utils import convert_to_numpy
 
 from omnifm_monai.data.medmnist import SPLITS, load_medmnist
 from omnifm_monai.data.phantom import FINDINGS, MODALITIES, make_phantom_dataset
+from omnifm_monai.data.site_archive import is_phantom
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -68,7 +69,6 @@ NIFTI_EXTENSIONS: tuple[str, ...] = (".nii", ".nii.gz")
 DICOM_EXTENSIONS: tuple[str, ...] = (".dcm", ".dicom")
 """DICOM files read with pydicom (files without an extension are tried as DICOM too)."""
 
-_PHANTOM_NAMES = ("", "phantom")
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "pil"),
     (b"\xff\xd8\xff", "pil"),
@@ -76,10 +76,6 @@ _MAGIC = (
     (b"MM\x00*", "pil"),
     (b"BM", "pil"),
 )
-
-
-def _is_phantom(dataset_dir: str | os.PathLike | None) -> bool:
-    return dataset_dir is None or os.fspath(dataset_dir).strip().lower() in _PHANTOM_NAMES
 
 
 def _check_args(split: str, image_size: int, in_channels: int) -> None:
@@ -306,7 +302,7 @@ def load_classification_split(
         FileNotFoundError: when ``dataset_dir`` does not exist.
     """
     _check_args(split, image_size, in_channels)
-    if _is_phantom(dataset_dir):
+    if is_phantom(dataset_dir):
         return _phantom_split(split, image_size, in_channels, num_samples, seed)
     path = Path(dataset_dir).expanduser()
     if path.is_dir():
@@ -335,7 +331,7 @@ def class_names_for(dataset_dir: str | os.PathLike | None) -> tuple[str, ...]:
     Raises:
         ValueError, FileNotFoundError: as for :func:`load_classification_split`.
     """
-    if _is_phantom(dataset_dir):
+    if is_phantom(dataset_dir):
         return tuple(FINDINGS)
     path = Path(dataset_dir).expanduser()
     if path.is_dir():

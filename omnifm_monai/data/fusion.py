@@ -46,9 +46,12 @@ from omnifm_monai.data.phantom import make_coregistered_pair
 from omnifm_monai.data.site_archive import (
     SiteLookup,
     archive_text,
+    is_phantom,
     load_site_archive,
     markdown_table,
+    phantom_site_samples,
     save_site_archive,
+    split_cuts,
 )
 
 __all__ = [
@@ -73,15 +76,9 @@ FUSION_SCENARIOS: tuple[str, ...] = ("cross_modality_hard", "iid")
 """Partition scenarios :func:`build_fusion_federation` knows."""
 
 _DEFAULT_SITE_SAMPLES = 160
-_PHANTOM_NAMES = ("", "phantom")
 _NPZ_KIND = "fusion"
 _PIL_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _NIFTI_EXTENSIONS = (".nii", ".nii.gz")
-
-
-def _split_cuts(n: int) -> list[int]:
-    n_train, n_val = round(0.6 * n), round(0.2 * n)
-    return [n_train, n_train + n_val]
 
 
 # ---- site archives --------------------------------------------------------------------------------------
@@ -249,7 +246,7 @@ def _folder_pairs(folder: Path, split: str, image_size: int, seed: int) -> np.nd
     else:
         every = _case_dirs(folder)
         order = np.random.default_rng([seed, 0xF5]).permutation(len(every))
-        cases = [every[i] for i in sorted(np.split(order, _split_cuts(len(every)))[SPLITS.index(split)])]
+        cases = [every[i] for i in sorted(np.split(order, split_cuts(len(every)))[SPLITS.index(split)])]
         where = folder
     pairs = [x for x in (_read_pair(c, image_size) for c in cases) if x is not None]
     if not pairs:
@@ -261,10 +258,6 @@ def _folder_pairs(folder: Path, split: str, image_size: int, seed: int) -> np.nd
 
 
 # ---- datalists ------------------------------------------------------------------------------------------
-
-
-def _is_phantom(dataset_dir) -> bool:
-    return dataset_dir is None or os.fspath(dataset_dir).strip().lower() in _PHANTOM_NAMES
 
 
 def _phantom_pairs(pairs: Sequence[tuple[str, str]], num_samples: int, image_size: int, seed) -> np.ndarray:
@@ -285,7 +278,7 @@ def _phantom_splits(image_size: int, num_samples: int, seed: int) -> dict[str, n
         raise ValueError(f"num_samples={num_samples} must be >= 5 so that train, val and test are non-empty.")
     pairs = _phantom_pairs(FUSION_PAIRS, num_samples, image_size, seed)
     order = np.random.default_rng([seed, 0xF0]).permutation(num_samples)
-    return dict(zip(SPLITS, np.split(pairs[order], _split_cuts(num_samples))))
+    return dict(zip(SPLITS, np.split(pairs[order], split_cuts(num_samples))))
 
 
 def load_fusion_split(
@@ -317,7 +310,7 @@ def load_fusion_split(
         raise ValueError(f"split={split!r} is not supported; expected one of {SPLITS}.")
     if image_size < 16:
         raise ValueError(f"image_size={image_size} must be >= 16.")
-    if _is_phantom(dataset_dir):
+    if is_phantom(dataset_dir):
         pairs = _phantom_splits(image_size, num_samples, seed)[split]
     else:
         path = Path(dataset_dir).expanduser()
@@ -391,27 +384,17 @@ def build_fusion_federation(
     Raises:
         ValueError: for an unknown scenario, a bad count or a ``data_dir``.
     """
-    if scenario not in FUSION_SCENARIOS:
-        raise ValueError(f"scenario={scenario!r} is not supported for fusion; expected one of {FUSION_SCENARIOS}.")
-    if num_clients < 1:
-        raise ValueError(f"num_clients={num_clients} must be >= 1.")
-    if image_size < 16:
-        raise ValueError(f"image_size={image_size} must be >= 16 (the phantom's minimum).")
-    samples = _DEFAULT_SITE_SAMPLES if samples_per_client is None else int(samples_per_client)
-    if samples < 5:
-        raise ValueError(f"samples_per_client={samples} must be >= 5 so that train, val and test are non-empty.")
-    if not _is_phantom(data_dir):
-        raise ValueError(
-            f"data_dir={os.fspath(data_dir)!r}: fusion federations are built from the phantom only; give each "
-            "site its own folder of pairs or .npz as dataset_dir instead."
-        )
+    samples = phantom_site_samples(
+        "fusion", scenario, FUSION_SCENARIOS, num_clients, image_size, samples_per_client, _DEFAULT_SITE_SAMPLES,
+        data_dir, "folder of pairs or .npz",
+    )  # fmt: skip
     clients = []
     for i in range(num_clients):
         held = (FUSION_PAIRS[i % len(FUSION_PAIRS)],) if scenario == "cross_modality_hard" else FUSION_PAIRS
         pairs = _phantom_pairs(held, samples, image_size, [seed, i])
         pairs = np.round(np.clip(pairs, 0.0, 1.0) * 255.0).astype(np.uint8)
         order = np.random.default_rng([seed, i, 0x5A]).permutation(samples)
-        splits = {s: pairs[np.sort(idx)] for s, idx in zip(SPLITS, np.split(order, _split_cuts(samples)))}
+        splits = {s: pairs[np.sort(idx)] for s, idx in zip(SPLITS, np.split(order, split_cuts(samples)))}
         names = ", ".join("+".join(p) for p in held)
         clients.append(FusionData(f"site-{i + 1}", names, splits, source="phantom"))
     return FusionFederation(scenario=scenario, seed=seed, clients=tuple(clients))

@@ -45,7 +45,7 @@ from monai.utils import convert_to_numpy
 from omnifm_monai.data.classification import NIFTI_EXTENSIONS, image_reader_kind
 from omnifm_monai.data.medmnist import SPLITS
 from omnifm_monai.data.phantom import MODALITIES, TISSUES, make_phantom_dataset
-from omnifm_monai.data.site_archive import SiteLookup, load_site_archive, markdown_table, save_site_archive
+from omnifm_monai.data.site_archive import SiteLookup, is_phantom, load_site_archive, markdown_table, save_site_archive
 
 __all__ = [
     "SegmentationData",
@@ -63,14 +63,9 @@ logger = logging.getLogger(__name__)
 SEGMENTATION_SCENARIOS: tuple[str, ...] = ("cross_modality_hard", "iid")
 """Simulated federations: one modality per site (``MODALITIES[i % 7]``), or every modality at every site."""
 
-_PHANTOM_NAMES = ("", "phantom")
 _SHARES = (0.6, 0.2, 0.2)  # train / val / test share of carved splits and of a federation site's samples
 _DEFAULT_SAMPLES_PER_CLIENT = 160
 _DICOM_LABEL_NAMES = ("label.nii.gz", "label.nii")
-
-
-def _is_phantom(dataset_dir) -> bool:
-    return dataset_dir is None or os.fspath(dataset_dir).strip().lower() in _PHANTOM_NAMES
 
 
 def _check_args(split: str, image_size: int, in_channels: int, spatial_dims: int) -> None:
@@ -372,7 +367,7 @@ def load_segmentation_split(
         FileNotFoundError: when ``dataset_dir`` does not exist.
     """
     _check_args(split, image_size, in_channels, spatial_dims)
-    if _is_phantom(dataset_dir):
+    if is_phantom(dataset_dir):
         return _phantom_split(split, image_size, in_channels, spatial_dims, num_samples, seed)
     path = Path(dataset_dir).expanduser()
     if path.is_file():
@@ -405,7 +400,7 @@ def _names_from_mapping(mapping: dict, source: Path) -> tuple[str, ...]:
 def segmentation_class_names(dataset_dir: str | os.PathLike | None) -> tuple[str, ...]:
     """Names of the mask values: TISSUES (phantom), the ``.npz``'s names, the Decathlon json's ``"labels"``,
     a DICOM folder's ``labels.json`` (``("background", "foreground")`` without one)."""
-    if _is_phantom(dataset_dir):
+    if is_phantom(dataset_dir):
         return tuple(TISSUES)
     path = Path(dataset_dir).expanduser()
     if path.is_file() and path.name.lower().endswith(".npz"):

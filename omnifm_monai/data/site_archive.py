@@ -13,7 +13,20 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-__all__ = ["save_site_archive", "load_site_archive", "archive_text", "markdown_table", "SiteLookup"]
+__all__ = [
+    "save_site_archive",
+    "load_site_archive",
+    "archive_text",
+    "markdown_table",
+    "SiteLookup",
+    "PHANTOM_NAMES",
+    "is_phantom",
+    "split_cuts",
+    "phantom_site_samples",
+]
+
+PHANTOM_NAMES = ("", "phantom")
+"""``dataset_dir`` values (besides ``None``) that mean the embedded phantom."""
 
 SiteT = TypeVar("SiteT")
 
@@ -85,3 +98,48 @@ class SiteLookup(Generic[SiteT]):
             if client.name == name:
                 return client
         raise KeyError(f"no site named {name!r}; sites: {[c.name for c in self.clients]}.")
+
+
+def is_phantom(dataset_dir: str | os.PathLike | None) -> bool:
+    """Whether ``dataset_dir`` names the embedded phantom (``None``, ``""`` or ``"phantom"``)."""
+    return dataset_dir is None or os.fspath(dataset_dir).strip().lower() in PHANTOM_NAMES
+
+
+def split_cuts(n: int, fractions: Sequence[float] = (0.6, 0.2)) -> list[int]:
+    """Cut points of ``n`` items into train/val/test with the given train and val fractions (``np.split``)."""
+    n_train, n_val = round(fractions[0] * n), round(fractions[1] * n)
+    return [n_train, n_train + n_val]
+
+
+def phantom_site_samples(
+    task: str,
+    scenario: str,
+    scenarios: Sequence[str],
+    num_clients: int,
+    image_size: int,
+    samples_per_client: int | None,
+    default_samples: int,
+    data_dir: str | os.PathLike | None,
+    own_data: str,
+) -> int:
+    """Check the arguments of a task's phantom federation builder; returns the images per site.
+
+    Raises:
+        ValueError: for an unknown scenario, fewer than 1 site, an image under 16 px, fewer than 5 samples
+            per site, or a ``data_dir`` (``own_data`` says what a real site passes as ``dataset_dir`` instead).
+    """
+    if scenario not in scenarios:
+        raise ValueError(f"scenario={scenario!r} is not supported for {task}; expected one of {tuple(scenarios)}.")
+    if num_clients < 1:
+        raise ValueError(f"num_clients={num_clients} must be >= 1.")
+    if image_size < 16:
+        raise ValueError(f"image_size={image_size} must be >= 16 (the phantom's minimum).")
+    samples = default_samples if samples_per_client is None else int(samples_per_client)
+    if samples < 5:
+        raise ValueError(f"samples_per_client={samples} must be >= 5 so that train, val and test are non-empty.")
+    if not is_phantom(data_dir):
+        raise ValueError(
+            f"data_dir={os.fspath(data_dir)!r}: {task} federations are built from the phantom only; give each "
+            f"site its own {own_data} as dataset_dir instead."
+        )
+    return samples

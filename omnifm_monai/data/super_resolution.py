@@ -52,9 +52,12 @@ from omnifm_monai.data.phantom import MODALITIES, make_phantom_dataset
 from omnifm_monai.data.site_archive import (
     SiteLookup,
     archive_text,
+    is_phantom,
     load_site_archive,
     markdown_table,
+    phantom_site_samples,
     save_site_archive,
+    split_cuts,
 )
 
 __all__ = [
@@ -79,7 +82,6 @@ SPLIT_FRACTIONS: tuple[float, float, float] = (0.6, 0.2, 0.2)
 """Train/val/test fractions of the phantom, of flat folders and of each federated site."""
 
 _DEFAULT_SITE_SAMPLES = 160
-_PHANTOM_NAMES = ("", "phantom")
 _NPZ_KIND = "super_resolution"
 
 
@@ -241,10 +243,6 @@ def load_super_resolution_npz(path: str | os.PathLike) -> SuperResolutionData:
 # ---- datalists ------------------------------------------------------------------------------------------
 
 
-def _is_phantom(dataset_dir) -> bool:
-    return dataset_dir is None or os.fspath(dataset_dir).strip().lower() in _PHANTOM_NAMES
-
-
 def _to_uint8(images: np.ndarray) -> np.ndarray:
     """float (N, C, S, S) in [0, 1] -> uint8 (N, S, S) or (N, S, S, 3)."""
     x = np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -255,11 +253,6 @@ def _from_uint8(images: np.ndarray) -> np.ndarray:
     """uint8 (N, S, S) or (N, S, S, 3) -> float32 (N, C, S, S) in [0, 1]."""
     x = images.astype(np.float32) / 255.0
     return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
-
-
-def _split_cuts(n: int) -> list[int]:
-    n_train, n_val = round(SPLIT_FRACTIONS[0] * n), round(SPLIT_FRACTIONS[1] * n)
-    return [n_train, n_train + n_val]
 
 
 @functools.lru_cache(maxsize=4)
@@ -274,7 +267,7 @@ def _phantom_hr(image_size: int, in_channels: int, num_samples: int, seed: int) 
             ds = make_phantom_dataset(modality, n, image_size=image_size, spatial_dims=2, seed=seed * 97 + m)
             images.append(fix_channels(np.asarray(ds.images, dtype=np.float32), in_channels))
     order = np.random.default_rng([seed, 0x5E]).permutation(num_samples)
-    parts = np.split(np.concatenate(images)[order], _split_cuts(num_samples))
+    parts = np.split(np.concatenate(images)[order], split_cuts(num_samples, SPLIT_FRACTIONS[:2]))
     return dict(zip(SPLITS, parts))
 
 
@@ -314,7 +307,9 @@ def _folder_hr(folder: Path, split: str, image_size: int, in_channels: int, seed
     else:
         every = _files_below(folder)
         order = np.random.default_rng([seed, 0xF1]).permutation(len(every))
-        files = [every[i] for i in sorted(np.split(order, _split_cuts(len(every)))[SPLITS.index(split)])]
+        files = [
+            every[i] for i in sorted(np.split(order, split_cuts(len(every), SPLIT_FRACTIONS[:2]))[SPLITS.index(split)])
+        ]
         where = folder
     images = [x for x in (_read_hr(p, image_size, in_channels) for p in files) if x is not None]
     if not images:
@@ -360,7 +355,7 @@ def load_super_resolution_split(
         raise ValueError(f"in_channels={in_channels} is not supported; expected 1 (gray) or 3 (RGB).")
     if scale < 1 or image_size < scale or image_size % scale:
         raise ValueError(f"image_size={image_size} must be a positive multiple of scale={scale}.")
-    if _is_phantom(dataset_dir):
+    if is_phantom(dataset_dir):
         hr = _phantom_hr(image_size, in_channels, num_samples, seed)[split]
     else:
         path = Path(dataset_dir).expanduser()
@@ -439,22 +434,10 @@ def build_super_resolution_federation(
     Raises:
         ValueError: for an unknown scenario, a bad count or a ``data_dir``.
     """
-    if scenario not in SR_SCENARIOS:
-        raise ValueError(
-            f"scenario={scenario!r} is not supported for super-resolution; expected one of {SR_SCENARIOS}."
-        )
-    if num_clients < 1:
-        raise ValueError(f"num_clients={num_clients} must be >= 1.")
-    if image_size < 16:
-        raise ValueError(f"image_size={image_size} must be >= 16 (the phantom's minimum).")
-    samples = _DEFAULT_SITE_SAMPLES if samples_per_client is None else int(samples_per_client)
-    if samples < 5:
-        raise ValueError(f"samples_per_client={samples} must be >= 5 so that train, val and test are non-empty.")
-    if not _is_phantom(data_dir):
-        raise ValueError(
-            f"data_dir={os.fspath(data_dir)!r}: super-resolution federations are built from the phantom only; "
-            "give each site its own folder or .npz as dataset_dir instead."
-        )
+    samples = phantom_site_samples(
+        "super-resolution", scenario, SR_SCENARIOS, num_clients, image_size, samples_per_client,
+        _DEFAULT_SITE_SAMPLES, data_dir, "folder or .npz",
+    )  # fmt: skip
     clients = []
     for i in range(num_clients):
         held = (MODALITIES[i % len(MODALITIES)],) if scenario == "cross_modality_hard" else MODALITIES
@@ -469,7 +452,9 @@ def build_super_resolution_federation(
             parts = [np.repeat(x, 3, axis=1) if x.shape[1] == 1 else x for x in parts]  # mixed -> RGB
         images = _to_uint8(np.concatenate(parts))
         order = np.random.default_rng([seed, i, 0x5A]).permutation(samples)
-        splits = {s: images[np.sort(idx)] for s, idx in zip(SPLITS, np.split(order, _split_cuts(samples)))}
+        splits = {
+            s: images[np.sort(idx)] for s, idx in zip(SPLITS, np.split(order, split_cuts(samples, SPLIT_FRACTIONS[:2])))
+        }
         clients.append(SuperResolutionData(f"site-{i + 1}", "+".join(held), splits, source="phantom"))
     return SuperResolutionFederation(scenario=scenario, seed=seed, clients=tuple(clients))
 

@@ -64,8 +64,10 @@ from omnifm_monai.data.phantom import (
 from omnifm_monai.data.site_archive import (
     SiteLookup,
     archive_text,
+    is_phantom,
     load_site_archive,
     markdown_table,
+    phantom_site_samples,
     save_site_archive,
 )
 
@@ -122,7 +124,6 @@ VQA_SCENARIOS: tuple[str, ...] = ("modality_specific", "cross_modality_hard", "i
 ``cross_modality_hard``, the federated job's default scenario, is the same partition)."""
 
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*|[^\sa-z0-9]")
-_PHANTOM_NAMES = ("", "phantom")
 _NPZ_KIND = "vqa"
 _DEFAULT_SITE_SAMPLES = 120
 _SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
@@ -326,10 +327,6 @@ def phantom_vocabularies(max_length: int = 20) -> VQAVocabularies:
 # ---- datalists ------------------------------------------------------------------------------------------
 
 
-def _is_phantom(dataset_dir) -> bool:
-    return dataset_dir is None or os.fspath(dataset_dir).strip().lower() in _PHANTOM_NAMES
-
-
 def _items(images: np.ndarray, qa: Sequence[dict], vocab: VQAVocabularies, *, drop_unknown: bool) -> list[dict]:
     """(N, C, S, S) images + ``[{"index", "question", "answer", "answer_type", "question_type"}]`` -> datalist."""
     images = np.ascontiguousarray(images, dtype=np.float32)
@@ -494,7 +491,7 @@ def _folder_vocabularies(folder: str, max_length: int) -> VQAVocabularies:
 
 def vocabularies_for(dataset_dir: str | os.PathLike | None, max_length: int = 20) -> VQAVocabularies:
     """The vocabularies of a VQA source: phantom templates, a site archive's stored ones, a folder's train split."""
-    if _is_phantom(dataset_dir):
+    if is_phantom(dataset_dir):
         return phantom_vocabularies(max_length)
     path = Path(dataset_dir).expanduser()
     if path.is_dir():
@@ -543,7 +540,7 @@ def load_vqa_split(
     if num_samples < 1:
         raise ValueError(f"num_samples={num_samples} must be >= 1.")
     vocab = vocabularies_for(dataset_dir, max_length)
-    if _is_phantom(dataset_dir):
+    if is_phantom(dataset_dir):
         images, qa = _phantom_split(split, image_size, in_channels, num_samples, seed, hold_out)
     else:
         path = Path(dataset_dir).expanduser()
@@ -706,20 +703,10 @@ def build_vqa_federation(
     Raises:
         ValueError: for an unknown scenario, a bad count or a ``data_dir``.
     """
-    if scenario not in VQA_SCENARIOS:
-        raise ValueError(f"scenario={scenario!r} is not supported for VQA; expected one of {VQA_SCENARIOS}.")
-    if num_clients < 1:
-        raise ValueError(f"num_clients={num_clients} must be >= 1.")
-    if image_size < 16:
-        raise ValueError(f"image_size={image_size} must be >= 16 (the phantom's minimum).")
-    samples = _DEFAULT_SITE_SAMPLES if samples_per_client is None else int(samples_per_client)
-    if samples < 5:
-        raise ValueError(f"samples_per_client={samples} must be >= 5 so that train, val and test are non-empty.")
-    if not _is_phantom(data_dir):
-        raise ValueError(
-            f"data_dir={os.fspath(data_dir)!r}: VQA federations are built from the phantom only; give each site "
-            "its own SLAKE / VQA-RAD folder or .npz as dataset_dir instead."
-        )
+    samples = phantom_site_samples(
+        "VQA", scenario, VQA_SCENARIOS, num_clients, image_size, samples_per_client, _DEFAULT_SITE_SAMPLES,
+        data_dir, "SLAKE / VQA-RAD folder or .npz",
+    )  # fmt: skip
     vocab = phantom_vocabularies()
     n_train = round(_SPLIT_FRACTIONS[0] * samples)
     cuts = [n_train, n_train + round(_SPLIT_FRACTIONS[1] * samples)]
