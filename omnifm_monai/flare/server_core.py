@@ -202,6 +202,7 @@ class ServerCore:
             "no_result": [s for s in participants if s not in self._accepted and s not in self._rejected],
             "metrics": {k: dict(v) for k, v in (metrics or {}).items()},
             "knowledge_base_size": len(self.knowledge_base) if self.knowledge_base is not None else 0,
+            "closed_at": time.time(),  # wall clock (s since the epoch): round durations, benchmarks/nvflare_overhead.py
             "seconds": {
                 "aggregate": aggregate_seconds,
                 "retrieval": self._retrieval_seconds,
