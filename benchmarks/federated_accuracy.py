@@ -5,6 +5,8 @@ classification bundle, budget (rounds x local epochs) and federation:
 
 - the strategies (``--strategies``: local-only, FedAvg, FedProx, FedPer, FedBN, OmniFM);
 - with ``--ablations``, OmniFM with one component removed in turn (:data:`ABLATIONS`);
+- with ``--sweeps``, OmniFM with one setting changed in turn (:data:`SWEEPS`: SPAlign weight lambda,
+  retrieval k, the tokenizer's low-pass cutoff, prototypes sent per site);
 - with ``--dp-noise Z``, OmniFM with every site's spectral upload clipped and noised (noise
   multiplier ``Z``, :class:`~omnifm_monai.flare.privacy.SpectralTokenPrivacy`): the accuracy cost of DP;
 - with ``--centralised``, the pooled reference: the same bundle trained on every site's training
@@ -51,6 +53,16 @@ ABLATIONS: dict[str, list[str]] = {
     "omnifm w/o ECA+GSKR": ["--strategy-options", '{"spectral":false}'],  # no spectral path at all
     "omnifm w/o PSP suffix": ["--strategy-options", '{"prompt":false}'],
     "omnifm w/o SPAlign": ["--bundle-overrides", '{"spalign_weight":0}'],
+}
+SWEEPS: dict[str, list[str]] = {
+    # label -> extra job arguments on top of --strategy omnifm (defaults: lambda 0.1, k 8, cutoff 0.1, 64 prototypes)
+    "omnifm lambda=0.01": ["--bundle-overrides", '{"spalign_weight":0.01}'],
+    "omnifm lambda=1": ["--bundle-overrides", '{"spalign_weight":1.0}'],
+    "omnifm k=2": ["--server-options", '{"retrieval_k":2}'],
+    "omnifm k=32": ["--server-options", '{"retrieval_k":32}'],
+    "omnifm cutoff=0.05": ["--bundle-overrides", '{"network_def#cutoff":0.05}'],
+    "omnifm cutoff=0.3": ["--bundle-overrides", '{"network_def#cutoff":0.3}'],
+    "omnifm 8 prototypes per site": ["--server-options", '{"prototypes_per_site":8}'],
 }
 METRICS = ("restricted_accuracy", "accuracy", "restricted_macro_f1", "macro_f1")
 CENTRALISED = "pooled centralised"
@@ -135,6 +147,8 @@ def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
             variants = [(s, s, []) for s in args.strategies]
             if args.ablations:
                 variants += [(label, "omnifm", extra) for label, extra in ABLATIONS.items()]
+            if args.sweeps:
+                variants += [(label, "omnifm", extra) for label, extra in SWEEPS.items()]
             if args.dp_noise > 0:
                 variants.append(
                     (f"omnifm + spectral DP z={args.dp_noise:g}", "omnifm", ["--spectral-dp-noise", str(args.dp_noise)])
@@ -272,6 +286,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="Other options go to omnifm_job.")
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     p.add_argument("--ablations", action="store_true", help="also OmniFM with each component removed")
+    p.add_argument("--sweeps", action="store_true", help="also OmniFM with lambda, k, cutoff, prototypes varied")
     p.add_argument("--centralised", action="store_true", help="also the pooled-data centralised reference")
     p.add_argument("--dp-noise", type=float, default=0.0, help="also OmniFM with DP on the spectral upload")
     p.add_argument("--participation", nargs="+", type=float, default=[0.2, 1.0])

@@ -64,3 +64,16 @@ def test_a_restarted_benchmark_keeps_finished_runs(script, tmp_path):
     (server / "final_metrics.json").write_text('{"metrics": {"site-1": {"restricted_accuracy": 0.5}}}')
     result, problems = script.finished_run(str(tmp_path), "omnifm")
     assert result.final_mean("restricted_accuracy") == 0.5 and problems == []
+
+
+def test_every_sweep_and_ablation_changes_the_setting_it_names(script):
+    from nvflare_jobs.omnifm_job import build_network, parse_args
+
+    settings = {label: parse_args(["--strategy", "omnifm", *extra])[0] for label, extra in script.SWEEPS.items()}
+    assert settings["omnifm lambda=1"].bundle_overrides == {"spalign_weight": 1.0}
+    assert settings["omnifm k=2"].server_options == {"retrieval_k": 2}
+    assert settings["omnifm 8 prototypes per site"].server_options == {"prototypes_per_site": 8}
+    network, _ = build_network(settings["omnifm cutoff=0.3"], num_classes=6)
+    assert network.cutoff == 0.3  # a nested bundle id reaches the network definition
+    for extra in script.ABLATIONS.values():
+        parse_args(["--strategy", "omnifm", *extra])  # every ablation's options parse
