@@ -7,6 +7,7 @@ classification bundle, budget (rounds x local epochs) and federation:
 - with ``--ablations``, OmniFM with one component removed in turn (:data:`ABLATIONS`);
 - with ``--sweeps``, OmniFM with one setting changed in turn (:data:`SWEEPS`: SPAlign weight lambda,
   retrieval k, the tokenizer's low-pass cutoff, prototypes sent per site);
+- with ``--variants``, any labelled strategy with its own job options (an investigation's candidates);
 - with ``--dp-noise Z``, OmniFM with every site's spectral upload clipped and noised (noise
   multiplier ``Z``, :class:`~omnifm_monai.flare.privacy.SpectralTokenPrivacy`): the accuracy cost of DP;
 - with ``--centralised``, the pooled reference: the same bundle trained on every site's training
@@ -149,6 +150,7 @@ def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
                 variants += [(label, "omnifm", extra) for label, extra in ABLATIONS.items()]
             if args.sweeps:
                 variants += [(label, "omnifm", extra) for label, extra in SWEEPS.items()]
+            variants += [(label, strategy, extra) for label, (strategy, *extra) in args.variants.items()]
             if args.dp_noise > 0:
                 variants.append(
                     (f"omnifm + spectral DP z={args.dp_noise:g}", "omnifm", ["--spectral-dp-noise", str(args.dp_noise)])
@@ -287,6 +289,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     p.add_argument("--ablations", action="store_true", help="also OmniFM with each component removed")
     p.add_argument("--sweeps", action="store_true", help="also OmniFM with lambda, k, cutoff, prototypes varied")
+    p.add_argument(
+        "--variants",
+        type=json.loads,
+        default={},
+        help='JSON: label -> [strategy, job options...], e.g. {"fedbn mu": ["fedbn", "--strategy-options", "{...}"]}',
+    )
     p.add_argument("--centralised", action="store_true", help="also the pooled-data centralised reference")
     p.add_argument("--dp-noise", type=float, default=0.0, help="also OmniFM with DP on the spectral upload")
     p.add_argument("--participation", nargs="+", type=float, default=[0.2, 1.0])

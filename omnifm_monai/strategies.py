@@ -45,6 +45,9 @@ class Strategy:
         spectral: build the network with the spectral path and run global spectral retrieval
             (GSKR) on the server (OmniFM).
         prompt: build the network with the site-private suffix c (OmniFM).
+        recalibrate_norms: after loading the shared weights, the site re-estimates its BatchNorm
+            running statistics on its own training data (one forward pass, no gradient; see
+            :mod:`omnifm_monai.flare.norm_statistics`).
     """
 
     name: str
@@ -54,6 +57,7 @@ class Strategy:
     proximal_mu: float = 0.0
     spectral: bool = False
     prompt: bool = False
+    recalibrate_norms: bool = False
 
     def __post_init__(self) -> None:
         if self.proximal_mu < 0:

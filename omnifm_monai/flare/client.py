@@ -170,6 +170,10 @@ class SiteTrainer:
         from omnifm_monai.flare.server_core import MetaKey
 
         copy_model_state(src={k: torch.as_tensor(np.asarray(v)) for k, v in params.items()}, dst=self.network)
+        if self.strategy.recalibrate_norms:
+            from omnifm_monai.flare.norm_statistics import recalibrate_norm_statistics
+
+            recalibrate_norm_statistics(self.network, self.trainer)
         if self.strategy.spectral:
             empty = np.zeros((0, self.network.token_dim), np.float32)
             self.network.set_prototypes(meta.get(MetaKey.PROTOTYPES, empty))

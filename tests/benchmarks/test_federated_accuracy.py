@@ -1,6 +1,7 @@
 """The accuracy benchmark's pooled reference and its summary (the simulations themselves are run by the script)."""
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -77,3 +78,12 @@ def test_every_sweep_and_ablation_changes_the_setting_it_names(script):
     assert network.cutoff == 0.3  # a nested bundle id reaches the network definition
     for extra in script.ABLATIONS.values():
         parse_args(["--strategy", "omnifm", *extra])  # every ablation's options parse
+
+
+def test_labelled_variants_from_the_command_line(script):
+    variant = ["omnifm", "--strategy-options", '{"recalibrate_norms":true}']
+    args, forwarded = script.parse_args(
+        ["--variants", json.dumps({"omnifm + recalibrated norms": variant}), "--federation-data", "x"]
+    )
+    assert args.variants == {"omnifm + recalibrated norms": variant}
+    assert forwarded == ["--federation-data", "x"]
