@@ -54,6 +54,7 @@ ABLATIONS: dict[str, list[str]] = {
     "omnifm w/o ECA+GSKR": ["--strategy-options", '{"spectral":false}'],  # no spectral path at all
     "omnifm w/o PSP suffix": ["--strategy-options", '{"prompt":false}'],
     "omnifm w/o SPAlign": ["--bundle-overrides", '{"spalign_weight":0}'],
+    "omnifm w/o norm recalibration": ["--strategy-options", '{"recalibrate_norms":false}'],
 }
 SWEEPS: dict[str, list[str]] = {
     # label -> extra job arguments on top of --strategy omnifm (defaults: lambda 0.1, k 8, cutoff 0.1, 64 prototypes)
@@ -79,6 +80,9 @@ def pooled_centralised(job_args: list[str], out_dir: str) -> dict[str, dict[str,
 
     from omnifm_monai.tasks import get_task
 
+    finished = Path(out_dir) / "per_site_metrics.json"
+    if finished.is_file() and json.loads(finished.read_text()).get("job_args") == job_args:
+        return json.loads(finished.read_text())["metrics"]  # a restarted benchmark keeps this reference
     settings, _ = parse_job_args(job_args)
     task = get_task(settings.task)
     federation = federation_for(settings)
@@ -110,6 +114,7 @@ def pooled_centralised(job_args: list[str], out_dir: str) -> dict[str, dict[str,
         site_path = os.path.join(out_dir, f"{client.name}.npz")
         client.save_npz(site_path)
         metrics[client.name] = task.test_evaluator(site_path, workflow.parser)(workflow.trainer.network)
+    finished.write_text(json.dumps({"job_args": job_args, "metrics": metrics}, indent=1, default=float))
     return metrics
 
 

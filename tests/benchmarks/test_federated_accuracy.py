@@ -55,6 +55,9 @@ def test_pooled_centralised_scores_every_site(script, tmp_path):
     for metrics in per_site.values():
         assert 0 <= metrics["restricted_accuracy"] <= 1 and metrics["restricted_accuracy"] >= metrics["accuracy"]
     assert (tmp_path / "pooled.npz").is_file()
+    (tmp_path / "pooled.npz").unlink()
+    assert script.pooled_centralised(job_args, str(tmp_path)) == per_site  # a restart reuses the finished reference
+    assert not (tmp_path / "pooled.npz").exists()
 
 
 def test_a_restarted_benchmark_keeps_finished_runs(script, tmp_path):
