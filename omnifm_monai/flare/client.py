@@ -6,7 +6,8 @@ Client API):
 
 1. ``flare.receive()`` -> shared global weights (+ the prototypes the server retrieved for this
    site, in ``meta``);
-2. load them with ``strict=False`` over the site's private parameters (restored from disk);
+2. load them with ``strict=False`` over the site's private parameters (restored from disk); with
+   ``recalibrate_norms`` (``omnifm``) re-estimate the BatchNorm statistics on the site's own data;
 3. evaluate that personalised model on the site's test split with the task's metrics
    (:mod:`omnifm_monai.tasks`: the only task-specific code on the client);
 4. train ``local_epochs`` more epochs with the bundle's own ``SupervisedTrainer``, built by
