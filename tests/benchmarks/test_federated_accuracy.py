@@ -31,6 +31,8 @@ def test_mean_spread_and_goals(script):
         *(_run("fedavg", s, 0.60, 0.30) for s in (0, 1)),
         *(_run("omnifm", s, 0.73 + d, 0.55) for s, d in ((0, -0.02), (1, 0.02))),
         *(_run(script.CENTRALISED, s, 0.74, 0.74) for s in (0, 1)),
+        *(_run("fedavg + recalibrated norms", s, 0.72, 0.70) for s in (0, 1)),
+        *(_run("omnifm w/o GSKR", s, 0.90, 0.90) for s in (0, 1)),  # an ablation is no baseline
     ]
     report = {"runs": runs, "machine": {"date": "today"},
               "settings": {"clients": 10, "rounds": 2, "local_epochs": 1, "image_size": 32, "seeds": [0, 1],
@@ -45,6 +47,7 @@ def test_mean_spread_and_goals(script):
     assert "(fedper): +3.0 points (goal >= +2): met" in markdown
     assert "pooled centralised: -1.0 points (goal >= -2): met" in markdown
     assert "FedAvg, all labels: +25.0 points (goal >= +20): met" in markdown
+    assert "best baseline variant (fedavg + recalibrated norms): +1.0 points (goal >= +2): NOT met" in markdown
 
 
 def test_pooled_centralised_scores_every_site(script, tmp_path):
