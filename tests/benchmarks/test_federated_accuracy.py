@@ -1,21 +1,11 @@
 """The accuracy benchmark's pooled reference and its summary (the simulations themselves are run by the script)."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "federated_accuracy.py"
-
-
-@pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("federated_accuracy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+BENCHMARK = "federated_accuracy"  # the script under test (conftest.py loads it as `script`)
 
 
 def _run(label, seed, restricted, unrestricted, participation=0.2):

@@ -1,23 +1,13 @@
 """The scale benchmark's memory sampling and table (the simulations themselves are run by the script)."""
 
-import importlib.util
 import os
-from pathlib import Path
 
 import psutil
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "federation_scale.py"
+BENCHMARK = "federation_scale"  # the script under test (conftest.py loads it as `script`)
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("federation_scale", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_tree_memory_and_table():
-    script = _load_script()
+def test_tree_memory_and_table(script):
     total, largest = script.tree_rss(psutil.Process(os.getpid()))
     assert total >= largest > 10 * 2**20  # this test process alone holds torch
     report = {

@@ -1,29 +1,17 @@
 """The NVFlare overhead benchmark: its plain loop, ratios and table (the simulator runs are the script's)."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "nvflare_overhead.py"
+BENCHMARK = "nvflare_overhead"  # the script under test (conftest.py loads it as `script`)
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("nvflare_overhead", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_steady_round_seconds_skips_the_first_round():
-    script = _load_script()
+def test_steady_round_seconds_skips_the_first_round(script):
     history = [{"closed_at": 100.0}, {"closed_at": 103.0}, {"closed_at": 107.5}, {"round": 3}]
     assert script.steady_round_seconds(history) == [3.0, 4.5]
     assert script.steady_round_seconds([{"closed_at": 1.0}]) == []
 
 
-def test_ratios_and_table():
-    script = _load_script()
+def test_ratios_and_table(script):
     runs = [
         {"mode": "plain", "threads": 1, "completed": True, "wall_seconds": 50.0, "round_seconds": [4.0, 6.0, 5.0],
          "peak_rss_largest_mib": 700.0, "metric": "restricted_accuracy", "final_mean": 0.5},
@@ -41,8 +29,7 @@ def test_ratios_and_table():
     assert "| NVFlare simulator, 8 threads | NO | 100 | 6.0 | 1.20 | 2.00 | 500 | - |" in table
 
 
-def test_plain_loop_runs_every_round_through_the_client_and_server_classes(tmp_path):
-    script = _load_script()
+def test_plain_loop_runs_every_round_through_the_client_and_server_classes(script, tmp_path):
     args, forwarded = script.parse_args(
         ["--clients", "2", "--rounds", "2", "--samples-per-client", "20", "--image-size", "16",
          "--out", str(tmp_path), "--strategy", "omnifm"]
