@@ -141,10 +141,13 @@ def main(argv: list[str] | None = None) -> None:
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "runs": runs,
     }
-    out = Path(args.out)
+    write_report(Path(args.out), report, to_markdown(report))
+
+
+def write_report(out: Path, report: dict, markdown: str) -> None:
+    """``results.json`` and ``results.md`` under ``out``; the table is printed too."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(report, indent=1))
-    markdown = to_markdown(report)
     (out / "results.md").write_text(markdown + "\n")
     print(markdown)
 

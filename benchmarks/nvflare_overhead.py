@@ -40,6 +40,7 @@ for path in (BENCHMARKS.parent, BENCHMARKS):  # the repository (nvflare_jobs) an
         sys.path.insert(0, str(path))
 
 from federation_scale import run_one as run_simulation  # noqa: E402
+from federation_scale import write_report  # noqa: E402
 
 from nvflare_jobs.omnifm_job import parse_args as parse_job_args  # noqa: E402
 
@@ -211,12 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "rows": summarise(runs),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=1))
-    markdown = to_markdown(report)
-    (out / "results.md").write_text(markdown + "\n")
-    print(markdown)
+    write_report(Path(args.out), report, to_markdown(report))
 
 
 if __name__ == "__main__":
