@@ -292,6 +292,16 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def load_variants(value: str) -> dict[str, list[str]]:
+    """``--variants``: a JSON file, or JSON text, mapping a label to ``[strategy, job options...]``."""
+    text = Path(value).read_text() if Path(value).is_file() else value
+    variants = json.loads(text)
+    for label, spec in variants.items():
+        if not (isinstance(spec, list) and spec and all(isinstance(a, str) for a in spec)):
+            raise argparse.ArgumentTypeError(f"variant {label!r}: expected [strategy, job options...], got {spec!r}")
+    return variants
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="Other options go to omnifm_job.")
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
@@ -299,9 +309,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     p.add_argument("--sweeps", action="store_true", help="also OmniFM with lambda, k, cutoff, prototypes varied")
     p.add_argument(
         "--variants",
-        type=json.loads,
+        type=load_variants,
         default={},
-        help='JSON: label -> [strategy, job options...], e.g. {"fedbn mu": ["fedbn", "--strategy-options", "{...}"]}',
+        help="a JSON file (or JSON text) of label -> [strategy, job options...]; see benchmarks/variants/",
     )
     p.add_argument("--centralised", action="store_true", help="also the pooled-data centralised reference")
     p.add_argument("--dp-noise", type=float, default=0.0, help="also OmniFM with DP on the spectral upload")

@@ -76,10 +76,24 @@ def test_every_sweep_and_ablation_changes_the_setting_it_names(script):
         parse_args(["--strategy", "omnifm", *extra])  # every ablation's options parse
 
 
-def test_labelled_variants_from_the_command_line(script):
+def test_labelled_variants_from_the_command_line(script, tmp_path):
     variant = ["omnifm", "--strategy-options", '{"recalibrate_norms":true}']
     args, forwarded = script.parse_args(
         ["--variants", json.dumps({"omnifm + recalibrated norms": variant}), "--federation-data", "x"]
     )
     assert args.variants == {"omnifm + recalibrated norms": variant}
     assert forwarded == ["--federation-data", "x"]
+    with pytest.raises(SystemExit):  # argparse reports the bad variant and exits
+        script.parse_args(["--variants", '{"no strategy": []}'])
+
+
+def test_the_committed_variant_files_name_real_strategies_and_options(script):
+    from nvflare_jobs.omnifm_job import parse_args
+    from omnifm_monai.strategies import get_strategy
+
+    files = sorted(script.Path(script.__file__).parent.joinpath("variants").glob("*.json"))
+    assert files
+    for path in files:
+        for strategy, *extra in script.load_variants(str(path)).values():
+            settings, _ = parse_args(["--strategy", strategy, *extra])
+            get_strategy(settings.strategy, **settings.strategy_options)  # a typo in a field fails here
