@@ -92,7 +92,7 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("local", share_nothing=True),
         # OmniFM as we run it: the paper's private suffix c, plus the site's normalisation layers and
         # task head (see docs/method.md: +12 points over keeping only c on the phantom), whose BatchNorm
-        # statistics the site re-estimates for every model it receives (+9 points on real MedMNIST at
+        # statistics the site re-estimates for every model it receives (+11 points on real MedMNIST at
         # 20 % participation, docs/benchmarks.md)
         Strategy(
             "omnifm",
