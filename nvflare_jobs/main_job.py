@@ -16,6 +16,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,10 +64,12 @@ def run_strategy(
     """Simulate one strategy in a subprocess; returns its result (None if it failed) and the problems seen.
 
     ``label`` (default: the strategy) names the run's folder under ``out_dir`` and its row in the report,
-    for variants of one strategy (ablations) run with extra ``job_args``.
+    for variants of one strategy (ablations) run with extra ``job_args``. The folder starts empty: the
+    controller would otherwise resume an earlier run's server state and report its results again.
     """
     label = label or strategy
     root = os.path.join(out_dir, label)
+    shutil.rmtree(root, ignore_errors=True)
     state_root, workspace = os.path.join(root, "state"), os.path.join(root, "workspace")
     command = [sys.executable, "-m", "nvflare_jobs.omnifm_job", *job_args]
     command += ["--strategy", strategy, "--state-root", state_root, "--workspace", workspace]
