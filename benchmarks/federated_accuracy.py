@@ -81,8 +81,9 @@ def pooled_centralised(job_args: list[str], out_dir: str) -> dict[str, dict[str,
     from omnifm_monai.tasks import get_task
 
     finished = Path(out_dir) / "per_site_metrics.json"
-    if finished.is_file() and json.loads(finished.read_text()).get("job_args") == job_args:
-        return json.loads(finished.read_text())["metrics"]  # a restarted benchmark keeps this reference
+    earlier = json.loads(finished.read_text()) if finished.is_file() else {}
+    if earlier.get("job_args") == job_args:
+        return earlier["metrics"]  # a restarted benchmark keeps this reference
     settings, _ = parse_job_args(job_args)
     task = get_task(settings.task)
     federation = federation_for(settings)

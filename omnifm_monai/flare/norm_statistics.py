@@ -4,7 +4,9 @@ With partial participation a site trains in few rounds, while the shared convolu
 every round. Statistics the site kept (FedBN, OmniFM: private normalisation layers) or received
 (FedAvg: an average over other modalities) then describe activations the current weights no longer
 produce. One forward pass over the site's own training data, without gradients, re-estimates them;
-no data and no statistic leaves the site, and no weight changes.
+no data and no statistic leaves the site, and no weight changes. (PyTorch's
+``torch.optim.swa_utils.update_bn`` does the same for loaders of plain tensors; the bundles' batches
+are dictionaries that only the trainer's ``prepare_batch`` turns into the network's arguments.)
 """
 
 from __future__ import annotations
