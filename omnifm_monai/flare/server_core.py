@@ -103,7 +103,7 @@ class ServerCore:
 
     # ------------------------------------------------------------------ one round
     def _reset_round(self) -> None:
-        self._aggregator = WeightedAggregationHelper()
+        self._staged: dict[str, tuple[dict[str, np.ndarray], float]] = {}  # site -> (shared arrays, weight)
         self._accepted: dict[str, dict[str, Any]] = {}
         self._rejected: dict[str, str] = {}
         self._tokens: dict[str, np.ndarray] = {}
@@ -154,9 +154,7 @@ class ServerCore:
             self._rejected[site] = str(e)
             raise
         if arrays:
-            self._aggregator.add(
-                arrays, weight=float(num_samples), contributor_name=site, contribution_round=self.round
-            )
+            self._staged[site] = (arrays, float(num_samples))
         if tokens is not None:
             self._tokens[site] = tokens
         self._accepted[site] = {
@@ -178,8 +176,13 @@ class ServerCore:
             the round's record (also appended to :attr:`history`).
         """
         start = time.perf_counter()
-        if self._accepted and self.shared_shapes:
-            averaged = self._aggregator.get_result()
+        if self._staged:
+            # sites in name order, not arrival order: the same uploads give the same floating-point sum
+            aggregator = WeightedAggregationHelper()
+            for site in sorted(self._staged):
+                arrays, weight = self._staged[site]
+                aggregator.add(arrays, weight=weight, contributor_name=site, contribution_round=self.round)
+            averaged = aggregator.get_result()
             # keep each parameter's dtype (integer counters such as BatchNorm's num_batches_tracked)
             self.global_params = {
                 k: np.asarray(averaged[k]).astype(self.global_params[k].dtype, copy=False) for k in self.global_params
@@ -187,7 +190,7 @@ class ServerCore:
         aggregate_seconds = time.perf_counter() - start
         start = time.perf_counter()
         if self.knowledge_base is not None:
-            for site, tokens in self._tokens.items():
+            for site, tokens in sorted(self._tokens.items()):  # name order, as for the weights
                 self.knowledge_base.add(tokens, source=site, round_num=self.round)
                 self.site_queries[site] = tokens
             self.knowledge_base.age(self.round)

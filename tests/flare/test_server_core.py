@@ -47,6 +47,24 @@ def test_weighted_average_by_sample_count_keeps_dtypes():
     assert record["accepted"]["site-1"]["model_bytes"] == 16 + 8
 
 
+def test_aggregate_does_not_depend_on_arrival_order():
+    # Prepare: three float32 uploads whose float32 sum depends on the order it is taken in
+    values, samples = [1e8, 1.0, -1e8], [1, 3, 1]
+
+    def aggregate(order):
+        core = _core()
+        for i in order:
+            core.submit(f"site-{i}", *_upload(values[i], samples=samples[i]))
+        core.close_round()
+        return core.global_params["layer.weight"]
+
+    # Execute
+    results = [aggregate(order) for order in ([0, 1, 2], [0, 2, 1], [1, 2, 0])]
+    # Assert: bit-identical whichever site answers first
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)
+
+
 GOOD = {"layer.weight": np.ones((2, 2)), "bn.num_batches_tracked": 1}
 
 
