@@ -168,7 +168,7 @@ class SiteTrainer:
         """Load the shared weights (``strict=False``: private keys keep the site's values) and prototypes."""
         from monai.networks.utils import copy_model_state
 
-        from omnifm_monai.flare.server_core import MetaKey
+        from omnifm_monai.flare.constants import MetaKey
 
         copy_model_state(src={k: torch.as_tensor(np.asarray(v)) for k, v in params.items()}, dst=self.network)
         if self.strategy.recalibrate_norms:
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     import nvflare.client as flare
     from nvflare.client.tracking import SummaryWriter
 
-    from omnifm_monai.flare.server_core import MetaKey
+    from omnifm_monai.flare.constants import MetaKey
 
     args = parse_args(argv)
     if args.torch_threads:

@@ -25,24 +25,12 @@ from typing import Any
 import numpy as np
 from nvflare.app_common.aggregators.weighted_aggregation_helper import WeightedAggregationHelper
 
+from omnifm_monai.flare.constants import MetaKey
 from omnifm_monai.flare.uploads import InvalidUploadError, validate_tokens, validate_upload
 from omnifm_monai.knowledge import SpectralKnowledgeBase
 from omnifm_monai.strategies import Strategy
 
-__all__ = ["ServerCore", "MetaKey"]
-
-
-class MetaKey:
-    """Keys of ``FLModel.meta`` exchanged between the controller and the clients."""
-
-    ROUND = "omnifm_round"
-    STRATEGY = "omnifm_strategy"
-    PROTOTYPES = "omnifm_prototypes"  # server -> client, float32 (P, d_s)
-    TOKENS = "omnifm_spectral_tokens"  # client -> server, float32 (N, d_s)
-    NUM_SAMPLES = "omnifm_num_samples"  # client -> server, int
-    UPLOAD_BYTES = "omnifm_upload_bytes"  # client -> server, {"model": int, "spectral": int}
-    DP_EPSILON = "omnifm_dp_epsilon"  # client filter -> server, [epsilon this round, epsilon so far, delta]
-    TRAINING_FAILED = "omnifm_training_failed"  # client -> server, True: no update this round (see the site's log)
+__all__ = ["ServerCore"]
 
 
 class ServerCore:

@@ -7,7 +7,7 @@ from nvflare.app_common.abstract.fl_model import FLModel
 from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
 from omnifm_monai.flare.privacy import SpectralTokenPrivacy, gaussian_epsilon
-from omnifm_monai.flare.server_core import MetaKey
+from omnifm_monai.flare.constants import MetaKey
 
 
 def test_gaussian_epsilon_hand_computed():
