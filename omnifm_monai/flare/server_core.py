@@ -23,7 +23,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
-from nvflare.app_common.aggregators.weighted_aggregation_helper import WeightedAggregationHelper
 
 from omnifm_monai.flare.constants import MetaKey
 from omnifm_monai.flare.uploads import InvalidUploadError, validate_tokens, validate_upload
@@ -37,7 +36,8 @@ class ServerCore:
     """Global state and round logic of the OmniFM server, for every strategy.
 
     Args:
-        strategy: the federated strategy (decides aggregation and whether GSKR runs).
+        strategy: the federated strategy; its ``aggregator()`` turns accepted uploads into the next
+            global state and ``uses_knowledge_base`` says whether GSKR runs.
         initial_params: the full initial model state ``{key: array}`` (private keys are dropped).
         private_keys: keys that stay at the sites; the server never sends or accepts them.
         token_dim: d_s of the spectral tokens.
@@ -81,17 +81,18 @@ class ServerCore:
                 max_upload=max_tokens_per_upload,
                 max_age=max_age,
             )
-            if strategy.spectral
+            if strategy.uses_knowledge_base
             else None
         )
         self.round = 0  # the round now running (or the next to run)
         self.site_queries: dict[str, np.ndarray] = {}  # each site's latest upload, (N, d_s)
         self.history: list[dict[str, Any]] = []
+        self._aggregator = strategy.aggregator()  # accepted uploads -> the next global state
         self._reset_round()
 
     # ------------------------------------------------------------------ one round
     def _reset_round(self) -> None:
-        self._aggregator = WeightedAggregationHelper()
+        self._aggregator.reset()
         self._accepted: dict[str, dict[str, Any]] = {}
         self._rejected: dict[str, str] = {}
         self._tokens: dict[str, np.ndarray] = {}
@@ -102,6 +103,7 @@ class ServerCore:
         meta: dict[str, Any] = {MetaKey.ROUND: self.round, MetaKey.STRATEGY: self.strategy.name}
         if self.knowledge_base is not None:
             meta[MetaKey.PROTOTYPES] = self._prototypes_for(site)
+        meta.update(self._aggregator.outgoing_meta(site))
         return dict(self.global_params), meta
 
     def _prototypes_for(self, site: str) -> np.ndarray:
@@ -142,9 +144,7 @@ class ServerCore:
             self._rejected[site] = str(e)
             raise
         if arrays:
-            self._aggregator.add(
-                arrays, weight=float(num_samples), contributor_name=site, contribution_round=self.round
-            )
+            self._aggregator.accept(site, arrays, weight=float(num_samples), round_num=self.round, meta=meta)
         if tokens is not None:
             self._tokens[site] = tokens
         self._accepted[site] = {
@@ -167,11 +167,8 @@ class ServerCore:
         """
         start = time.perf_counter()
         if self._accepted and self.shared_shapes:
-            averaged = self._aggregator.get_result()
-            # keep each parameter's dtype (integer counters such as BatchNorm's num_batches_tracked)
-            self.global_params = {
-                k: np.asarray(averaged[k]).astype(self.global_params[k].dtype, copy=False) for k in self.global_params
-            }
+            # the strategy's aggregation (weighted mean: each key's dtype kept, see strategies/aggregate.py)
+            self.global_params = self._aggregator.aggregate(self.global_params)
         aggregate_seconds = time.perf_counter() - start
         start = time.perf_counter()
         if self.knowledge_base is not None:
