@@ -235,7 +235,7 @@ def build_job(settings: JobSettings):
             params_transfer_type=TransferType.FULL,
         )
         job.to(executor, site, tasks=["*"])
-        if settings.spectral_dp_noise > 0 and strategy.spectral:
+        if settings.spectral_dp_noise > 0 and strategy.uses_knowledge_base:
             dp = SpectralTokenPrivacy(noise_multiplier=settings.spectral_dp_noise)
             job.to(dp, site, filter_type=FilterType.TASK_RESULT, tasks=["train"])
     return job, federation

@@ -6,15 +6,17 @@ Client API):
 
 1. ``flare.receive()`` -> shared global weights (+ the prototypes the server retrieved for this
    site, in ``meta``);
-2. load them with ``strict=False`` over the site's private parameters (restored from disk); with
-   ``recalibrate_norms`` (``omnifm``) re-estimate the BatchNorm statistics on the site's own data;
+2. load them with ``strict=False`` over the site's private parameters (restored from disk); the
+   strategy's ``on_receive`` hook (:mod:`omnifm_monai.strategies`) then sets the prototypes and, with
+   ``recalibrate_norms`` (``omnifm``), re-estimates the BatchNorm statistics on the site's own data;
 3. evaluate that personalised model on the site's test split with the task's metrics
    (:mod:`omnifm_monai.tasks`: the only task-specific code on the client);
 4. train ``local_epochs`` more epochs with the bundle's own ``SupervisedTrainer``, built by
    ``monai.bundle.ConfigWorkflow`` from ``configs/train.json`` with this site's overrides (loss:
-   task + lambda * SPAlign, plus NVFlare's FedProx term when the strategy has one);
+   task + lambda * SPAlign, plus the strategy's extra terms such as FedProx's), between the strategy's
+   ``before_training`` and ``after_training`` hooks;
 5. save the private parameters to disk, ``flare.send()`` only what
-   :func:`omnifm_monai.flare.payload.outgoing_payload` allows.
+   :func:`omnifm_monai.flare.payload.outgoing_payload` allows (with the strategy's ``spectral_summary``).
 
 A round whose training fails (an exception) is logged with its traceback on the site, the private
 state goes back to the last successful round, and the site sends only a failure flag
@@ -24,7 +26,6 @@ state goes back to the last successful round, and the site sends only a failure 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import os
@@ -149,35 +150,15 @@ class SiteTrainer:
         self.store = PrivateStateStore(os.path.join(site_dir, f"private_{self.strategy.name}.pt"))
         restored = self.store.load_into(self.network)
         logger.info(f"{site}: {self.num_train} training images, private keys restored: {len(restored)}")
-        self._global_copy: torch.nn.Module | None = None
-        if self.strategy.proximal_mu > 0:
-            self._add_proximal_term()
-
-    def _add_proximal_term(self) -> None:
-        """FedProx: NVFlare's ``PTFedProxLoss`` against the weights received this round."""
-        from nvflare.app_opt.pt.fedproxloss import PTFedProxLoss
-
-        task_loss, proximal = self.trainer.loss_function, PTFedProxLoss(mu=self.strategy.proximal_mu)
-
-        def loss_with_proximal_term(pred, label):
-            return task_loss(pred, label) + proximal(self.network, self._global_copy)
-
-        self.trainer.loss_function = loss_with_proximal_term
+        self.strategy.prepare_trainer(self.trainer)  # extra loss terms (FedProx)
 
     def receive(self, params: dict, meta: dict) -> None:
-        """Load the shared weights (``strict=False``: private keys keep the site's values) and prototypes."""
+        """Load the shared weights (``strict=False``: private keys keep the site's values), then the strategy's
+        ``on_receive`` (BatchNorm recalibration, the retrieved prototypes)."""
         from monai.networks.utils import copy_model_state
 
-        from omnifm_monai.flare.server_core import MetaKey
-
         copy_model_state(src={k: torch.as_tensor(np.asarray(v)) for k, v in params.items()}, dst=self.network)
-        if self.strategy.recalibrate_norms:
-            from omnifm_monai.flare.norm_statistics import recalibrate_norm_statistics
-
-            recalibrate_norm_statistics(self.network, self.trainer)
-        if self.strategy.spectral:
-            empty = np.zeros((0, self.network.token_dim), np.float32)
-            self.network.set_prototypes(meta.get(MetaKey.PROTOTYPES, empty))
+        self.strategy.on_receive(self.network, self.trainer, meta)
 
     def evaluate(self) -> dict[str, float]:
         """The task's metrics of the current (received) model on the site's test split."""
@@ -185,11 +166,11 @@ class SiteTrainer:
 
     def train(self) -> float:
         """``local_epochs`` more epochs of the bundle's trainer; saves the private keys. Returns seconds."""
-        if self.strategy.proximal_mu > 0:
-            self._global_copy = copy.deepcopy(self.network).eval()
+        self.strategy.before_training(self.network, self.trainer)
         start = time.perf_counter()
         self.trainer.state.max_epochs = self.trainer.state.epoch + self.args.local_epochs
         self.trainer.run()
+        self.strategy.after_training(self.network, self.trainer)
         self.store.save(self.network, self.private_keys)
         return time.perf_counter() - start
 
@@ -199,11 +180,11 @@ class SiteTrainer:
 
     def payload(self) -> tuple[dict, dict]:
         """``(params, meta)`` to send: see :func:`omnifm_monai.flare.payload.outgoing_payload`."""
-        from omnifm_monai.flare.payload import outgoing_payload, spectral_centroids
+        from omnifm_monai.flare.payload import outgoing_payload
 
-        tokens = None
-        if self.strategy.spectral:
-            tokens = spectral_centroids(self.network, self.train_images, self.centroid_groups, seed=self.args.seed)
+        tokens = self.strategy.spectral_summary(
+            self.network, self.train_images, self.centroid_groups, seed=self.args.seed
+        )  # (K, d_s) or None
         return outgoing_payload(self.network, self.private_keys, self.num_train, tokens)
 
 
@@ -211,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     import nvflare.client as flare
     from nvflare.client.tracking import SummaryWriter
 
-    from omnifm_monai.flare.server_core import MetaKey
+    from omnifm_monai.flare.constants import MetaKey
 
     args = parse_args(argv)
     if args.torch_threads:

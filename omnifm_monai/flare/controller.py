@@ -12,6 +12,7 @@ from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
 from nvflare.app_common.workflows.model_controller import ModelController
 
 from omnifm_monai.data.federation import sample_participants
+from omnifm_monai.flare.constants import TaskName
 from omnifm_monai.flare.server_core import ServerCore
 from omnifm_monai.flare.uploads import InvalidUploadError
 from omnifm_monai.strategies import get_strategy
@@ -90,7 +91,7 @@ class OmniFMController(ModelController):
                 return
             chosen = sample_participants(len(sites), self.participation, core.round, self.seed)
             participants = [sites[i] for i in chosen]
-            metrics = self._broadcast(core, participants, "train")
+            metrics = self._broadcast(core, participants, TaskName.TRAIN)
             record = core.close_round(participants, metrics)
             self.save_model(FLModel(params=core.global_params, params_type=ParamsType.FULL))
             core.save(state_dir)
@@ -99,7 +100,7 @@ class OmniFMController(ModelController):
                 f"no result {record['no_result']}, knowledge base {record['knowledge_base_size']}"
             )
         if self.final_evaluation:
-            final = self._broadcast(core, sites, "validate")
+            final = self._broadcast(core, sites, TaskName.VALIDATE)
             with open(os.path.join(state_dir, FINAL_METRICS_FILE), "w") as f:
                 json.dump({"round": core.round, "strategy": self.fl_strategy.name, "metrics": final}, f, indent=1)
             self.info(f"final evaluation: {final}")
@@ -132,7 +133,7 @@ class OmniFMController(ModelController):
     def _on_result(self, core: ServerCore, metrics: dict, task_name: str, result: FLModel) -> bool:
         site = result.meta.get("client_name", "unknown")
         metrics[site] = dict(result.metrics or {})
-        if task_name != "train":
+        if task_name != TaskName.TRAIN:
             return True
         try:
             core.submit(site, result.params or {}, result.meta)

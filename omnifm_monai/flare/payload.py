@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from omnifm_monai.flare.server_core import MetaKey
+from omnifm_monai.flare.constants import MetaKey
 from omnifm_monai.private_state import split_state_dict
 
 __all__ = ["shared_state", "cluster_tokens", "spectral_centroids", "outgoing_payload", "DEFAULT_NUM_CLUSTERS"]

@@ -22,7 +22,7 @@ from nvflare.apis.filter import Filter
 from nvflare.apis.fl_context import FLContext
 from nvflare.apis.shareable import Shareable
 
-from omnifm_monai.flare.server_core import MetaKey
+from omnifm_monai.flare.constants import MetaKey
 
 __all__ = ["SpectralTokenPrivacy", "gaussian_epsilon"]
 

@@ -23,33 +23,21 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
-from nvflare.app_common.aggregators.weighted_aggregation_helper import WeightedAggregationHelper
 
+from omnifm_monai.flare.constants import MetaKey
 from omnifm_monai.flare.uploads import InvalidUploadError, validate_tokens, validate_upload
 from omnifm_monai.knowledge import SpectralKnowledgeBase
 from omnifm_monai.strategies import Strategy
 
-__all__ = ["ServerCore", "MetaKey"]
-
-
-class MetaKey:
-    """Keys of ``FLModel.meta`` exchanged between the controller and the clients."""
-
-    ROUND = "omnifm_round"
-    STRATEGY = "omnifm_strategy"
-    PROTOTYPES = "omnifm_prototypes"  # server -> client, float32 (P, d_s)
-    TOKENS = "omnifm_spectral_tokens"  # client -> server, float32 (N, d_s)
-    NUM_SAMPLES = "omnifm_num_samples"  # client -> server, int
-    UPLOAD_BYTES = "omnifm_upload_bytes"  # client -> server, {"model": int, "spectral": int}
-    DP_EPSILON = "omnifm_dp_epsilon"  # client filter -> server, [epsilon this round, epsilon so far, delta]
-    TRAINING_FAILED = "omnifm_training_failed"  # client -> server, True: no update this round (see the site's log)
+__all__ = ["ServerCore"]
 
 
 class ServerCore:
     """Global state and round logic of the OmniFM server, for every strategy.
 
     Args:
-        strategy: the federated strategy (decides aggregation and whether GSKR runs).
+        strategy: the federated strategy; its ``aggregator()`` turns accepted uploads into the next
+            global state and ``uses_knowledge_base`` says whether GSKR runs.
         initial_params: the full initial model state ``{key: array}`` (private keys are dropped).
         private_keys: keys that stay at the sites; the server never sends or accepts them.
         token_dim: d_s of the spectral tokens.
@@ -93,17 +81,18 @@ class ServerCore:
                 max_upload=max_tokens_per_upload,
                 max_age=max_age,
             )
-            if strategy.spectral
+            if strategy.uses_knowledge_base
             else None
         )
         self.round = 0  # the round now running (or the next to run)
         self.site_queries: dict[str, np.ndarray] = {}  # each site's latest upload, (N, d_s)
         self.history: list[dict[str, Any]] = []
+        self._aggregator = strategy.aggregator()  # accepted uploads -> the next global state
         self._reset_round()
 
     # ------------------------------------------------------------------ one round
     def _reset_round(self) -> None:
-        self._staged: dict[str, tuple[dict[str, np.ndarray], float]] = {}  # site -> (shared arrays, weight)
+        self._aggregator.reset()
         self._accepted: dict[str, dict[str, Any]] = {}
         self._rejected: dict[str, str] = {}
         self._tokens: dict[str, np.ndarray] = {}
@@ -114,6 +103,7 @@ class ServerCore:
         meta: dict[str, Any] = {MetaKey.ROUND: self.round, MetaKey.STRATEGY: self.strategy.name}
         if self.knowledge_base is not None:
             meta[MetaKey.PROTOTYPES] = self._prototypes_for(site)
+        meta.update(self._aggregator.outgoing_meta(site))
         return dict(self.global_params), meta
 
     def _prototypes_for(self, site: str) -> np.ndarray:
@@ -154,7 +144,7 @@ class ServerCore:
             self._rejected[site] = str(e)
             raise
         if arrays:
-            self._staged[site] = (arrays, float(num_samples))
+            self._aggregator.accept(site, arrays, weight=float(num_samples), round_num=self.round, meta=meta)
         if tokens is not None:
             self._tokens[site] = tokens
         self._accepted[site] = {
@@ -176,21 +166,13 @@ class ServerCore:
             the round's record (also appended to :attr:`history`).
         """
         start = time.perf_counter()
-        if self._staged:
-            # sites in name order, not arrival order: the same uploads give the same floating-point sum
-            aggregator = WeightedAggregationHelper()
-            for site in sorted(self._staged):
-                arrays, weight = self._staged[site]
-                aggregator.add(arrays, weight=weight, contributor_name=site, contribution_round=self.round)
-            averaged = aggregator.get_result()
-            # keep each parameter's dtype (integer counters such as BatchNorm's num_batches_tracked)
-            self.global_params = {
-                k: np.asarray(averaged[k]).astype(self.global_params[k].dtype, copy=False) for k in self.global_params
-            }
+        if self._accepted and self.shared_shapes:
+            # the strategy's aggregation (weighted mean: each key's dtype kept, see strategies/aggregate.py)
+            self.global_params = self._aggregator.aggregate(self.global_params)
         aggregate_seconds = time.perf_counter() - start
         start = time.perf_counter()
         if self.knowledge_base is not None:
-            for site, tokens in sorted(self._tokens.items()):  # name order, as for the weights
+            for site, tokens in sorted(self._tokens.items()):  # site-name order, as the weights
                 self.knowledge_base.add(tokens, source=site, round_num=self.round)
                 self.site_queries[site] = tokens
             self.knowledge_base.age(self.round)

@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from omnifm_monai.flare.constants import MetaKey
 from omnifm_monai.flare.payload import cluster_tokens, outgoing_payload, spectral_centroids
-from omnifm_monai.flare.server_core import MetaKey
 from omnifm_monai.networks import OmniFMClassifier
 from omnifm_monai.strategies import get_strategy
 

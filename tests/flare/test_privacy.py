@@ -6,8 +6,8 @@ from nvflare.apis.fl_context import FLContext
 from nvflare.app_common.abstract.fl_model import FLModel
 from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
+from omnifm_monai.flare.constants import MetaKey
 from omnifm_monai.flare.privacy import SpectralTokenPrivacy, gaussian_epsilon
-from omnifm_monai.flare.server_core import MetaKey
 
 
 def test_gaussian_epsilon_hand_computed():

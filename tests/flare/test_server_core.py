@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from omnifm_monai.flare.server_core import MetaKey, ServerCore
+from omnifm_monai.flare.constants import MetaKey
+from omnifm_monai.flare.server_core import ServerCore
 from omnifm_monai.flare.uploads import InvalidUploadError
 from omnifm_monai.strategies import get_strategy
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from omnifm_monai.flare import client
-from omnifm_monai.flare.server_core import MetaKey
+from omnifm_monai.flare.constants import MetaKey
 
 STALL_SECONDS = 45
 _train, _payload = client.SiteTrainer.train, client.SiteTrainer.payload

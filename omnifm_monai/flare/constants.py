@@ -1,0 +1,29 @@
+"""Protocol constants shared by the OmniFM controller, the server core and the client script.
+
+Like ``monai.fl.utils.constants`` and NVFlare's ``app_constant``: every key of ``FLModel.meta`` and
+every task name is spelled once, here, and imported by both sides of the exchange.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MetaKey", "TaskName"]
+
+
+class MetaKey:
+    """Keys of ``FLModel.meta`` exchanged between the controller and the clients."""
+
+    ROUND = "omnifm_round"
+    STRATEGY = "omnifm_strategy"
+    PROTOTYPES = "omnifm_prototypes"  # server -> client, float32 (P, d_s)
+    TOKENS = "omnifm_spectral_tokens"  # client -> server, float32 (N, d_s)
+    NUM_SAMPLES = "omnifm_num_samples"  # client -> server, int
+    UPLOAD_BYTES = "omnifm_upload_bytes"  # client -> server, {"model": int, "spectral": int}
+    DP_EPSILON = "omnifm_dp_epsilon"  # client filter -> server, [epsilon this round, epsilon so far, delta]
+    TRAINING_FAILED = "omnifm_training_failed"  # client -> server, True: no update this round (see the site's log)
+
+
+class TaskName:
+    """Names of the tasks the controller sends (``send_model(task_name=...)``)."""
+
+    TRAIN = "train"  # train locally, send an update
+    VALIDATE = "validate"  # evaluate the received model only (the final evaluation)
