@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from omnifm_monai.blocks import EmbeddingCrossAttention, PrefixSuffixPrompt, PrototypeMemory
-from omnifm_monai.losses import spalign_loss
+from omnifm_monai.losses.spalign import spalign_loss
 from omnifm_monai.spectral import SpectralTokenizer
 
 __all__ = ["OmniFMNetwork", "TASK_HEAD"]
