@@ -1,7 +1,7 @@
 """Metrics of the five tasks, as plain functions (the test evaluators) and ignite adapters (the bundles).
 
 - :mod:`.classification`: per-site accuracy / macro-F1, over the union and the site's own label space;
-- :mod:`.segmentation`: Dice and HD95 (finite conventions);
+- :mod:`.segmentation`: Dice and HD95 in mm (MONAI's ``HausdorffDistanceMetric``, finite conventions);
 - :mod:`.super_resolution`: PSNR (capped at :data:`MAX_PSNR`) and SSIM;
 - :mod:`.vqa`: exact-match answer accuracy, by answer and question type;
 - :mod:`.fusion`: EN, MI, SSIM, Qabf, VIF of a fused image against its sources, and the baseline fusions;
@@ -22,7 +22,7 @@ from .fusion import (
     ssim,
     vif,
 )
-from .segmentation import HausdorffDistance95, hausdorff_distance_95, segmentation_metrics
+from .segmentation import HausdorffDistance95, Spacing, hausdorff_distance_95, image_diagonal, segmentation_metrics
 from .super_resolution import MAX_PSNR, image_quality
 from .vqa import vqa_metrics
 
@@ -31,6 +31,7 @@ __all__ = [
     "MAX_PSNR",
     "QABF_CONSTANTS",
     "QabfMetric",
+    "Spacing",
     "baseline_fusion",
     "bicubic_from_engine",
     "classification_metrics",
@@ -39,6 +40,7 @@ __all__ = [
     "fusion_ssim",
     "fusion_vif",
     "hausdorff_distance_95",
+    "image_diagonal",
     "image_quality",
     "macro_f1",
     "multiclass_from_engine",

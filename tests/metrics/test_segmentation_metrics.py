@@ -1,4 +1,4 @@
-"""Dice / HD95 on hand-made predictions: HD95's finite conventions."""
+"""Dice / HD95 on hand-made predictions: MONAI's HD95 with the finite conventions, spacing in mm."""
 
 from __future__ import annotations
 
@@ -62,3 +62,22 @@ def test_hd95_metric_reduction_ignores_absent_classes():
     metric = HausdorffDistance95()
     metric(y, y)
     assert metric.aggregate().item() == 0.0
+
+
+def test_hd95_is_in_mm_with_the_spacing():
+    # Prepare: the same two squares 5 columns apart; columns 2 mm wide, rows 0.5 mm
+    a, b = torch.zeros(20, 20, dtype=torch.bool), torch.zeros(20, 20, dtype=torch.bool)
+    a[2:6, 2:6], b[2:6, 7:11] = True, True
+    # Execute / Assert: 5 columns of 2 mm
+    assert hausdorff_distance_95(a, b, spacing=(0.5, 2.0)) == pytest.approx(10.0)
+    y = torch.nn.functional.one_hot(_labels(), 3).permute(0, 3, 1, 2)  # (2, 3, 32, 32)
+    missed = y.clone()
+    missed[:, 1:] = 0  # nothing predicted: every present class scores the diagonal, in mm
+    metric = HausdorffDistance95(spacing=(0.5, 2.0), reduction="none")
+    distances = metric(missed, y)  # (2, 2)
+    diagonal = math.sqrt((32 * 0.5) ** 2 + (32 * 2.0) ** 2)
+    assert distances[0].tolist() == pytest.approx([diagonal, diagonal])
+    assert distances[1, 0].item() == pytest.approx(diagonal) and math.isnan(distances[1, 1].item())
+    assert segmentation_metrics(missed.argmax(dim=1), _labels(), NAMES, spacing=(0.5, 2.0))["hd95"] == pytest.approx(
+        diagonal
+    )
