@@ -9,9 +9,10 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
+from omnifm_monai.metrics import image_quality
 from omnifm_monai.networks.omnifm_super_resolution import bicubic_upsample
 from omnifm_monai.tasks import get_task
-from omnifm_monai.tasks.super_resolution import SuperResolutionTask, image_quality
+from omnifm_monai.tasks.super_resolution import SuperResolutionTask
 
 SETTINGS = {"image_size": 16, "in_channels": 3, "scale": 2, "seed": 0, "num_samples": 20}
 

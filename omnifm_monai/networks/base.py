@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from omnifm_monai.blocks import EmbeddingCrossAttention, PrefixSuffixPrompt, PrototypeMemory
-from omnifm_monai.losses import spalign_loss
+from omnifm_monai.losses.spalign import spalign_loss
 from omnifm_monai.spectral import SpectralTokenizer
 
 __all__ = ["OmniFMNetwork", "TASK_HEAD"]
@@ -31,7 +31,13 @@ TASK_HEAD = "task_head"
 
 
 class OmniFMNetwork(nn.Module):
-    """Base class: the spectral path (optional) and the prompt (optional) around a backbone embedding."""
+    """Base class: the spectral path (optional) and the prompt (optional) around a backbone embedding.
+
+    Attributes:
+        last_token: s (B, d_s) of the last forward pass with the spectral path (``None`` before one).
+        last_prototypes: the prototypes S_g (B, K, d_s) retrieved for it. Both are what :meth:`spalign_term`
+            (and so :class:`~omnifm_monai.losses.OmniFMLoss`) reads; they are plain attributes, not state.
+    """
 
     spectral: bool
     prompt: bool
@@ -58,8 +64,8 @@ class OmniFMNetwork(nn.Module):
             self.eca = EmbeddingCrossAttention(hidden_size, token_dim, num_heads=num_heads)
         self.psp = PrefixSuffixPrompt(hidden_size, use_prefix=spectral, use_suffix=prompt)
         # the last forward's token s (B, d_s) and prototypes S_g (B, K, d_s), read by spalign_term()
-        self._last_token: torch.Tensor | None = None
-        self._last_prototypes: torch.Tensor | None = None
+        self.last_token: torch.Tensor | None = None
+        self.last_prototypes: torch.Tensor | None = None
 
     def spectral_token(self, image: torch.Tensor) -> torch.Tensor:
         """s (B, d_s) of the network's input image (B, C, *S): what a site summarises for the server."""
@@ -85,7 +91,7 @@ class OmniFMNetwork(nn.Module):
             prototypes = self.spectral_memory(token)  # (B, K, d_s)
             context = torch.cat([token.unsqueeze(1), prototypes], dim=1)  # (B, 1 + K, d_s)
             prefix = self.eca(tokens, context)  # (B, L, d)
-            self._last_token, self._last_prototypes = token, prototypes
+            self.last_token, self.last_prototypes = token, prototypes
         return self.psp(prefix, tokens)
 
     def token_positions(self, sequence: torch.Tensor, num_tokens: int) -> torch.Tensor:
@@ -94,7 +100,10 @@ class OmniFMNetwork(nn.Module):
         return sequence[:, start : start + num_tokens]
 
     def spalign_term(self) -> torch.Tensor:
-        """SPAlign of the last forward pass (0 without the spectral path or before any forward)."""
-        if self._last_token is None or self._last_prototypes is None:
+        """SPAlign of the last forward pass: ``spalign_loss(last_token, last_prototypes)``.
+
+        0 without the spectral path or before any forward (kept in the graph through the task head).
+        """
+        if self.last_token is None or self.last_prototypes is None:
             return sum(p.sum() for p in getattr(self, TASK_HEAD).parameters()) * 0.0
-        return spalign_loss(self._last_token, self._last_prototypes)
+        return spalign_loss(self.last_token, self.last_prototypes)

@@ -14,7 +14,7 @@ __all__ = ["ClassificationTask"]
 
 
 class ClassificationTask(FederatedTask):
-    """Image classification (``bundles/omnifm_classification``); metrics of :mod:`omnifm_monai.metrics`."""
+    """Image classification (``bundles/omnifm_classification``); :mod:`omnifm_monai.metrics.classification`."""
 
     name = "classification"
     bundle = "omnifm_classification"
@@ -37,7 +37,7 @@ class ClassificationTask(FederatedTask):
         """
         from omnifm_monai.data.classification import load_classification_split
         from omnifm_monai.data.medmnist import load_medmnist
-        from omnifm_monai.metrics import classification_metrics
+        from omnifm_monai.metrics.classification import classification_metrics
 
         image_size, in_channels, num_classes = (
             parser.get_parsed_content(k) for k in ("image_size", "in_channels", "num_classes")

@@ -42,7 +42,7 @@ class FusionTask(FederatedTask):
     def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
         """Qabf, SSIM, VIF, MI and EN of the network's fused test images, and of the average / max baselines."""
         from omnifm_monai.data.fusion import load_fusion_split
-        from omnifm_monai.fusion_metrics import baseline_fusion, fusion_metrics
+        from omnifm_monai.metrics.fusion import baseline_fusion, fusion_metrics
 
         image_size, num_samples, seed = (parser.get_parsed_content(k) for k in ("image_size", "num_samples", "seed"))
         items = load_fusion_split(dataset_dir, "test", image_size=image_size, num_samples=num_samples, seed=seed)

@@ -6,43 +6,14 @@ from collections.abc import Callable
 
 import torch
 from monai.bundle import ConfigParser
-from monai.metrics import PSNRMetric, SSIMMetric
 from torch import nn
 
+from omnifm_monai.metrics.super_resolution import image_quality
 from omnifm_monai.networks.omnifm_super_resolution import bicubic_upsample
 from omnifm_monai.tasks.base import FederatedTask
 from omnifm_monai.tasks.classification import predict_in_batches, stack_images
 
-__all__ = ["SuperResolutionTask", "MAX_PSNR", "image_quality", "bicubic_from_engine"]
-
-MAX_PSNR = 100.0
-"""Cap of a single image's PSNR (dB): an exact prediction would otherwise score infinity."""
-
-
-def image_quality(prediction: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """Mean PSNR and SSIM (data range 1) of prediction vs target, both (N, C, *S); the prediction is clipped.
-
-    Each image's PSNR is capped at :data:`MAX_PSNR` dB so a perfect prediction scores finitely.
-    """
-    spatial_dims = target.ndim - 2
-    prediction = prediction.float().clamp(0.0, 1.0)
-    target = target.float()
-    psnr = PSNRMetric(max_val=1.0)(prediction, target).clamp(max=MAX_PSNR)  # (N, 1)
-    ssim = SSIMMetric(spatial_dims=spatial_dims, data_range=1.0)(prediction, target)  # (N, 1)
-    return {"psnr": float(psnr.mean()), "ssim": float(ssim.mean())}
-
-
-def bicubic_from_engine(scale: int) -> Callable:
-    """An ignite ``output_transform``: the bicubic upsampling of each LR input and its HR label.
-
-    Lets a bundle's evaluator report the interpolation floor next to the network's metrics.
-    """
-
-    def transform(output: list[dict]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        preds = [bicubic_upsample(d["image"][None].float(), scale)[0].clamp(0.0, 1.0) for d in output]
-        return preds, [d["label"] for d in output]
-
-    return transform
+__all__ = ["SuperResolutionTask"]
 
 
 class SuperResolutionTask(FederatedTask):

@@ -36,8 +36,19 @@ def spalign_loss(tokens: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor
 class OmniFMLoss(nn.Module):
     """``L = L_task(pred, label) + spalign_weight * SPAlign`` for a network exposing ``spalign_term()``.
 
-    The network keeps the spectral token and the prototypes of its last forward pass, so a
-    plain MONAI ``SupervisedTrainer`` can use this as its ``loss_function`` unchanged.
+    Where SPAlign's inputs come from: the network's forward keeps its spectral token s and prototypes S_g
+    in the documented attributes ``network.last_token`` (B, d_s) and ``network.last_prototypes``
+    (B, K, d_s); this loss is given that network explicitly (``"network": "@network"`` in each bundle's
+    ``train.json``, whose ``_desc_`` says so) and calls ``network.spalign_term()`` =
+    ``spalign_loss(last_token, last_prototypes)`` of the same iteration's forward.
+
+    Why not through the engine's output: MONAI's ``SupervisedTrainer`` calls
+    ``loss_function(engine.state.output["pred"], label)`` with the network's output as ``pred``, so the
+    network would have to return (logits, s, S_g). That output is also what ``postprocessing`` (``AsDiscreted``
+    on ``pred``), the ignite metrics, ``SupervisedEvaluator``, sliding-window inferers, ``inference.json``'s
+    writers, ``monai.bundle verify_net_in_out`` (which checks the output's shape), the test evaluators and
+    the client's FedProx wrapper ``loss(pred, label)`` consume, and each would need an unpacking step. The
+    attributes keep every one of them unchanged and the training numbers identical.
 
     Args:
         task_loss: e.g. ``torch.nn.CrossEntropyLoss()``.

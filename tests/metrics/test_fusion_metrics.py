@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from omnifm_monai.fusion_metrics import (
+from omnifm_monai.metrics import (
     QABF_CONSTANTS,
-    QabfMetric,
     baseline_fusion,
     entropy,
     fusion_metrics,
@@ -102,18 +101,3 @@ def test_bad_shapes_are_named():
         entropy(torch.rand(2, 3, 8, 8))
     with pytest.raises(ValueError, match="same shape"):
         ssim(torch.rand(1, 1, 16, 16), torch.rand(1, 1, 12, 12))
-
-
-def test_qabf_ignite_metric_matches_the_function():
-    sources = torch.rand(4, 2, 24, 24)
-    fused = torch.rand(4, 1, 24, 24)
-    batch = [{"pred": p, "label": s} for p, s in zip(fused, sources)]
-    for baseline, image in ((None, fused), ("max", baseline_fusion(sources, "max"))):
-        metric = QabfMetric(baseline=baseline)
-        metric.reset()
-        metric.update(metric._output_transform(batch[:2]))
-        metric.update(metric._output_transform(batch[2:]))
-        expected = float(qabf(image, sources[:, :1], sources[:, 1:]).mean())
-        assert metric.compute() == pytest.approx(expected, rel=1e-6)
-    with pytest.raises(ValueError, match="baseline"):
-        QabfMetric(baseline="min")

@@ -15,20 +15,17 @@ also accepted) and returns one float64 value per sample, a tensor ``(B,)``. ``F`
   windows of 17, 9, 5 and 3 pixels, sigma N/5, noise variance 2 on the 0-255 scale); the fusion score is
   the *average* ``(VIF(A, F) + VIF(B, F)) / 2`` (so fusing an image with itself gives 1).
 
-:func:`fusion_metrics` gives all five as floats; :class:`QabfMetric` is Qabf as an ignite metric for a
-bundle's evaluator.
+:func:`fusion_metrics` gives all five as floats; :class:`~omnifm_monai.metrics.engine.QabfMetric` is Qabf
+as an ignite metric for a bundle's evaluator.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ignite.metrics import Metric
-from monai.handlers import from_engine
 from monai.metrics.regression import compute_ssim_and_cs
 
 __all__ = [
@@ -42,8 +39,6 @@ __all__ = [
     "fusion_vif",
     "fusion_metrics",
     "baseline_fusion",
-    "QabfMetric",
-    "ssim_pairs_from_engine",
 ]
 
 QABF_CONSTANTS: dict[str, float] = {
@@ -262,50 +257,3 @@ def baseline_fusion(sources, rule: str) -> torch.Tensor:
     if rule == "max":
         return s.amax(dim=1, keepdim=True)
     raise ValueError(f"rule={rule!r} is not a baseline fusion rule; expected 'average' or 'max'.")
-
-
-def _stack(values: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
-    return values if isinstance(values, torch.Tensor) else torch.stack([torch.as_tensor(v) for v in values])
-
-
-class QabfMetric(Metric):
-    """Qabf as an ignite metric for a MONAI evaluator: batch items ``pred`` (1, H, W) and ``label`` (2, H, W).
-
-    Args:
-        baseline: ``None`` scores the network's ``pred``; ``"average"`` or ``"max"`` scores that pixel-wise
-            fusion of the sources instead (the floor a learned fusion should beat).
-        output_transform: engine output -> ``(preds, labels)``; MONAI's decollated batch by default.
-    """
-
-    def __init__(
-        self,
-        baseline: str | None = None,
-        output_transform: Callable = from_engine(["pred", "label"]),  # noqa: B008
-        device: str | torch.device = "cpu",
-    ) -> None:
-        if baseline not in (None, "average", "max"):
-            raise ValueError(f"baseline={baseline!r} must be None, 'average' or 'max'.")
-        self.baseline = baseline
-        super().__init__(output_transform=output_transform, device=device)
-
-    def reset(self) -> None:
-        self._sum, self._count = 0.0, 0
-
-    def update(self, output) -> None:
-        preds, labels = (_stack(o).detach().float().cpu() for o in output)  # (B, 1, H, W), (B, 2, H, W)
-        fused = preds if self.baseline is None else baseline_fusion(labels, self.baseline)
-        values = qabf(fused.clamp(0.0, 1.0), labels[:, :1], labels[:, 1:2])  # (B,)
-        self._sum += float(values.sum())
-        self._count += int(values.numel())
-
-    def compute(self) -> float:
-        if self._count == 0:
-            raise RuntimeError("QabfMetric needs at least one update before compute().")
-        return self._sum / self._count
-
-
-def ssim_pairs_from_engine(output: list[dict]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """An ignite ``output_transform`` for MONAI's ``SSIMMetric``: each ``pred`` (1, *S) repeated over the
-    sources' channels, and ``label`` (2, *S), so the channel-averaged SSIM is ``(SSIM(F, A) + SSIM(F, B)) / 2``."""
-    preds = [torch.as_tensor(d["pred"]).clamp(0.0, 1.0).expand_as(torch.as_tensor(d["label"])) for d in output]
-    return preds, [torch.as_tensor(d["label"]) for d in output]

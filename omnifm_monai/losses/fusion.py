@@ -20,7 +20,7 @@ import torch
 from monai.losses import SSIMLoss
 from torch import nn
 
-from omnifm_monai.fusion_metrics import entropy
+from omnifm_monai.metrics.fusion import entropy
 
 __all__ = ["FusionLoss", "source_information"]
 

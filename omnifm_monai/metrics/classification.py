@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["macro_f1", "classification_metrics", "multiclass_from_engine"]
+__all__ = ["macro_f1", "classification_metrics"]
 
 
 def macro_f1(predictions: np.ndarray, labels: np.ndarray, classes: Sequence[int]) -> float:
@@ -52,18 +52,3 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray, label_space: 
         "majority_rate": float(counts.max() / max(1, len(labels))),
         "num_samples": float(len(labels)),
     }
-
-
-def multiclass_from_engine(output) -> tuple:
-    """Ignite ``output_transform`` for multi-class metrics in a bundle.
-
-    MONAI engines decollate the batch into a list of ``{"pred": (C,), "label": (C,) one-hot}``;
-    ignite's ``Accuracy``/``Fbeta`` need ``(y_pred (B, C), y (B,))`` to count samples rather
-    than one-hot entries.
-    """
-    import torch
-
-    items = output if isinstance(output, (list, tuple)) else [output]
-    pred = torch.stack([torch.as_tensor(o["pred"]) for o in items])  # (B, C)
-    label = torch.stack([torch.as_tensor(o["label"]).reshape(-1) for o in items])  # (B, C) or (B, 1)
-    return pred, (label.argmax(dim=1) if label.shape[1] > 1 else label[:, 0].long())
