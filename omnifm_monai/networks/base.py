@@ -33,6 +33,11 @@ TASK_HEAD = "task_head"
 """Attribute name of every OmniFM network's task-specific output layer."""
 
 
+def _option_field(name: str, doc: str) -> property:
+    """A read-only property returning ``spectral_options.<name>``."""
+    return property(lambda self: getattr(self.spectral_options, name), doc=f"{doc} (``spectral_options.{name}``)")
+
+
 class OmniFMNetwork(nn.Module):
     """Base class: the spectral path (optional) and the prompt (optional) around a backbone embedding."""
 
@@ -40,30 +45,12 @@ class OmniFMNetwork(nn.Module):
     prompt: bool
     spectral_options: SpectralPathOptions
 
-    @property
-    def token_dim(self) -> int:
-        """d_s, the width of the spectral token (``spectral_options.token_dim``)."""
-        return self.spectral_options.token_dim
-
-    @property
-    def cutoff(self) -> float:
-        """Low-pass cutoff of the tokenizer (``spectral_options.cutoff``)."""
-        return self.spectral_options.cutoff
-
-    @property
-    def top_k(self) -> int:
-        """Prototypes retrieved per sample (``spectral_options.top_k``)."""
-        return self.spectral_options.top_k
-
-    @property
-    def memory_capacity(self) -> int:
-        """Prototypes the site's bank can hold (``spectral_options.memory_capacity``)."""
-        return self.spectral_options.memory_capacity
-
-    @property
-    def num_heads(self) -> int:
-        """Heads of the ECA and of the network's attention blocks (``spectral_options.num_heads``)."""
-        return self.spectral_options.num_heads
+    # the options' fields, readable under their own names (as the constructors stored them before)
+    token_dim = _option_field("token_dim", "d_s, the width of the spectral token.")
+    cutoff = _option_field("cutoff", "Low-pass cutoff of the tokenizer.")
+    top_k = _option_field("top_k", "Prototypes retrieved per sample.")
+    memory_capacity = _option_field("memory_capacity", "Prototypes the site's bank can hold.")
+    num_heads = _option_field("num_heads", "Heads of the ECA and of the network's attention blocks.")
 
     def set_spectral_options(self, options: SpectralOptionsLike) -> SpectralPathOptions:
         """Store ``options`` (an instance, a mapping or None) as ``spectral_options`` and return it."""
