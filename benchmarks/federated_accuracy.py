@@ -62,8 +62,8 @@ SWEEPS: dict[str, list[str]] = {
     "omnifm lambda=1": ["--bundle-overrides", '{"spalign_weight":1.0}'],
     "omnifm k=2": ["--server-options", '{"retrieval_k":2}'],
     "omnifm k=32": ["--server-options", '{"retrieval_k":32}'],
-    "omnifm cutoff=0.05": ["--bundle-overrides", '{"network_def#cutoff":0.05}'],
-    "omnifm cutoff=0.3": ["--bundle-overrides", '{"network_def#cutoff":0.3}'],
+    "omnifm cutoff=0.05": ["--bundle-overrides", '{"network_def#spectral_options#cutoff":0.05}'],
+    "omnifm cutoff=0.3": ["--bundle-overrides", '{"network_def#spectral_options#cutoff":0.3}'],
     "omnifm 8 prototypes per site": ["--server-options", '{"prototypes_per_site":8}'],
 }
 METRICS = ("restricted_accuracy", "accuracy", "restricted_macro_f1", "macro_f1")

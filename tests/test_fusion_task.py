@@ -32,7 +32,7 @@ def test_federation_and_test_evaluator(tmp_path):
     fed.client("site-2").save_npz(tmp_path / "site.npz")
     parser = ConfigParser({"image_size": 16, "num_samples": 20, "seed": 0})
     evaluate = task.test_evaluator(str(tmp_path / "site.npz"), parser)
-    net = OmniFMFusion(features=(4, 8), token_dim=16, num_heads=2)
+    net = OmniFMFusion(features=(4, 8), spectral_options={"token_dim": 16, "num_heads": 2})
     scores = evaluate(net)
     expected = {"qabf", "ssim", "vif", "mi", "entropy"}
     assert set(scores) == expected | {f"{b}_{m}" for b in ("average", "max") for m in expected}

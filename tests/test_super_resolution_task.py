@@ -76,7 +76,9 @@ def test_real_network_scores_are_finite():
     from omnifm_monai.networks import OmniFMSuperResolution
 
     evaluate = SuperResolutionTask().test_evaluator("", ConfigParser(dict(SETTINGS)))
-    net = OmniFMSuperResolution(scale=2, features=8, num_res_units=1, token_dim=16, num_heads=2)
+    net = OmniFMSuperResolution(
+        scale=2, features=8, num_res_units=1, spectral_options={"token_dim": 16, "num_heads": 2}
+    )
     scores = evaluate(net)
     assert all(math.isfinite(v) for v in scores.values())
     assert abs(scores["psnr"] - scores["bicubic_psnr"]) < 1.0  # untrained: about the bicubic image

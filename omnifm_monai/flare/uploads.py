@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from omnifm_monai.knowledge import as_unit_rows
+from omnifm_monai.knowledge import as_unit_tokens
 
 __all__ = ["InvalidUploadError", "validate_upload", "validate_tokens"]
 
@@ -64,14 +64,14 @@ def validate_upload(
 def validate_tokens(tokens: Any, token_dim: int, max_tokens: int) -> np.ndarray:
     """Check an uploaded spectral summary (N, d_s) and return it L2-normalised as float32.
 
+    The check itself is the knowledge base's (:func:`~omnifm_monai.knowledge.as_unit_tokens`, the
+    one validation of spectral tokens); here its ValueError becomes an :class:`InvalidUploadError`.
+
     Raises:
         InvalidUploadError: more than ``max_tokens`` rows (a token flood), or anything the knowledge
             base would refuse (wrong rank or width, NaN/Inf, a zero-norm row).
     """
-    count = len(tokens) if hasattr(tokens, "__len__") else 0
-    if count > max_tokens:
-        raise InvalidUploadError(f"{count} spectral tokens uploaded; at most {max_tokens} are accepted.")
     try:
-        return as_unit_rows("spectral tokens", tokens, token_dim)
+        return as_unit_tokens(tokens, token_dim, max_rows=max_tokens, name="spectral tokens")
     except ValueError as e:
         raise InvalidUploadError(str(e)) from e

@@ -12,6 +12,8 @@ Conventions every task network follows, because the federated pipeline relies on
   OmniFM keep it at the site;
 - the private suffix c is ``psp.private_suffix`` (a key part starting with ``private``);
 - every constructor argument is stored under its own name (NVFlare's job export reads them back);
+  the spectral-path hyperparameters come as one :class:`SpectralPathOptions` (``spectral_options``),
+  readable as ``token_dim``, ``cutoff``, ``top_k``, ``memory_capacity`` and ``num_heads``;
 - ``spectral=False, prompt=False`` gives the plain backbone the baselines use.
 """
 
@@ -22,12 +24,18 @@ from torch import nn
 
 from omnifm_monai.blocks import EmbeddingCrossAttention, PrefixSuffixPrompt, PrototypeMemory
 from omnifm_monai.losses.spalign import spalign_loss
+from omnifm_monai.networks.spectral_options import SpectralOptionsLike, SpectralPathOptions
 from omnifm_monai.spectral import SpectralTokenizer
 
 __all__ = ["OmniFMNetwork", "TASK_HEAD"]
 
 TASK_HEAD = "task_head"
 """Attribute name of every OmniFM network's task-specific output layer."""
+
+
+def _option_field(name: str, doc: str) -> property:
+    """A read-only property returning ``spectral_options.<name>``."""
+    return property(lambda self: getattr(self.spectral_options, name), doc=f"{doc} (``spectral_options.{name}``)")
 
 
 class OmniFMNetwork(nn.Module):
@@ -41,27 +49,35 @@ class OmniFMNetwork(nn.Module):
 
     spectral: bool
     prompt: bool
-    token_dim: int
+    spectral_options: SpectralPathOptions
 
-    def build_spectral_path(
-        self,
-        spatial_dims: int,
-        hidden_size: int,
-        *,
-        spectral: bool,
-        prompt: bool,
-        token_dim: int,
-        cutoff: float,
-        top_k: int,
-        memory_capacity: int,
-        num_heads: int,
-    ) -> None:
-        """Create ``tokenizer``, ``spectral_memory``, ``eca`` (with ``spectral``) and ``psp``."""
-        self.spectral, self.prompt, self.token_dim = spectral, prompt, token_dim
+    # the options' fields, readable under their own names (as the constructors stored them before)
+    token_dim = _option_field("token_dim", "d_s, the width of the spectral token.")
+    cutoff = _option_field("cutoff", "Low-pass cutoff of the tokenizer.")
+    top_k = _option_field("top_k", "Prototypes retrieved per sample.")
+    memory_capacity = _option_field("memory_capacity", "Prototypes the site's bank can hold.")
+    num_heads = _option_field("num_heads", "Heads of the ECA and of the network's attention blocks.")
+
+    def set_spectral_options(self, options: SpectralOptionsLike) -> SpectralPathOptions:
+        """Store ``options`` (an instance, a mapping or None) as ``spectral_options`` and return it."""
+        self.spectral_options = SpectralPathOptions.coerce(options)
+        return self.spectral_options
+
+    def build_spectral_path(self, spatial_dims: int, hidden_size: int, *, spectral: bool, prompt: bool) -> None:
+        """Create ``tokenizer``, ``spectral_memory``, ``eca`` (with ``spectral``) and ``psp``.
+
+        Reads its hyperparameters from ``spectral_options`` (:meth:`set_spectral_options` first).
+        """
+        options = self.spectral_options
+        self.spectral, self.prompt = spectral, prompt
         if spectral:
-            self.tokenizer = SpectralTokenizer(spatial_dims=spatial_dims, token_dim=token_dim, cutoff=cutoff)
-            self.spectral_memory = PrototypeMemory(token_dim, capacity=memory_capacity, top_k=top_k)
-            self.eca = EmbeddingCrossAttention(hidden_size, token_dim, num_heads=num_heads)
+            self.tokenizer = SpectralTokenizer(
+                spatial_dims=spatial_dims, token_dim=options.token_dim, cutoff=options.cutoff
+            )
+            self.spectral_memory = PrototypeMemory(
+                options.token_dim, capacity=options.memory_capacity, top_k=options.top_k
+            )
+            self.eca = EmbeddingCrossAttention(hidden_size, options.token_dim, num_heads=options.num_heads)
         self.psp = PrefixSuffixPrompt(hidden_size, use_prefix=spectral, use_suffix=prompt)
         # the last forward's token s (B, d_s) and prototypes S_g (B, K, d_s), read by spalign_term()
         self.last_token: torch.Tensor | None = None

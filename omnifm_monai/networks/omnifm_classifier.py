@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 import torch
 from monai.networks.blocks import TransformerBlock
-from monai.networks.nets import ResNet
 from torch import nn
 
+from omnifm_monai.networks.backbones import ResNetTokens
 from omnifm_monai.networks.base import OmniFMNetwork
+from omnifm_monai.networks.spectral_options import SpectralOptionsLike
 
 __all__ = ["OmniFMClassifier"]
 
@@ -19,9 +20,9 @@ class OmniFMClassifier(OmniFMNetwork):
 
     ``forward(image)`` returns logits (B, num_classes). Inside:
 
-    1. backbone: MONAI :class:`~monai.networks.nets.ResNet` (basic blocks; ``layers`` =
-       (2, 2, 2, 2) is ResNet-18) without its pooling/FC -> feature map (B, d, *s) -> tokens
-       r (B, L, d), ``L = prod(s)``.
+    1. backbone: :class:`~omnifm_monai.networks.backbones.ResNetTokens`, MONAI's ResNet (basic blocks;
+       ``layers`` = (2, 2, 2, 2) is ResNet-18) without its pooling/FC -> feature map (B, d, *s) ->
+       tokens r (B, L, d), ``L = prod(s)``.
     2. spectral path (``spectral=True``, :class:`~omnifm_monai.networks.base.OmniFMNetwork`):
        token s (B, d_s), prototypes S_g (B, K, d_s), Z = ECA(r, [s || S_g]) (B, L, d).
     3. PSP: [Z || r || c], c private to the site (``prompt=True``).
@@ -40,11 +41,9 @@ class OmniFMClassifier(OmniFMNetwork):
         stem_stride: stride of the first convolution (1 keeps detail on small images).
         spectral: use the tokenizer, prototype retrieval and ECA.
         prompt: use the private suffix c.
-        token_dim: d_s.
-        cutoff: low-pass cutoff of the tokenizer (fraction of the Nyquist band).
-        top_k: prototypes per sample.
-        memory_capacity: prototypes the site's bank can hold.
-        num_heads: heads of the ECA and head attention.
+        spectral_options: :class:`~omnifm_monai.networks.SpectralPathOptions` (or a mapping of its
+            fields): token_dim, cutoff, top_k, memory_capacity and num_heads (of the ECA and the head
+            attention).
         dropout_rate: dropout before the classifier.
     """
 
@@ -58,11 +57,7 @@ class OmniFMClassifier(OmniFMNetwork):
         stem_stride: int = 1,
         spectral: bool = True,
         prompt: bool = True,
-        token_dim: int = 64,
-        cutoff: float = 0.1,
-        top_k: int = 4,
-        memory_capacity: int = 64,
-        num_heads: int = 4,
+        spectral_options: SpectralOptionsLike = None,
         dropout_rate: float = 0.0,
     ) -> None:
         super().__init__()
@@ -70,53 +65,28 @@ class OmniFMClassifier(OmniFMNetwork):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
         if num_classes < 1 or in_channels < 1:
             raise ValueError(f"num_classes and in_channels must be >= 1, got {num_classes} and {in_channels}.")
-        if len(layers) != 4 or len(channels) != 4:
-            raise ValueError(f"layers and channels need 4 stages each, got {tuple(layers)} and {tuple(channels)}.")
-        hidden = int(channels[-1])
+        options = self.set_spectral_options(spectral_options)
         # every constructor argument is kept under its own name (NVFlare's job export reads them back)
         self.spatial_dims, self.in_channels, self.num_classes = spatial_dims, in_channels, num_classes
         self.layers, self.channels, self.stem_stride = list(layers), list(channels), stem_stride
-        self.cutoff = cutoff
-        self.top_k, self.memory_capacity, self.num_heads = top_k, memory_capacity, num_heads
         self.dropout_rate = dropout_rate
-        self.backbone = ResNet(
-            block="basic",
-            layers=list(layers),
-            block_inplanes=list(channels),
+        self.backbone = ResNetTokens(
             spatial_dims=spatial_dims,
-            n_input_channels=in_channels,
-            conv1_t_size=3,
-            conv1_t_stride=stem_stride,
-            feed_forward=False,
+            in_channels=in_channels,
+            layers=layers,
+            channels=channels,
+            stem_stride=stem_stride,
         )
-        self.build_spectral_path(
-            spatial_dims,
-            hidden,
-            spectral=spectral,
-            prompt=prompt,
-            token_dim=token_dim,
-            cutoff=cutoff,
-            top_k=top_k,
-            memory_capacity=memory_capacity,
-            num_heads=num_heads,
-        )
-        self.head = TransformerBlock(hidden_size=hidden, mlp_dim=2 * hidden, num_heads=num_heads)
+        hidden = int(channels[-1])
+        self.build_spectral_path(spatial_dims, hidden, spectral=spectral, prompt=prompt)
+        self.head = TransformerBlock(hidden_size=hidden, mlp_dim=2 * hidden, num_heads=options.num_heads)
         self.head_norm = nn.LayerNorm(hidden)
         self.dropout = nn.Dropout(dropout_rate)
         self.task_head = nn.Linear(hidden, num_classes)
 
-    def backbone_tokens(self, image: torch.Tensor) -> torch.Tensor:
-        """image (B, C, *S) -> r (B, L, d)."""
-        net = self.backbone
-        x = net.act(net.bn1(net.conv1(image)))
-        if not net.no_max_pool:
-            x = net.maxpool(x)
-        x = net.layer4(net.layer3(net.layer2(net.layer1(x))))  # (B, d, *s)
-        return x.flatten(2).transpose(1, 2)  # (B, d, L) -> (B, L, d)
-
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """image (B, C, *S) -> logits (B, num_classes)."""
-        tokens = self.backbone_tokens(image)  # (B, L, d)
+        tokens = self.backbone(image)  # (B, L, d)
         sequence = self.head(self.prompt_sequence(image, tokens))  # (B, L', d)
         readout = sequence[:, -1] if self.prompt else sequence.mean(dim=1)  # (B, d)
         return self.task_head(self.dropout(self.head_norm(readout)))

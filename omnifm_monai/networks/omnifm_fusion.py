@@ -9,6 +9,7 @@ from monai.networks.blocks import Convolution, ResidualUnit, TransformerBlock
 from torch import nn
 
 from omnifm_monai.networks.base import OmniFMNetwork
+from omnifm_monai.networks.spectral_options import SpectralOptionsLike
 
 __all__ = ["OmniFMFusion"]
 
@@ -38,11 +39,9 @@ class OmniFMFusion(OmniFMNetwork):
             ``2 ** len(features)``.
         spectral: use the tokenizer, prototype retrieval and ECA.
         prompt: use the private suffix c.
-        token_dim: d_s.
-        cutoff: low-pass cutoff of the tokenizer.
-        top_k: prototypes per sample.
-        memory_capacity: prototypes the site's bank can hold.
-        num_heads: heads of the ECA and the mixer (must divide ``features[-1]``).
+        spectral_options: :class:`~omnifm_monai.networks.SpectralPathOptions` (or a mapping of its
+            fields): token_dim, cutoff, top_k, memory_capacity and num_heads (the heads of
+            the ECA and the mixer, must divide ``features[-1]``).
     """
 
     def __init__(
@@ -52,13 +51,10 @@ class OmniFMFusion(OmniFMNetwork):
         features: Sequence[int] = (8, 16, 32),
         spectral: bool = True,
         prompt: bool = True,
-        token_dim: int = 64,
-        cutoff: float = 0.1,
-        top_k: int = 4,
-        memory_capacity: int = 64,
-        num_heads: int = 4,
+        spectral_options: SpectralOptionsLike = None,
     ) -> None:
         super().__init__()
+        num_heads = self.set_spectral_options(spectral_options).num_heads
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
         if in_channels < 1:
@@ -70,7 +66,6 @@ class OmniFMFusion(OmniFMNetwork):
             raise ValueError(f"num_heads={num_heads} must divide the last width features[-1]={hidden}.")
         # every constructor argument is kept under its own name (NVFlare's job export reads them back)
         self.spatial_dims, self.in_channels, self.features = spatial_dims, in_channels, list(features)
-        self.cutoff, self.top_k, self.memory_capacity, self.num_heads = cutoff, top_k, memory_capacity, num_heads
         self.encoder = nn.ModuleList()
         channels = in_channels
         for i, width in enumerate(self.features):
@@ -79,17 +74,7 @@ class OmniFMFusion(OmniFMNetwork):
             )
             channels = width
         self.embedding = Convolution(spatial_dims, channels, hidden, strides=2, kernel_size=3, norm="instance")
-        self.build_spectral_path(
-            spatial_dims,
-            hidden,
-            spectral=spectral,
-            prompt=prompt,
-            token_dim=token_dim,
-            cutoff=cutoff,
-            top_k=top_k,
-            memory_capacity=memory_capacity,
-            num_heads=num_heads,
-        )
+        self.build_spectral_path(spatial_dims, hidden, spectral=spectral, prompt=prompt)
         self.mixer = TransformerBlock(hidden_size=hidden, mlp_dim=2 * hidden, num_heads=num_heads)
         self.up = nn.ModuleList()
         self.decoder = nn.ModuleList()

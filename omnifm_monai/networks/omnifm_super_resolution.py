@@ -10,6 +10,7 @@ from monai.networks.blocks import Convolution, ResidualUnit, SubpixelUpsample, T
 from torch import nn
 
 from omnifm_monai.networks.base import OmniFMNetwork
+from omnifm_monai.networks.spectral_options import SpectralOptionsLike
 
 __all__ = ["OmniFMSuperResolution", "SCALES", "bicubic_upsample"]
 
@@ -57,11 +58,9 @@ class OmniFMSuperResolution(OmniFMNetwork):
         num_res_units: residual units of the encoder (>= 0).
         spectral: use the tokenizer, prototype retrieval and ECA.
         prompt: use the private suffix c.
-        token_dim: d_s.
-        cutoff: low-pass cutoff of the tokenizer (fraction of the Nyquist band).
-        top_k: prototypes per sample.
-        memory_capacity: prototypes the site's bank can hold.
-        num_heads: heads of the ECA and the mixer; must divide ``2 * features``.
+        spectral_options: :class:`~omnifm_monai.networks.SpectralPathOptions` (or a mapping of its
+            fields): token_dim, cutoff, top_k, memory_capacity and num_heads (the heads of
+            the ECA and the mixer, must divide ``2 * features``).
         embed_stride: stride of the embedding convolution (the token grid is the LR grid / embed_stride,
             rounded up).
 
@@ -78,14 +77,11 @@ class OmniFMSuperResolution(OmniFMNetwork):
         num_res_units: int = 4,
         spectral: bool = True,
         prompt: bool = True,
-        token_dim: int = 64,
-        cutoff: float = 0.1,
-        top_k: int = 4,
-        memory_capacity: int = 64,
-        num_heads: int = 4,
+        spectral_options: SpectralOptionsLike = None,
         embed_stride: int = 4,
     ) -> None:
         super().__init__()
+        num_heads = self.set_spectral_options(spectral_options).num_heads
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
         if scale not in SCALES:
@@ -101,7 +97,6 @@ class OmniFMSuperResolution(OmniFMNetwork):
         # every constructor argument is kept under its own name (NVFlare's job export reads them back)
         self.spatial_dims, self.in_channels, self.scale = spatial_dims, in_channels, scale
         self.features, self.num_res_units, self.embed_stride = features, num_res_units, embed_stride
-        self.cutoff, self.top_k, self.memory_capacity, self.num_heads = cutoff, top_k, memory_capacity, num_heads
 
         self.stem = Convolution(spatial_dims, in_channels, features, kernel_size=3, conv_only=True)
         self.encoder = nn.Sequential(
@@ -113,17 +108,7 @@ class OmniFMSuperResolution(OmniFMNetwork):
         self.embed = Convolution(
             spatial_dims, features, hidden, strides=embed_stride, kernel_size=3, act="PRELU", norm=None
         )
-        self.build_spectral_path(
-            spatial_dims,
-            hidden,
-            spectral=spectral,
-            prompt=prompt,
-            token_dim=token_dim,
-            cutoff=cutoff,
-            top_k=top_k,
-            memory_capacity=memory_capacity,
-            num_heads=num_heads,
-        )
+        self.build_spectral_path(spatial_dims, hidden, spectral=spectral, prompt=prompt)
         self.mixer = TransformerBlock(hidden_size=hidden, mlp_dim=2 * hidden, num_heads=num_heads)
         self.context = Convolution(spatial_dims, hidden, features, kernel_size=1, conv_only=True)
         self.upsample = nn.Sequential(

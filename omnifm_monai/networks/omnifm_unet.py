@@ -10,6 +10,7 @@ from monai.networks.layers import Conv
 from monai.networks.nets.basic_unet import Down, TwoConv, UpCat
 
 from omnifm_monai.networks.base import OmniFMNetwork
+from omnifm_monai.networks.spectral_options import SpectralOptionsLike
 
 __all__ = ["OmniFMUNet"]
 
@@ -44,11 +45,9 @@ class OmniFMUNet(OmniFMNetwork):
         features: six widths, as BasicUNet's: five encoder levels, then the last decoder level.
         spectral: use the tokenizer, prototype retrieval and ECA.
         prompt: use the private suffix c.
-        token_dim: d_s.
-        cutoff: low-pass cutoff of the tokenizer (fraction of the Nyquist band).
-        top_k: prototypes per sample.
-        memory_capacity: prototypes the site's bank can hold.
-        num_heads: heads of the ECA and of the mixer; must divide ``features[4]``.
+        spectral_options: :class:`~omnifm_monai.networks.SpectralPathOptions` (or a mapping of its
+            fields): token_dim, cutoff, top_k, memory_capacity and num_heads (the heads of
+            the ECA and of the mixer, must divide ``features[4]``).
         dropout: dropout of the convolution blocks and of the mixer.
     """
 
@@ -60,14 +59,11 @@ class OmniFMUNet(OmniFMNetwork):
         features: Sequence[int] = (16, 32, 64, 128, 128, 16),
         spectral: bool = True,
         prompt: bool = True,
-        token_dim: int = 64,
-        cutoff: float = 0.1,
-        top_k: int = 4,
-        memory_capacity: int = 64,
-        num_heads: int = 4,
+        spectral_options: SpectralOptionsLike = None,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        num_heads = self.set_spectral_options(spectral_options).num_heads
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
         if num_classes < 1 or in_channels < 1:
@@ -80,7 +76,6 @@ class OmniFMUNet(OmniFMNetwork):
         # every constructor argument is kept under its own name (NVFlare's job export reads them back)
         self.spatial_dims, self.in_channels, self.num_classes = spatial_dims, in_channels, num_classes
         self.features = [int(f) for f in features]
-        self.cutoff, self.top_k, self.memory_capacity, self.num_heads = cutoff, top_k, memory_capacity, num_heads
         self.dropout = dropout
         f = self.features
         act, norm = ("LeakyReLU", {"negative_slope": 0.1, "inplace": True}), ("instance", {"affine": True})
@@ -89,17 +84,7 @@ class OmniFMUNet(OmniFMNetwork):
         self.down_2 = Down(spatial_dims, f[1], f[2], act, norm, True, dropout)
         self.down_3 = Down(spatial_dims, f[2], f[3], act, norm, True, dropout)
         self.down_4 = Down(spatial_dims, f[3], f[4], act, norm, True, dropout)
-        self.build_spectral_path(
-            spatial_dims,
-            hidden,
-            spectral=spectral,
-            prompt=prompt,
-            token_dim=token_dim,
-            cutoff=cutoff,
-            top_k=top_k,
-            memory_capacity=memory_capacity,
-            num_heads=num_heads,
-        )
+        self.build_spectral_path(spatial_dims, hidden, spectral=spectral, prompt=prompt)
         self.mixer = TransformerBlock(hidden_size=hidden, mlp_dim=2 * hidden, num_heads=num_heads, dropout_rate=dropout)
         self.upcat_4 = UpCat(spatial_dims, f[4], f[3], f[3], act, norm, True, dropout, "deconv")
         self.upcat_3 = UpCat(spatial_dims, f[3], f[2], f[2], act, norm, True, dropout, "deconv")

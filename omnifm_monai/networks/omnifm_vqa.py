@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 import torch
 from monai.networks.blocks import TransformerBlock
-from monai.networks.nets import ResNet
 from torch import nn
 
+from omnifm_monai.networks.backbones import ResNetTokens
 from omnifm_monai.networks.base import OmniFMNetwork
+from omnifm_monai.networks.spectral_options import SpectralOptionsLike
 
 __all__ = ["OmniFMVQA"]
 
@@ -19,8 +20,8 @@ class OmniFMVQA(OmniFMNetwork):
 
     ``forward(image, question)`` returns answer logits (B, num_answers). Inside:
 
-    1. image encoder: MONAI :class:`~monai.networks.nets.ResNet` (basic blocks) without pooling/FC ->
-       tokens r (B, L, d), ``d = channels[-1]``.
+    1. image encoder: :class:`~omnifm_monai.networks.backbones.ResNetTokens`, MONAI's ResNet (basic
+       blocks) without pooling/FC -> tokens r (B, L, d), ``d = channels[-1]``.
     2. spectral path and prompt (:class:`~omnifm_monai.networks.base.OmniFMNetwork`): ECA on r with the
        image's spectral token and the site's prototypes -> [Z || r || c] (B, L', d); c private.
     3. question encoder: word embedding (``<pad>`` = 0) + learned positions + one MONAI
@@ -40,11 +41,8 @@ class OmniFMVQA(OmniFMNetwork):
         stem_stride: stride of the first convolution.
         spectral: use the tokenizer, prototype retrieval and ECA.
         prompt: use the private suffix c.
-        token_dim: d_s.
-        cutoff: low-pass cutoff of the spectral tokenizer.
-        top_k: prototypes per sample.
-        memory_capacity: prototypes the site's bank can hold.
-        num_heads: heads of every attention block.
+        spectral_options: :class:`~omnifm_monai.networks.SpectralPathOptions` (or a mapping of its
+            fields): token_dim, cutoff, top_k, memory_capacity and num_heads (of every attention block).
         dropout_rate: dropout before the answer head.
     """
 
@@ -59,11 +57,7 @@ class OmniFMVQA(OmniFMNetwork):
         stem_stride: int = 2,
         spectral: bool = True,
         prompt: bool = True,
-        token_dim: int = 64,
-        cutoff: float = 0.1,
-        top_k: int = 4,
-        memory_capacity: int = 64,
-        num_heads: int = 4,
+        spectral_options: SpectralOptionsLike = None,
         dropout_rate: float = 0.0,
     ) -> None:
         super().__init__()
@@ -74,6 +68,8 @@ class OmniFMVQA(OmniFMNetwork):
                 f"vocab_size must be >= 3 (<pad>, <unk>, a word) and max_question_length >= 1, got {vocab_size} "
                 f"and {max_question_length}."
             )
+        options = self.set_spectral_options(spectral_options)
+        num_heads = options.num_heads
         if len(layers) != 4 or len(channels) != 4:
             raise ValueError(f"layers and channels need 4 stages each, got {tuple(layers)} and {tuple(channels)}.")
         hidden = int(channels[-1])
@@ -83,30 +79,11 @@ class OmniFMVQA(OmniFMNetwork):
         self.in_channels, self.num_answers = in_channels, num_answers
         self.vocab_size, self.max_question_length = vocab_size, max_question_length
         self.layers, self.channels, self.stem_stride = list(layers), list(channels), stem_stride
-        self.cutoff = cutoff
-        self.top_k, self.memory_capacity, self.num_heads = top_k, memory_capacity, num_heads
         self.dropout_rate = dropout_rate
-        self.backbone = ResNet(
-            block="basic",
-            layers=list(layers),
-            block_inplanes=list(channels),
-            spatial_dims=2,
-            n_input_channels=in_channels,
-            conv1_t_size=3,
-            conv1_t_stride=stem_stride,
-            feed_forward=False,
+        self.backbone = ResNetTokens(
+            spatial_dims=2, in_channels=in_channels, layers=layers, channels=channels, stem_stride=stem_stride
         )
-        self.build_spectral_path(
-            2,
-            hidden,
-            spectral=spectral,
-            prompt=prompt,
-            token_dim=token_dim,
-            cutoff=cutoff,
-            top_k=top_k,
-            memory_capacity=memory_capacity,
-            num_heads=num_heads,
-        )
+        self.build_spectral_path(2, hidden, spectral=spectral, prompt=prompt)
         self.word_embedding = nn.Embedding(vocab_size, hidden, padding_idx=0)
         self.question_position = nn.Parameter(torch.zeros(1, max_question_length, hidden))
         nn.init.trunc_normal_(self.question_position, std=0.02)
@@ -115,15 +92,6 @@ class OmniFMVQA(OmniFMNetwork):
         self.head_norm = nn.LayerNorm(hidden)
         self.dropout = nn.Dropout(dropout_rate)
         self.task_head = nn.Linear(hidden, num_answers)
-
-    def backbone_tokens(self, image: torch.Tensor) -> torch.Tensor:
-        """image (B, C, S, S) -> r (B, L, d)."""
-        net = self.backbone
-        x = net.act(net.bn1(net.conv1(image)))
-        if not net.no_max_pool:
-            x = net.maxpool(x)
-        x = net.layer4(net.layer3(net.layer2(net.layer1(x))))  # (B, d, s, s)
-        return x.flatten(2).transpose(1, 2)  # (B, d, L) -> (B, L, d)
 
     def _check_question(self, question: torch.Tensor) -> None:
         if question.ndim != 2 or question.shape[1] > self.max_question_length:
@@ -149,7 +117,7 @@ class OmniFMVQA(OmniFMNetwork):
         if not isinstance(question, torch.Tensor):
             question = torch.as_tensor(question, dtype=torch.long, device=image.device)
         self._check_question(question)
-        tokens = self.backbone_tokens(image)  # (B, L, d)
+        tokens = self.backbone(image)  # (B, L, d)
         visual = self.prompt_sequence(image, tokens)  # [Z || r || c]: (B, L', d)
         q, q_mask = self.question_tokens(question)  # (B, T, d), (B, T)
         sequence = torch.cat([q, visual], dim=1)  # (B, T + L', d)

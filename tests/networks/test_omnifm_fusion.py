@@ -8,7 +8,7 @@ import torch
 from omnifm_monai.losses import FusionLoss
 from omnifm_monai.networks import TASK_HEAD, OmniFMFusion
 
-TINY = {"features": (4, 8), "token_dim": 16, "num_heads": 2, "memory_capacity": 8}
+TINY = {"features": (4, 8), "spectral_options": {"token_dim": 16, "num_heads": 2, "memory_capacity": 8}}
 
 
 @pytest.mark.parametrize("spectral", [True, False])
@@ -71,7 +71,7 @@ def test_gradients_reach_tokenizer_eca_suffix_and_head():
         ({"spatial_dims": 1}, "spatial_dims"),
         ({"in_channels": 0}, "in_channels"),
         ({"features": ()}, "features"),
-        ({"features": (4, 6), "num_heads": 4}, "num_heads"),
+        ({"features": (4, 6), "spectral_options": {"num_heads": 4}}, "num_heads"),
     ],
 )
 def test_bad_arguments(kwargs, match):

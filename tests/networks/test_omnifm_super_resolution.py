@@ -8,7 +8,7 @@ import torch
 from omnifm_monai.networks import TASK_HEAD, OmniFMSuperResolution
 from omnifm_monai.networks.omnifm_super_resolution import bicubic_upsample
 
-TINY = {"features": 8, "num_res_units": 1, "token_dim": 16, "num_heads": 2, "memory_capacity": 8}
+TINY = {"features": 8, "num_res_units": 1, "spectral_options": {"token_dim": 16, "num_heads": 2, "memory_capacity": 8}}
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
@@ -63,7 +63,7 @@ def test_gradients_reach_tokenizer_eca_and_suffix():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"scale": 3}, {"spatial_dims": 1}, {"features": 6, "num_heads": 5}, {"num_res_units": -1}],
+    [{"scale": 3}, {"spatial_dims": 1}, {"features": 6, "spectral_options": {"num_heads": 5}}, {"num_res_units": -1}],
 )
 def test_bad_arguments_raise(kwargs):
     args = {**TINY, **kwargs}

@@ -6,7 +6,7 @@ import torch
 from omnifm_monai import is_private_key
 from omnifm_monai.networks import TASK_HEAD, OmniFMUNet
 
-SMALL = {"features": (4, 8, 8, 16, 16, 4), "num_heads": 2, "token_dim": 16}
+SMALL = {"features": (4, 8, 8, 16, 16, 4), "spectral_options": {"num_heads": 2, "token_dim": 16}}
 
 
 @pytest.mark.parametrize("spectral, prompt", [(True, True), (False, False)])
@@ -66,7 +66,7 @@ def test_constructor_arguments_are_stored():
         {"spatial_dims": 1},
         {"num_classes": 0},
         {"features": (4, 8, 8)},
-        {"features": (4, 8, 8, 16, 15, 4), "num_heads": 2},
+        {"features": (4, 8, 8, 16, 15, 4), "spectral_options": {"num_heads": 2}},
     ],
 )
 def test_bad_arguments(kwargs):

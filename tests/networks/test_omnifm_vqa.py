@@ -70,7 +70,14 @@ def test_the_question_and_the_prototypes_change_the_answer_but_padding_does_not(
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"num_answers": 0}, {"vocab_size": 2}, {"layers": (1, 1)}, {"num_heads": 3}, {"max_question_length": 0}]
+    "kwargs",
+    [
+        {"num_answers": 0},
+        {"vocab_size": 2},
+        {"layers": (1, 1)},
+        {"spectral_options": {"num_heads": 3}},
+        {"max_question_length": 0},
+    ],
 )
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):

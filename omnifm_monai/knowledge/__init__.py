@@ -1,0 +1,31 @@
+"""The server's global spectral knowledge base (GSKR): storage, retrieval, pruning, persistence."""
+
+from .base import SpectralKnowledgeBase
+from .persistence import CONFIG_KEYS, DATA_KEYS, Entries, config_from_state, entries_from_state, read_npz, write_npz
+from .pruning import age_keep, frequency_keep, priority_order, rank_in_source, source_quotas
+from .retrieval import topk_cosine
+from .validation import EPS_NORM, as_unit_rows, as_unit_tokens, check_int, check_sources, is_int, row_norms
+
+__all__ = [
+    "CONFIG_KEYS",
+    "DATA_KEYS",
+    "EPS_NORM",
+    "Entries",
+    "SpectralKnowledgeBase",
+    "age_keep",
+    "as_unit_rows",
+    "as_unit_tokens",
+    "check_int",
+    "check_sources",
+    "config_from_state",
+    "entries_from_state",
+    "frequency_keep",
+    "is_int",
+    "priority_order",
+    "rank_in_source",
+    "read_npz",
+    "row_norms",
+    "source_quotas",
+    "topk_cosine",
+    "write_npz",
+]
