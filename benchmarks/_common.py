@@ -25,11 +25,13 @@ import psutil
 from omnifm_monai.jobs import REPO_ROOT
 
 __all__ = [
+    "add_simulation_options",
     "benchmark_parser",
     "cpu_name",
     "machine_info",
     "option_list",
     "simulate_job",
+    "simulation_report",
     "timestamp",
     "tree_rss",
     "write_report",
@@ -68,6 +70,24 @@ def benchmark_parser(doc: str, *, job_options: bool = False) -> argparse.Argumen
     """A parser described by the script's first docstring line; ``job_options``: unknown options go to the job."""
     epilog = "Other options go to omnifm_job." if job_options else None
     return argparse.ArgumentParser(description=doc.splitlines()[0], epilog=epilog)
+
+
+def add_simulation_options(
+    parser: argparse.ArgumentParser, *, rounds: int, participation: float, samples_per_client: int
+) -> None:
+    """The options of the job :func:`simulate_job` runs (``--strategy`` ... ``--sample-seconds``)."""
+    parser.add_argument("--strategy", default="omnifm")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--participation", type=float, default=participation)
+    parser.add_argument("--samples-per-client", type=int, default=samples_per_client)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--sample-seconds", type=float, default=1.0, help="memory sampling of the simulator")
+
+
+def simulation_report(args: argparse.Namespace, forwarded: list[str], **results: Any) -> dict[str, Any]:
+    """A simulation benchmark's report: its settings (with the forwarded job options), cores, date, ``results``."""
+    return {"settings": vars(args) | {"forwarded": forwarded}, "cpu_count": os.cpu_count(), "date": timestamp(),
+            **results}  # fmt: skip
 
 
 def option_list(options: dict[str, Any]) -> list[str]:

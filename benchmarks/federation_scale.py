@@ -18,10 +18,9 @@ Writes ``results.json`` and ``results.md`` under ``--out``. Usage::
 from __future__ import annotations
 
 import json
-import os
 from argparse import Namespace
 
-from _common import benchmark_parser, simulate_job, timestamp, tree_rss, write_report
+from _common import add_simulation_options, benchmark_parser, simulate_job, simulation_report, tree_rss, write_report
 
 __all__ = ["main", "parse_args", "to_markdown", "tree_rss"]
 
@@ -52,12 +51,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Namespace, list[str]]:
     p = benchmark_parser(__doc__, job_options=True)
     p.add_argument("--clients", nargs="+", type=int, default=[16, 32, 64])
     p.add_argument("--threads", type=int, default=4)
-    p.add_argument("--strategy", default="omnifm")
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--participation", type=float, default=0.2)
-    p.add_argument("--samples-per-client", type=int, default=60)
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--sample-seconds", type=float, default=1.0)
+    add_simulation_options(p, rounds=5, participation=0.2, samples_per_client=60)
     p.add_argument("--out", default="runs/benchmarks/scale")
     return p.parse_known_args(argv)
 
@@ -69,12 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{num_clients} sites ...", flush=True)
         runs.append(simulate_job(num_clients, args, forwarded))
         print(json.dumps(runs[-1]), flush=True)
-    report = {
-        "settings": vars(args) | {"forwarded": forwarded},
-        "cpu_count": os.cpu_count(),
-        "date": timestamp(),
-        "runs": runs,
-    }
+    report = simulation_report(args, forwarded, runs=runs)
     write_report(args.out, report, to_markdown(report))
 
 

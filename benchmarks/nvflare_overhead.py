@@ -31,7 +31,7 @@ import time
 from argparse import Namespace
 from pathlib import Path
 
-from _common import benchmark_parser, option_list, simulate_job, timestamp, write_report
+from _common import add_simulation_options, benchmark_parser, option_list, simulate_job, simulation_report, write_report
 
 from omnifm_monai.jobs import parse_job_args
 
@@ -184,12 +184,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Namespace, list[str]]:
     p = benchmark_parser(__doc__, job_options=True)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2, 8], help="simulator threads, one run each")
-    p.add_argument("--strategy", default="omnifm")
-    p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--participation", type=float, default=1.0)
-    p.add_argument("--samples-per-client", type=int, default=240)
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--sample-seconds", type=float, default=1.0, help="memory sampling of the simulator")
+    add_simulation_options(p, rounds=6, participation=1.0, samples_per_client=240)
     p.add_argument("--out", default="runs/benchmarks/overhead")
     return p.parse_known_args(argv)
 
@@ -201,12 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     for threads in args.threads:
         print(f"NVFlare simulator, {threads} threads ...", flush=True)
         runs.append(nvflare_run(args, forwarded, threads))
-    report = {
-        "settings": vars(args) | {"forwarded": forwarded},
-        "cpu_count": os.cpu_count(),
-        "date": timestamp(),
-        "rows": summarise(runs),
-    }
+    report = simulation_report(args, forwarded, rows=summarise(runs))
     write_report(args.out, report, to_markdown(report))
 
 
