@@ -49,6 +49,7 @@ def run_logged_errors(workspace: str) -> list[str]:
 
 
 def _progress(state_root: str, metric: str) -> tuple[int, float]:
+    """Rounds done so far and the mean ``metric`` of the last one, from the server's persisted history."""
     path = os.path.join(state_root, "server", "server_state.json")
     try:
         with open(path) as f:
