@@ -28,24 +28,19 @@ the three goals of the benchmark issue at each participation rate. Writes ``resu
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
+from _common import benchmark_parser, machine_info, option_list, write_report
 
-try:
-    import nvflare_jobs  # noqa: F401
-except ImportError:  # run as a script from a checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from omnifm_monai.jobs import bundle_root, federation_for, parse_job_args, run_strategy
 
-from nvflare_jobs.main_job import run_strategy
-from nvflare_jobs.omnifm_job import bundle_root, federation_for
-from nvflare_jobs.omnifm_job import parse_args as parse_job_args
+__all__ = ["ABLATIONS", "CENTRALISED", "METRICS", "STRATEGIES", "SWEEPS", "finished_run", "goals",
+           "load_variants", "main", "parse_args", "plot", "pooled_centralised", "run", "summarise", "table_rows",
+           "to_markdown"]  # fmt: skip
 
 STRATEGIES = ("local", "fedavg", "fedprox", "fedper", "fedbn", "omnifm")
 ABLATIONS: dict[str, list[str]] = {
@@ -143,11 +138,12 @@ def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
     runs = []
     for participation in args.participation:
         for seed in args.seeds:
-            base = [
-                "--clients", str(args.clients), "--rounds", str(args.rounds), "--local-epochs", str(args.local_epochs),
-                "--image-size", str(args.image_size), "--participation", str(participation), "--seed", str(seed),
-                "--threads", str(args.threads), *forwarded,
-            ]  # fmt: skip
+            options = {
+                "--clients": args.clients, "--rounds": args.rounds, "--local-epochs": args.local_epochs,
+                "--image-size": args.image_size, "--participation": participation, "--seed": seed,
+                "--threads": args.threads,
+            }  # fmt: skip
+            base = [*option_list(options), *forwarded]
             if args.samples_per_client:
                 base += ["--samples-per-client", str(args.samples_per_client)]
             out = os.path.join(args.out, f"p{participation}_s{seed}")
@@ -184,14 +180,6 @@ def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
                 record["majority_rate"] = float(np.mean([s["majority_rate"] for s in per_site.values()]))
                 runs.append(record)
     return {"machine": machine_info(), "settings": vars(args) | {"forwarded": forwarded}, "runs": runs}
-
-
-def machine_info() -> dict:
-    return {
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-    }
 
 
 def table_rows(report: dict) -> list[dict]:
@@ -304,7 +292,7 @@ def load_variants(value: str) -> dict[str, list[str]]:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="Other options go to omnifm_job.")
+    p = benchmark_parser(__doc__, job_options=True)
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     p.add_argument("--ablations", action="store_true", help="also OmniFM with each component removed")
     p.add_argument("--sweeps", action="store_true", help="also OmniFM with lambda, k, cutoff, prototypes varied")
@@ -333,14 +321,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
 def main(argv: list[str] | None = None) -> None:
     args, forwarded = parse_args(argv)
     report = run(args, forwarded)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=1, default=str))
-    markdown = to_markdown(report)
-    (out / "results.md").write_text(markdown + "\n")
-    plot(report, out / "accuracy.png")
-    print(markdown)
-    print(f"wrote {out}/results.json, results.md, accuracy.png")
+    write_report(args.out, report, to_markdown(report), plots={"accuracy.png": plot}, announce=True)
 
 
 if __name__ == "__main__":

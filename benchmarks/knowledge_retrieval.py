@@ -20,23 +20,19 @@ Markdown table. Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import statistics
-import sys
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from _common import benchmark_parser, machine_info, write_report
 
-try:
-    from omnifm_monai.knowledge import SpectralKnowledgeBase
-except ImportError:  # run as a script from a checkout without an installed package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from omnifm_monai.knowledge import SpectralKnowledgeBase
+from omnifm_monai.knowledge import SpectralKnowledgeBase
+
+__all__ = ["build_base", "gemm_only", "main", "numpy_info", "parse_args", "peak_extra_memory", "plot", "run",
+           "to_markdown"]  # fmt: skip
 
 SOURCES = ("ct", "mr_t1", "mr_t2", "pet", "xray", "us", "pathology")
 
@@ -73,33 +69,20 @@ def peak_extra_memory(fn) -> int:
     return peak - base
 
 
-def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+def numpy_info() -> dict[str, str]:
+    """numpy's version and the BLAS it was built with (its matrix products' speed)."""
     blas = "unknown"
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
     except Exception:  # older numpy without mode="dicts"
         pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "numpy": np.__version__,
-        "blas": blas,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "loadavg_1min_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
+    return {"numpy": np.__version__, "blas": blas}
 
 
 def run(args: argparse.Namespace) -> dict:
     """Time every size side by side: each repeat visits the bandwidth probe and then every size, so
     a change in machine load during the run shifts all numbers of that repeat together."""
-    info = machine_info()
+    info = machine_info(**numpy_info())
     chunk_size = args.chunk_size or SpectralKnowledgeBase(args.dim).chunk_size
     rng = np.random.default_rng(args.seed)
     queries = rng.standard_normal((args.queries, args.dim), dtype=np.float32)
@@ -228,7 +211,7 @@ def plot(report: dict, path: Path) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = benchmark_parser(__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--queries", type=int, default=256)
     p.add_argument("--dim", type=int, default=64)
@@ -248,13 +231,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     report = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(report, indent=2))
-    table = to_markdown(report)
-    (args.out / "results.md").write_text(table)
-    plot(report, args.out / "retrieval_time.png")
-    print(table)
-    print(f"wrote {args.out}/results.json, results.md, retrieval_time.png")
+    write_report(args.out, report, to_markdown(report), indent=2, plots={"retrieval_time.png": plot}, announce=True)
 
 
 if __name__ == "__main__":

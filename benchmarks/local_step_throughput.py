@@ -20,54 +20,27 @@ Writes ``<out>/results.json`` and ``<out>/results.md`` and prints the Markdown t
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
-
-try:
-    import omnifm_monai  # noqa: F401
-except ImportError:  # run as a script from a checkout without an installed package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from _common import benchmark_parser, machine_info, write_report
 from monai.bundle import ConfigParser
 from monai.data import list_data_collate
 from monai.engines.utils import default_prepare_batch
 
-from omnifm_monai.tasks import TASKS, get_task
+from omnifm_monai.jobs import bundle_root
+from omnifm_monai.tasks import TASKS
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["VARIANTS", "bundle_parser", "main", "one_batch", "parse_args", "run", "time_steps", "to_markdown"]
+
 VARIANTS = {"plain": {"spectral": False, "prompt": False}, "omnifm": {"spectral": True, "prompt": True}}
-
-
-def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "loadavg_1min_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
 
 
 def bundle_parser(task: str, device: str, variant: str, image_size: int, batch_size: int) -> ConfigParser:
     """The task bundle's ``train.json`` with this run's device, variant and a small training set."""
-    bundle = REPO_ROOT / "bundles" / get_task(task).bundle
+    bundle = bundle_root(task)
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "train.json"))
     parser["bundle_root"] = str(bundle)
@@ -161,7 +134,12 @@ def run(args: argparse.Namespace) -> dict:
         cpu_row = by_key.get((row["task"], "cpu", False))
         if cpu_row is not None and row["device"] != "cpu":
             row["omnifm_speedup_over_cpu"] = cpu_row["omnifm_median_s"] / row["omnifm_median_s"]
-    return {"machine": machine_info(), "settings": vars(args) | {"skipped_devices": skipped}, "rows": rows}
+    info = machine_info(
+        torch_threads=torch.get_num_threads(),
+        gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        torch=torch.__version__,
+    )
+    return {"machine": info, "settings": vars(args) | {"skipped_devices": skipped}, "rows": rows}
 
 
 def to_markdown(report: dict) -> str:
@@ -189,8 +167,8 @@ def to_markdown(report: dict) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tasks", nargs="+", default=[t for t in TASKS if (REPO_ROOT / "bundles" / f"omnifm_{t}").is_dir()])
+    p = benchmark_parser(__doc__)
+    p.add_argument("--tasks", nargs="+", default=[t for t in TASKS if bundle_root(t).is_dir()])
     p.add_argument("--devices", nargs="+", default=["cpu", "cuda"])
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--image-size", type=int, default=64)
@@ -204,12 +182,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     report = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(report, indent=2, default=str))
-    markdown = to_markdown(report)
-    (args.out / "results.md").write_text(markdown + "\n")
-    print(markdown)
-    print(f"wrote {args.out}/results.json, results.md")
+    write_report(args.out, report, to_markdown(report), indent=2, announce=True)
 
 
 if __name__ == "__main__":

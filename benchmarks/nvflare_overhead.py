@@ -22,36 +22,31 @@ NVFlare within 1.3x of the plain loop at 8 sites. Writes ``results.json`` and ``
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import os
 import resource
 import shutil
 import statistics
-import sys
 import time
 from argparse import Namespace
 from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parent
-for path in (BENCHMARKS.parent, BENCHMARKS):  # the repository (nvflare_jobs) and federation_scale.py
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+from _common import add_simulation_options, benchmark_parser, option_list, simulate_job, simulation_report, write_report
 
-from federation_scale import run_one as run_simulation  # noqa: E402
-from federation_scale import write_report  # noqa: E402
+from omnifm_monai.jobs import parse_job_args
 
-from nvflare_jobs.omnifm_job import parse_args as parse_job_args  # noqa: E402
+__all__ = ["job_arguments", "main", "nvflare_run", "parse_args", "plain_loop", "steady_round_seconds", "summarise",
+           "to_markdown"]  # fmt: skip
 
 
 def job_arguments(args: Namespace, forwarded: list[str], state_root: Path) -> list[str]:
     """``omnifm_job`` arguments of the benchmarked job (the plain loop reads the same settings)."""
-    return [
-        "--strategy", args.strategy, "--clients", str(args.clients), "--rounds", str(args.rounds),
-        "--participation", str(args.participation), "--image-size", str(args.image_size),
-        "--samples-per-client", str(args.samples_per_client), "--state-root", str(state_root), *forwarded,
-    ]  # fmt: skip
+    options = {
+        "--strategy": args.strategy, "--clients": args.clients, "--rounds": args.rounds,
+        "--participation": args.participation, "--image-size": args.image_size,
+        "--samples-per-client": args.samples_per_client, "--state-root": state_root,
+    }  # fmt: skip
+    return [*option_list(options), *forwarded]
 
 
 def steady_round_seconds(history: list[dict]) -> list[float]:
@@ -69,10 +64,10 @@ def plain_loop(args: Namespace, forwarded: list[str]) -> dict:
     """The job's rounds as a for-loop in this process, through the client's and server's own classes."""
     import torch
 
-    from nvflare_jobs.omnifm_job import build_network, bundle_root, client_args, federation_for
-    from omnifm_monai.data.federation import sample_participants
     from omnifm_monai.flare import client
+    from omnifm_monai.flare.sampling import sample_participants
     from omnifm_monai.flare.server_core import ServerCore
+    from omnifm_monai.jobs import build_network, bundle_root, client_args, federation_for
     from omnifm_monai.tasks import get_task
 
     root = Path(args.out) / "plain"
@@ -127,7 +122,7 @@ def nvflare_run(args: Namespace, forwarded: list[str], threads: int) -> dict:
     root = Path(args.out) / f"nvflare_threads{threads}"
     shutil.rmtree(root, ignore_errors=True)  # the controller would resume a finished run's state
     simulation = Namespace(**{**vars(args), "threads": threads, "out": str(root)})
-    record = run_simulation(args.clients, simulation, forwarded)
+    record = simulate_job(args.clients, simulation, forwarded)
     state = root / f"clients_{args.clients}" / "state" / "server"
     history, final = [], {}
     if (state / "server_state.json").is_file():
@@ -186,15 +181,10 @@ def to_markdown(report: dict) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Namespace, list[str]]:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="Other options go to omnifm_job.")
+    p = benchmark_parser(__doc__, job_options=True)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2, 8], help="simulator threads, one run each")
-    p.add_argument("--strategy", default="omnifm")
-    p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--participation", type=float, default=1.0)
-    p.add_argument("--samples-per-client", type=int, default=240)
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--sample-seconds", type=float, default=1.0, help="memory sampling of the simulator")
+    add_simulation_options(p, rounds=6, participation=1.0, samples_per_client=240)
     p.add_argument("--out", default="runs/benchmarks/overhead")
     return p.parse_known_args(argv)
 
@@ -206,13 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     for threads in args.threads:
         print(f"NVFlare simulator, {threads} threads ...", flush=True)
         runs.append(nvflare_run(args, forwarded, threads))
-    report = {
-        "settings": vars(args) | {"forwarded": forwarded},
-        "cpu_count": os.cpu_count(),
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "rows": summarise(runs),
-    }
-    write_report(Path(args.out), report, to_markdown(report))
+    report = simulation_report(args, forwarded, rows=summarise(runs))
+    write_report(args.out, report, to_markdown(report))
 
 
 if __name__ == "__main__":

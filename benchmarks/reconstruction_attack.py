@@ -15,20 +15,21 @@ Writes ``runs/benchmarks/privacy/{results.json,results.md}``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import time
 
 import numpy as np
 import torch
+from _common import benchmark_parser, cpu_name, write_report
 from monai.metrics import PSNRMetric, SSIMMetric
 
 from omnifm_monai.data.phantom import generate_anatomy, render
 from omnifm_monai.flare.payload import spectral_centroids
 from omnifm_monai.flare.privacy import SpectralTokenPrivacy
 from omnifm_monai.networks import OmniFMClassifier
+
+__all__ = ["compare", "main", "reconstruct"]
 
 
 def reconstruct(tokenizer: torch.nn.Module, target: torch.Tensor, shape: tuple[int, ...], steps: int, seed: int):
@@ -54,7 +55,7 @@ def compare(candidate: torch.Tensor, images: torch.Tensor) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--modality", default="CT")
     parser.add_argument("--num-images", type=int, default=240)
     parser.add_argument("--image-size", type=int, default=32)
@@ -97,12 +98,9 @@ def main(argv: list[str] | None = None) -> None:
         summary[name] = {
             k: float(np.mean([r[k] for r in mine])) for k in ("best_psnr", "mean_psnr", "best_ssim", "mean_ssim")
         }
-    os.makedirs(args.out, exist_ok=True)
     meta = {"modality": args.modality, "images": args.num_images, "image_size": args.image_size,
             "steps": args.steps, "dp_noise": args.dp_noise, "seconds": time.perf_counter() - start,
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"}  # fmt: skip
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"settings": meta, "rows": rows, "summary": summary}, f, indent=1)
+            "machine": f"{cpu_name()}, {os.cpu_count()} CPUs"}  # fmt: skip
     lines = [
         "| attacker had | best PSNR dB | mean PSNR dB | best SSIM | mean SSIM |",
         "|---|---:|---:|---:|---:|",
@@ -112,9 +110,9 @@ def main(argv: list[str] | None = None) -> None:
         ],
     ]
     table = "\n".join(lines)
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(f"# Reconstruction from the spectral upload\n\n{json.dumps(meta)}\n\n{table}\n")
-    print(table)
+    report = {"settings": meta, "rows": rows, "summary": summary}
+    markdown = f"# Reconstruction from the spectral upload\n\n{json.dumps(meta)}\n\n{table}\n"
+    write_report(args.out, report, markdown, echo=table)
 
 
 if __name__ == "__main__":

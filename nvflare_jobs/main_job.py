@@ -7,166 +7,35 @@
 Each strategy runs as its own simulator process (its log in ``<out>/<strategy>/simulator.log``);
 progress is read from the server's persisted round history. A run counts only if every site
 returned its final evaluation and no site logged a traceback: the simulator can exit 0 while a
-client crashed.
+client crashed. The runs and the report are :mod:`omnifm_monai.jobs.comparison`'s.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
-import json
-import os
-import shutil
-import signal
-import subprocess
 import sys
-import time
 
-from nvflare_jobs.omnifm_job import JobSettings, federation_for
-from nvflare_jobs.omnifm_job import parse_args as parse_job_args
-from omnifm_monai.reporting import RunResult, comparison_rows, format_metric, load_run, markdown_table, write_report
-from omnifm_monai.tasks import get_task
-
-DEFAULT_STRATEGIES = ("local", "fedavg", "fedper", "fedbn", "omnifm")
-# the demo's budget: fits 10 minutes on 2 CPU cores (docs/method.md)
-MAIN_JOB_DEFAULTS = ["--clients", "6", "--rounds", "8", "--local-epochs", "3", "--samples-per-client", "400",
-                     "--image-size", "32"]  # fmt: skip
-
-
-def run_logged_errors(workspace: str) -> list[str]:
-    """Lines with a traceback or an ERROR in any log of a simulator workspace."""
-    bad = []
-    for path in glob.glob(os.path.join(workspace, "**", "log*.txt"), recursive=True):
-        with open(path, errors="replace") as f:
-            for line in f:
-                if "Traceback (most recent call last)" in line or " - ERROR - " in line:
-                    bad.append(f"{path}: {line.strip()}")
-    return bad
-
-
-def _progress(state_root: str, metric: str) -> tuple[int, float]:
-    path = os.path.join(state_root, "server", "server_state.json")
-    try:
-        with open(path) as f:
-            history = json.load(f)["history"]
-    except (OSError, ValueError, KeyError):
-        return 0, float("nan")
-    if not history:
-        return 0, float("nan")
-    values = [m.get(metric) for m in history[-1]["metrics"].values()]
-    values = [v for v in values if v is not None]
-    return len(history), (sum(values) / len(values) if values else float("nan"))
-
-
-def run_strategy(
-    strategy: str, job_args: list[str], settings: JobSettings, out_dir: str, label: str = ""
-) -> tuple[RunResult | None, list[str]]:
-    """Simulate one strategy in a subprocess; returns its result (None if it failed) and the problems seen.
-
-    ``label`` (default: the strategy) names the run's folder under ``out_dir`` and its row in the report,
-    for variants of one strategy (ablations) run with extra ``job_args``. The folder starts empty: the
-    controller would otherwise resume an earlier run's server state and report its results again.
-    """
-    label = label or strategy
-    root = os.path.join(out_dir, label)
-    shutil.rmtree(root, ignore_errors=True)
-    state_root, workspace = os.path.join(root, "state"), os.path.join(root, "workspace")
-    command = [sys.executable, "-m", "nvflare_jobs.omnifm_job", *job_args]
-    command += ["--strategy", strategy, "--state-root", state_root, "--workspace", workspace]
-    os.makedirs(root, exist_ok=True)
-    start = time.perf_counter()
-    shown = -1
-    headline = get_task(settings.task).headline_metric
-    with open(os.path.join(root, "simulator.log"), "w") as log:
-        # own process group, so an interrupted main job also stops the simulator's workers
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            while process.poll() is None:
-                time.sleep(2)
-                done, value = _progress(state_root, headline)
-                if done != shown and done > 0:
-                    shown = done
-                    print(
-                        f"  {label:>7}: round {done}/{settings.num_rounds} done, "
-                        f"{time.perf_counter() - start:5.0f} s, "
-                        f"mean {headline} of the received model {format_metric(headline, value)}",
-                        flush=True,
-                    )
-        except BaseException:
-            os.killpg(process.pid, signal.SIGTERM)
-            raise
-    wall = time.perf_counter() - start
-    problems = run_logged_errors(workspace)
-    if process.returncode:
-        problems.append(f"simulator exited with code {process.returncode}")
-    try:
-        result = load_run(state_root, label, wall)
-    except FileNotFoundError as e:
-        return None, [*problems, str(e)]
-    missing = settings.num_clients - len(result.final_metrics)
-    if missing:
-        problems.append(f"{missing} site(s) returned no final evaluation")
-    return (result if not problems else None), problems
+from omnifm_monai.jobs import DEFAULT_STRATEGIES, JobSettings, comparison_job_args, run_comparison
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str], JobSettings]:
     """The main job's own options, and the job options forwarded to ``nvflare_jobs.omnifm_job``.
 
     Job options (``--clients``, ``--rounds``, ``--federation-data``, ...) are those of
-    ``python -m nvflare_jobs.omnifm_job``; the main job's defaults (:data:`MAIN_JOB_DEFAULTS`) come
-    first, so any given on the command line win.
+    ``python -m nvflare_jobs.omnifm_job``; the main job's defaults
+    (:data:`omnifm_monai.jobs.MAIN_JOB_DEFAULTS`) come first, so any given on the command line win.
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="Other options: see omnifm_job.")
     parser.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES))
     parser.add_argument("--out", default="runs/main_job")
     args, forwarded = parser.parse_known_args(argv)
-    job_args = [*MAIN_JOB_DEFAULTS, *forwarded]
-    settings, _ = parse_job_args(job_args)
-    if "--threads" not in forwarded:  # one simulator process per site
-        job_args += ["--threads", str(settings.num_clients)]
-        settings.threads = settings.num_clients
+    job_args, settings = comparison_job_args(forwarded)
     return args, job_args, settings
 
 
 def main(argv: list[str] | None = None) -> int:
     args, job_args, settings = parse_args(argv)
-    data = settings.federation_data or "embedded phantom"
-    budget = (
-        f"{settings.num_rounds} rounds x {settings.local_epochs} local epoch(s), participation "
-        f"{settings.participation}, image size {settings.image_size}, seed {settings.seed}"
-    )
-    print(
-        f"OmniFM-MONAI main job: {settings.num_clients} sites, {settings.scenario} on {data}, {budget}; "
-        f"strategies {args.strategies}",
-        flush=True,
-    )
-    results, failures = [], {}
-    for index, strategy in enumerate(args.strategies, 1):
-        print(f"[{index}/{len(args.strategies)}] {strategy}", flush=True)
-        result, problems = run_strategy(strategy, job_args, settings, args.out)
-        if result is None:
-            failures[strategy] = problems
-            print(f"  {strategy} FAILED:\n    " + "\n    ".join(problems[:10]), flush=True)
-        else:
-            results.append(result)
-    if results:
-        task = get_task(settings.task)
-        title = f"OmniFM-MONAI {task.name}: {settings.scenario} on {data}, {settings.num_clients} sites"
-        notes = (
-            f"{budget}. Metrics are the final model's, per site on its own test split, averaged over sites"
-            + (
-                "; 'own labels' restricts the argmax to the site's label space, 'all labels' takes it over the union"
-                if "restricted_accuracy" in task.report_metrics
-                else ""
-            )
-            + ". `local` is each site training alone.\n\n"
-            + federation_for(settings).summary()
-        )
-        metrics, headline = task.report_metrics, task.headline_metric
-        paths = write_report(results, args.out, title, notes, metrics, headline)
-        print("\n" + markdown_table(comparison_rows(results, metrics, headline), metrics))
-        print(f"\nreport: {paths['markdown']}\nplot:   {paths['plot']}\njson:   {paths['json']}")
-    return 1 if failures else 0
+    return run_comparison(args.strategies, job_args, settings, args.out)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """NVFlare client entry point: runs a MONAI bundle's own training workflow for any task and strategy.
 
 Launched by NVFlare's ``ClientAPIExecutor`` through ``nvflare_jobs/client_entry.py`` (see
-``nvflare_jobs/omnifm_job.py``); :class:`SiteTrainer` holds the site's side. Each round (NVFlare
+``omnifm_monai/jobs/builder.py``); :class:`SiteTrainer` holds the site's side. Each round (NVFlare
 Client API):
 
 1. ``flare.receive()`` -> shared global weights (+ the prototypes the server retrieved for this

@@ -1,6 +1,7 @@
 """Load a benchmark script (``benchmarks/<name>.py`` is a script, not a package) as a module."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,10 @@ def load_benchmark(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# the scripts import their shared helpers as `_common`, found beside them when run as `python benchmarks/x.py`
+sys.modules.setdefault("_common", load_benchmark("_common"))
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,8 @@ def test_a_restarted_benchmark_keeps_finished_runs(script, tmp_path):
 
 
 def test_every_sweep_and_ablation_changes_the_setting_it_names(script):
-    from nvflare_jobs.omnifm_job import build_network, parse_args
+    from omnifm_monai.jobs import build_network
+    from omnifm_monai.jobs import parse_job_args as parse_args
 
     settings = {label: parse_args(["--strategy", "omnifm", *extra])[0] for label, extra in script.SWEEPS.items()}
     assert settings["omnifm lambda=1"].bundle_overrides == {"spalign_weight": 1.0}
@@ -88,7 +89,7 @@ def test_labelled_variants_from_the_command_line(script, tmp_path):
 
 
 def test_the_committed_variant_files_name_real_strategies_and_options(script):
-    from nvflare_jobs.omnifm_job import parse_args
+    from omnifm_monai.jobs import parse_job_args as parse_args
     from omnifm_monai.strategies import get_strategy
 
     files = sorted(script.Path(script.__file__).parent.joinpath("variants").glob("*.json"))

@@ -8,10 +8,10 @@ import torch
 from monai.engines.utils import default_prepare_batch
 from torch import nn
 
-from nvflare_jobs.omnifm_job import bundle_root
 from omnifm_monai.data.federation import build_federation
 from omnifm_monai.flare.client import SiteTrainer, parse_args
 from omnifm_monai.flare.norm_statistics import recalibrate_norm_statistics
+from omnifm_monai.jobs import bundle_root
 
 
 def _trainer(batches, prepare_batch=default_prepare_batch):

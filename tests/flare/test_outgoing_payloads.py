@@ -8,10 +8,10 @@ from nvflare.apis.dxo import from_shareable
 from nvflare.app_common.abstract.fl_model import FLModel
 from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
-from nvflare_jobs.omnifm_job import bundle_root
 from omnifm_monai.data.federation import build_federation
 from omnifm_monai.flare.client import SiteTrainer, parse_args
 from omnifm_monai.flare.constants import MetaKey
+from omnifm_monai.jobs import bundle_root
 from omnifm_monai.strategies import STRATEGIES, norm_layer_keys
 
 DOCUMENTED_META = {MetaKey.NUM_SAMPLES, MetaKey.UPLOAD_BYTES, MetaKey.TOKENS}  # see omnifm_monai/flare/payload.py

@@ -31,12 +31,12 @@ def nvflare_missing() -> bool:
 def poc_run(tmp_path_factory):
     if nvflare_missing():
         pytest.skip("the `nvflare` command is not installed: POC mode needs NVFlare's CLI")
-    from nvflare_jobs.poc import export_job, run_poc
+    from omnifm_monai.jobs.poc import export_poc_job, run_poc
 
     root = tmp_path_factory.mktemp("poc")
     job_argv = ["--strategy", "fedavg", "--clients", str(len(SITES)), "--rounds", str(ROUNDS)]
     job_argv += ["--image-size", "32", "--samples-per-client", "60", "--state-root", str(root / "state")]
-    job_dir, num_clients = export_job(job_argv, str(root / "jobs"))
+    job_dir, num_clients = export_poc_job(job_argv, str(root / "jobs"))
     result = run_poc(job_dir, num_clients, str(root / "workspace"), timeout=300)
     return root, result
 

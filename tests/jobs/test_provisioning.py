@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nvflare_jobs.omnifm_job import JobSettings, build_job
+from omnifm_monai.jobs import JobSettings, build_job
 
 PROJECT = Path(__file__).resolve().parents[2] / "nvflare_jobs" / "provisioning" / "project.yml"
 HOSPITALS = ["hospital-a", "hospital-b"]

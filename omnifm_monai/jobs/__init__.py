@@ -1,0 +1,61 @@
+"""Job building as library code: one federated job (settings, builder), the strategy comparison, POC runs.
+
+``nvflare_jobs/*.py`` are the command lines over these, in the style of NVFlare's
+``examples/hello-world/hello-pt/job.py``.
+"""
+
+from omnifm_monai.jobs.builder import (
+    BUNDLE_OUTPUTS,
+    CLIENT_ENTRY,
+    CLIENT_SCRIPT,
+    REPO_ROOT,
+    analytics_receiver,
+    build_job,
+    build_network,
+    bundle_root,
+    client_args,
+    compact_json,
+    export_job,
+    federation_for,
+    run_simulation,
+    stage_site_files,
+)
+from omnifm_monai.jobs.comparison import (
+    DEFAULT_STRATEGIES,
+    MAIN_JOB_DEFAULTS,
+    comparison_job_args,
+    run_comparison,
+    run_logged_errors,
+    run_strategy,
+)
+from omnifm_monai.jobs.poc import PocResult, export_poc_job, run_poc
+from omnifm_monai.jobs.settings import JobSettings, job_argument_parser, parse_job_args
+
+__all__ = [
+    "BUNDLE_OUTPUTS",
+    "CLIENT_ENTRY",
+    "CLIENT_SCRIPT",
+    "DEFAULT_STRATEGIES",
+    "MAIN_JOB_DEFAULTS",
+    "REPO_ROOT",
+    "JobSettings",
+    "PocResult",
+    "analytics_receiver",
+    "build_job",
+    "build_network",
+    "bundle_root",
+    "client_args",
+    "compact_json",
+    "comparison_job_args",
+    "export_job",
+    "export_poc_job",
+    "federation_for",
+    "job_argument_parser",
+    "parse_job_args",
+    "run_comparison",
+    "run_logged_errors",
+    "run_poc",
+    "run_simulation",
+    "run_strategy",
+    "stage_site_files",
+]

@@ -1,0 +1,239 @@
+"""Build, export and simulate one OmniFM-MONAI federated job with NVFlare's Python job API (``FedJob``).
+
+The server runs :class:`~omnifm_monai.flare.controller.OmniFMController`; each site runs the task's
+bundle through NVFlare's Client API (``nvflare_jobs/client_entry.py``, copied into its ``custom/``
+folder). ``python -m nvflare_jobs.omnifm_job`` is the command line over :func:`build_job`,
+:func:`export_job` and :func:`run_simulation`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from omnifm_monai.jobs.settings import JobSettings
+
+__all__ = [
+    "BUNDLE_OUTPUTS",
+    "CLIENT_ENTRY",
+    "CLIENT_SCRIPT",
+    "REPO_ROOT",
+    "analytics_receiver",
+    "build_job",
+    "build_network",
+    "bundle_root",
+    "client_args",
+    "compact_json",
+    "export_job",
+    "federation_for",
+    "run_simulation",
+    "stage_site_files",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# left out of the shipped bundle: outputs, and logging.conf (NVFlare parses every .conf under custom/)
+BUNDLE_OUTPUTS = ("models", "eval", "logs", "__pycache__", "*.pt", "*.ts", "logging.conf")
+CLIENT_SCRIPT = "omnifm_client.py"  # the entry script's name inside each site's custom/ folder
+CLIENT_ENTRY = REPO_ROOT / "nvflare_jobs" / "client_entry.py"  # what is copied there by default
+
+
+def bundle_root(task: str) -> Path:
+    """The task's MONAI bundle folder in this repository."""
+    from omnifm_monai.tasks import get_task
+
+    return REPO_ROOT / "bundles" / get_task(task).bundle
+
+
+def federation_for(settings: JobSettings):
+    """The simulated federation the sites will hold (the same call every client makes)."""
+    from omnifm_monai.tasks import get_task
+
+    return get_task(settings.task).build_federation(
+        settings.scenario,
+        settings.num_clients,
+        seed=settings.seed,
+        data_dir=settings.federation_data or None,
+        image_size=settings.image_size,
+        samples_per_client=settings.samples_per_client or None,
+    )
+
+
+def build_network(settings: JobSettings, num_classes: int):
+    """The bundle's own network definition with this job's overrides (the server's initial model).
+
+    ``num_classes`` is ignored for tasks without a label space.
+    """
+    from monai.bundle import ConfigParser
+
+    from omnifm_monai.strategies import get_strategy
+    from omnifm_monai.tasks import get_task
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle_root(settings.task) / "configs" / "train.json"))
+    strategy = get_strategy(settings.strategy, **settings.strategy_options)
+    overrides = {"image_size": settings.image_size, **strategy.network_options()}
+    if get_task(settings.task).uses_num_classes:
+        overrides["num_classes"] = num_classes
+    overrides.update(settings.bundle_overrides)
+    for key, value in overrides.items():
+        parser[key] = value
+    return parser.get_parsed_content("network_def"), strategy
+
+
+def compact_json(value: Any) -> str:
+    """JSON without spaces (NVFlare splits a site's script arguments on white space)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def client_args(settings: JobSettings, site: str, num_classes: int) -> str:
+    """Command-line arguments of ``omnifm_monai/flare/client.py`` for one site."""
+    args = [
+        "--task", settings.task,
+        "--bundle-root", bundle_root(settings.task).name,
+        "--strategy", settings.strategy,
+        "--strategy-options", compact_json(settings.strategy_options),
+        "--local-epochs", str(settings.local_epochs),
+        "--site-dir", settings.site_dir(site),
+        "--image-size", str(settings.image_size),
+        "--seed", str(settings.seed),
+        "--torch-threads", str(settings.torch_threads),
+        "--bundle-overrides", compact_json(settings.bundle_overrides),
+        "--num-classes", str(num_classes),
+    ]  # fmt: skip
+    if settings.dataset_dir:
+        args += ["--dataset-dir", settings.dataset_dir.replace("{site}", site)]
+    else:
+        args += ["--scenario", settings.scenario, "--num-clients", str(settings.num_clients)]
+        if settings.federation_data:
+            args += ["--federation-data", os.path.abspath(settings.federation_data)]
+        if settings.samples_per_client:
+            args += ["--samples-per-client", str(settings.samples_per_client)]
+    # NVFlare splits script_args on white space, without shell quoting
+    spaced = [a for a in args if any(c.isspace() for c in a)]
+    if spaced:
+        raise ValueError(f"client arguments cannot contain white space: {spaced}")
+    return " ".join(args)
+
+
+def stage_site_files(settings: JobSettings) -> str:
+    """A folder with what each site's ``custom/`` folder receives: the client entry script and a clean
+    copy of the bundle (configs and docs, no checkpoints), so paths inside the job are relative."""
+    source = bundle_root(settings.task)
+    stage = os.path.abspath(os.path.join(settings.state_root, "job_files"))
+    shutil.rmtree(stage, ignore_errors=True)
+    shutil.copytree(source, os.path.join(stage, source.name), ignore=shutil.ignore_patterns(*BUNDLE_OUTPUTS))
+    entry = settings.client_script or CLIENT_ENTRY
+    shutil.copy(entry, os.path.join(stage, CLIENT_SCRIPT))
+    return stage
+
+
+def analytics_receiver(settings: JobSettings):
+    """NVFlare experiment tracking on the server: the sites' metrics as TensorBoard events or in MLflow."""
+    events = ["fed.analytix_log_stats"]
+    if settings.tracking == "tensorboard":
+        from nvflare.app_opt.tracking.tb.tb_receiver import TBAnalyticsReceiver
+
+        return TBAnalyticsReceiver(events=events)
+    if settings.tracking == "mlflow":
+        from nvflare.app_opt.tracking.mlflow.mlflow_receiver import MLflowReceiver
+
+        return MLflowReceiver(tracking_uri=settings.tracking_uri or None, events=events)
+    raise ValueError(f"tracking must be 'tensorboard' or 'mlflow', got {settings.tracking!r}.")
+
+
+def build_job(settings: JobSettings):
+    """An NVFlare ``FedJob``: the OmniFM controller on the server, the bundle and client script on each site.
+
+    Returns:
+        ``(job, federation)``; ``federation`` is None when the sites use their own data (``dataset_dir``).
+    """
+    from nvflare.app_common.executors.client_api_executor import ClientAPIExecutor, ExecutionMode
+    from nvflare.app_opt.pt.job_config.base_fed_job import BaseFedJob
+    from nvflare.client.config import ExchangeFormat, TransferType
+    from nvflare.job_config.defs import FilterType
+
+    from omnifm_monai.flare.controller import OmniFMController
+    from omnifm_monai.flare.privacy import SpectralTokenPrivacy
+    from omnifm_monai.tasks import get_task
+
+    task = get_task(settings.task)
+    if settings.site_names and not settings.dataset_dir:
+        raise ValueError("site_names are for sites with their own data (dataset_dir); simulations use site-N.")
+    if settings.dataset_dir:  # the hospitals' own data: nothing to simulate
+        if task.uses_num_classes and settings.num_classes < 1:
+            raise ValueError(
+                f"num_classes (the federation's label-space size) is required with dataset_dir for task {task.name!r}."
+            )
+        sites = settings.site_names or [f"site-{i + 1}" for i in range(settings.num_clients)]
+        if len(sites) != settings.num_clients or len(set(sites)) != len(sites):
+            raise ValueError(f"site_names {sites} must be {settings.num_clients} distinct names (num_clients).")
+        federation = None
+        num_classes = settings.num_classes
+    else:
+        federation = federation_for(settings)
+        sites, num_classes = [c.name for c in federation.clients], federation.num_classes
+    network, strategy = build_network(settings, num_classes)
+    job = BaseFedJob(
+        initial_model=network,
+        name=settings.name,
+        min_clients=settings.num_clients,
+        key_metric=task.headline_metric,
+        analytics_receiver=analytics_receiver(settings),
+    )
+    controller = OmniFMController(
+        strategy=settings.strategy,
+        num_rounds=settings.num_rounds,
+        participation=settings.participation,
+        seed=settings.seed,
+        private_keys=sorted(strategy.private_keys(network)),
+        state_dir=settings.server_state_dir(),
+        strategy_options=settings.strategy_options or None,
+        train_timeout=settings.train_timeout,
+        server_options=settings.server_options or None,
+    )
+    job.to_server(controller)
+    site_files = stage_site_files(settings)
+    for site in sites:
+        job.to(site_files, site)
+        executor = ClientAPIExecutor(
+            task_script_path=CLIENT_SCRIPT,
+            task_script_args=client_args(settings, site, num_classes),
+            execution_mode=ExecutionMode.IN_PROCESS,
+            params_exchange_format=ExchangeFormat.PYTORCH,
+            server_expected_format=ExchangeFormat.NUMPY,
+            params_transfer_type=TransferType.FULL,
+        )
+        job.to(executor, site, tasks=["*"])
+        if settings.spectral_dp_noise > 0 and strategy.uses_knowledge_base:
+            dp = SpectralTokenPrivacy(noise_multiplier=settings.spectral_dp_noise)
+            job.to(dp, site, filter_type=FilterType.TASK_RESULT, tasks=["train"])
+    return job, federation
+
+
+def run_simulation(settings: JobSettings, workspace: str) -> None:
+    """Run the job in the NVFlare simulator; results land in ``settings.state_root``."""
+    if not settings.torch_threads:  # the simulated sites share this machine's cores
+        settings.torch_threads = max(1, (os.cpu_count() or 1) // max(1, settings.threads))
+    job, federation = build_job(settings)
+    if federation is not None:
+        print(federation.summary(), flush=True)
+    settings.save()
+    job.simulator_run(os.path.abspath(workspace), threads=settings.threads)
+
+
+def export_job(settings: JobSettings, export_dir: str, *, save_settings: bool = False) -> str:
+    """Export the job as a folder for ``nvflare job submit`` or the FLARE API; returns the folder.
+
+    Args:
+        settings: the run.
+        export_dir: where the job folder (named ``settings.name``) is written.
+        save_settings: also write ``<state_root>/settings.json``, as a simulation does.
+    """
+    job, _ = build_job(settings)
+    job.export_job(export_dir)
+    if save_settings:
+        settings.save()
+    return os.path.join(export_dir, settings.name)
