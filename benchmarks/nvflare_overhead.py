@@ -70,8 +70,8 @@ def plain_loop(args: Namespace, forwarded: list[str]) -> dict:
     import torch
 
     from nvflare_jobs.omnifm_job import build_network, bundle_root, client_args, federation_for
-    from omnifm_monai.data.federation import sample_participants
     from omnifm_monai.flare import client
+    from omnifm_monai.flare.sampling import sample_participants
     from omnifm_monai.flare.server_core import ServerCore
     from omnifm_monai.tasks import get_task
 

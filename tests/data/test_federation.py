@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from omnifm_monai.data.federation import SCENARIOS, Federation, build_federation, sample_participants
+from omnifm_monai.data.federation import SCENARIOS, Federation, build_federation
+from omnifm_monai.flare.sampling import sample_participants
 
 REAL_MEDMNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "medmnist"
 
