@@ -270,7 +270,7 @@ def to_uint8(images: np.ndarray, *, channels_last: bool = True) -> np.ndarray:
 
     Args:
         images: float images, channels first.
-        channels_last: ``True`` for the MedMNIST layout of 2D sites: ``(N, H, W)`` when ``C = 1``, else
+        channels_last: ``True`` for the MedMNIST layout of 2D images: ``(N, H, W)`` when ``C = 1``, else
             ``(N, H, W, C)``; ``False`` keeps ``(N, C, *S)``.
     """
     quantised = np.rint(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)

@@ -10,7 +10,7 @@ import pytest
 from omnifm_monai.data.federation import SCENARIOS, Federation, build_federation
 from omnifm_monai.flare.sampling import sample_participants
 
-REAL_MEDMNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "medmnist"
+REAL_MEDMNIST = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "medmnist"
 
 # name -> (sizes train/val/test, num classes, rgb, image size)
 FAKE_FILES = {
