@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-# the same file-kind detection as the classification loaders (extension, magic bytes, extension-less
+# the same file-kind detection as the data loaders (image_io) (extension, magic bytes, extension-less
 # files tried as DICOM), so the scan recognises exactly the files training reads
-from omnifm_monai.data.classification import (
+from omnifm_monai.data.image_io import (
     DICOM_EXTENSIONS,
     IMAGE_EXTENSIONS,
     NIFTI_EXTENSIONS,

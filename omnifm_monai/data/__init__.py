@@ -1,23 +1,55 @@
-"""Data: the embedded multi-modality phantom, MedMNIST, image folders and federated partitions."""
+"""Data: image I/O, the site archive, the embedded multi-modality phantom, MedMNIST, one datalist module per
+task and the simulated federations (:mod:`omnifm_monai.data.federation`)."""
 
 from .classification import class_names_for, load_classification_split
-from .federation import SCENARIOS, Federation, build_federation, sample_participants
+from .degradation import degrade_bicubic
+from .federation import (
+    SCENARIOS,
+    Federation,
+    FusionFederation,
+    SegmentationFederation,
+    SuperResolutionFederation,
+    VQAFederation,
+    build_federation,
+    build_fusion_federation,
+    build_segmentation_federation,
+    build_super_resolution_federation,
+    build_vqa_federation,
+)
+from .image_io import fix_channels, from_uint8, image_reader_kind, load_image_file, resize_images, to_uint8
 from .medmnist import ImageClassificationData, load_medmnist
 from .phantom import FINDINGS, MODALITIES, PhantomDataset, generate_anatomy, make_phantom_dataset, render
+from .site_archive import SPLITS, split_cuts
 
 __all__ = [
     "FINDINGS",
     "MODALITIES",
     "SCENARIOS",
+    "SPLITS",
     "Federation",
+    "FusionFederation",
     "ImageClassificationData",
     "PhantomDataset",
+    "SegmentationFederation",
+    "SuperResolutionFederation",
+    "VQAFederation",
     "build_federation",
+    "build_fusion_federation",
+    "build_segmentation_federation",
+    "build_super_resolution_federation",
+    "build_vqa_federation",
     "class_names_for",
+    "degrade_bicubic",
+    "fix_channels",
+    "from_uint8",
     "generate_anatomy",
+    "image_reader_kind",
     "load_classification_split",
+    "load_image_file",
     "load_medmnist",
     "make_phantom_dataset",
     "render",
-    "sample_participants",
+    "resize_images",
+    "split_cuts",
+    "to_uint8",
 ]

@@ -1,4 +1,4 @@
-"""Multi-modal fusion data: co-registered source pairs, site archives, federations and fusion file I/O.
+"""Multi-modal fusion data: co-registered source pairs, site archives and the inference datalist.
 
 Every source gives ``[{"image": float32 (2, S, S), "label": the same array}]``: the two gray sources
 stacked on channels, in [0, 1]. There is no fused ground truth; the label repeats the sources because
@@ -23,8 +23,7 @@ Sources (:func:`load_fusion_split`):
   (area / bilinear) to ``image_size``. Unreadable files and pairs of different shapes are logged as
   warnings naming the file and the reason, and skipped.
 
-Federation (:func:`build_fusion_federation`): ``cross_modality_hard`` gives site ``i`` the modality pair
-``FUSION_PAIRS[i % len(FUSION_PAIRS)]`` only; ``iid`` gives every site every pair in equal shares.
+Federation: :func:`omnifm_monai.data.federation.build_fusion_federation`.
 """
 
 from __future__ import annotations
@@ -37,34 +36,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from ignite.engine import Engine, Events
 
-from omnifm_monai.data.classification import resize_images
-from omnifm_monai.data.medmnist import SPLITS
+from omnifm_monai.data.image_io import IMAGE_EXTENSIONS, NIFTI_EXTENSIONS, resize_images, square_crop
 from omnifm_monai.data.phantom import make_coregistered_pair
 from omnifm_monai.data.site_archive import (
-    SiteLookup,
+    SPLITS,
     archive_text,
     is_phantom,
     load_site_archive,
-    markdown_table,
-    phantom_site_samples,
     save_site_archive,
     split_cuts,
 )
 
 __all__ = [
     "FUSION_PAIRS",
-    "FUSION_SCENARIOS",
     "FusionData",
     "load_fusion_npz",
     "read_fusion_source",
     "load_fusion_split",
-    "FusionFederation",
-    "build_fusion_federation",
     "fusion_inference_datalist",
-    "FusedImageWriter",
+    "phantom_pairs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,13 +63,7 @@ logger = logging.getLogger(__name__)
 FUSION_PAIRS: tuple[tuple[str, str], ...] = (("MR-T1", "PET"), ("CT", "MR-T2"), ("MR-T1", "MR-T2"), ("CT", "PET"))
 """Gray modality pairs of the phantom (first source, second source)."""
 
-FUSION_SCENARIOS: tuple[str, ...] = ("cross_modality_hard", "iid")
-"""Partition scenarios :func:`build_fusion_federation` knows."""
-
-_DEFAULT_SITE_SAMPLES = 160
 _NPZ_KIND = "fusion"
-_PIL_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-_NIFTI_EXTENSIONS = (".nii", ".nii.gz")
 
 
 # ---- site archives --------------------------------------------------------------------------------------
@@ -148,7 +133,7 @@ def load_fusion_npz(path: str | os.PathLike) -> FusionData:
 
 
 def _is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith(_NIFTI_EXTENSIONS)
+    return path.name.lower().endswith(NIFTI_EXTENSIONS)
 
 
 def read_fusion_source(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
@@ -178,7 +163,7 @@ def read_fusion_source(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray 
             low, high = float(data.min()), float(data.max())
             image = (data - low) / (high - low) if high > low else np.zeros_like(data)
             return image.astype(np.float32), affine
-        if path.suffix.lower() in _PIL_EXTENSIONS:
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
             from PIL import Image
 
             with Image.open(path) as im:
@@ -187,14 +172,6 @@ def read_fusion_source(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray 
     except Exception as e:  # every reader error becomes one message naming the file
         raise ValueError(f"cannot read '{path}': {type(e).__name__}: {e}") from e
     raise ValueError(f"cannot read '{path}': not a PNG/JPEG/TIFF/BMP or NIfTI file.")
-
-
-def _square(image: np.ndarray) -> np.ndarray:
-    """Centre crop of (..., H, W) to (..., m, m), ``m = min(H, W)``."""
-    h, w = image.shape[-2:]
-    m = min(h, w)
-    top, left = (h - m) // 2, (w - m) // 2
-    return image[..., top : top + m, left : left + m]
 
 
 def _source_files(case: Path) -> tuple[Path | None, Path | None]:
@@ -230,7 +207,7 @@ def _read_pair(case: Path, image_size: int) -> np.ndarray | None:
             images[1].shape,
         )
         return None
-    pair = _square(np.stack(images))[None]  # (1, 2, m, m)
+    pair = square_crop(np.stack(images))[None]  # (1, 2, m, m)
     return resize_images(np.ascontiguousarray(pair), image_size)[0]
 
 
@@ -260,7 +237,9 @@ def _folder_pairs(folder: Path, split: str, image_size: int, seed: int) -> np.nd
 # ---- datalists ------------------------------------------------------------------------------------------
 
 
-def _phantom_pairs(pairs: Sequence[tuple[str, str]], num_samples: int, image_size: int, seed) -> np.ndarray:
+def phantom_pairs(
+    pairs: Sequence[tuple[str, str]], num_samples: int, image_size: int, seed: int | Sequence[int]
+) -> np.ndarray:
     """Co-registered phantom pairs spread over ``pairs`` -> float32 (num_samples, 2, S, S), in pair order."""
     counts = [len(c) for c in np.array_split(np.arange(num_samples), len(pairs))]
     parts = []
@@ -276,7 +255,7 @@ def _phantom_pairs(pairs: Sequence[tuple[str, str]], num_samples: int, image_siz
 def _phantom_splits(image_size: int, num_samples: int, seed: int) -> dict[str, np.ndarray]:
     if num_samples < 5:
         raise ValueError(f"num_samples={num_samples} must be >= 5 so that train, val and test are non-empty.")
-    pairs = _phantom_pairs(FUSION_PAIRS, num_samples, image_size, seed)
+    pairs = phantom_pairs(FUSION_PAIRS, num_samples, image_size, seed)
     order = np.random.default_rng([seed, 0xF0]).permutation(num_samples)
     return dict(zip(SPLITS, np.split(pairs[order], split_cuts(num_samples))))
 
@@ -329,77 +308,6 @@ def load_fusion_split(
     return [{"image": x, "label": x} for x in pairs]
 
 
-# ---- federation -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FusionFederation(SiteLookup[FusionData]):
-    """Simulated fusion federation: one :class:`FusionData` per site (``site-1`` .. ``site-N``)."""
-
-    scenario: str
-    seed: int
-    clients: tuple[FusionData, ...]
-
-    @property
-    def num_classes(self) -> int:
-        """0: fusion has no label space."""
-        return 0
-
-    def summary(self) -> str:
-        """A Markdown table: site, modality pair(s), size, train/val/test counts."""
-        headers = ("site", "modality pairs", "size", "train/val/test")
-        rows = [
-            (
-                c.name,
-                c.modalities,
-                "x".join(str(s) for s in next(iter(c.splits.values())).shape[2:]),
-                "/".join(str(c.num_samples(s)) for s in SPLITS),
-            )
-            for c in self.clients
-        ]
-        title = f"Fusion federation '{self.scenario}' (seed {self.seed}): {self.num_clients} sites"
-        return f"{title}\n\n{markdown_table(headers, rows)}"
-
-
-def build_fusion_federation(
-    scenario: str,
-    num_clients: int,
-    *,
-    seed: int = 0,
-    data_dir: str | os.PathLike | None = None,
-    image_size: int = 64,
-    samples_per_client: int | None = None,
-) -> FusionFederation:
-    """A phantom fusion federation: co-registered pairs per site, split 60/20/20 (seeded).
-
-    Args:
-        scenario: ``cross_modality_hard`` (site i holds pair ``FUSION_PAIRS[i % 4]`` only) or ``iid``
-            (every site holds every pair in equal shares).
-        num_clients: sites, >= 1.
-        seed: seeds every phantom and split.
-        data_dir: must be ``None`` (or ``""``/``"phantom"``): give real sites their own folder instead.
-        image_size: size of the pairs (>= 16).
-        samples_per_client: pairs per site before the split (``None`` -> 160, minimum 5).
-
-    Raises:
-        ValueError: for an unknown scenario, a bad count or a ``data_dir``.
-    """
-    samples = phantom_site_samples(
-        "fusion", scenario, FUSION_SCENARIOS, num_clients, image_size, samples_per_client, _DEFAULT_SITE_SAMPLES,
-        data_dir, "folder of pairs or .npz",
-    )  # fmt: skip
-    clients = []
-    for i in range(num_clients):
-        held = (FUSION_PAIRS[i % len(FUSION_PAIRS)],) if scenario == "cross_modality_hard" else FUSION_PAIRS
-        pairs = _phantom_pairs(held, samples, image_size, [seed, i])
-        pairs = np.round(np.clip(pairs, 0.0, 1.0) * 255.0).astype(np.uint8)
-        order = np.random.default_rng([seed, i, 0x5A]).permutation(samples)
-        splits = {s: pairs[np.sort(idx)] for s, idx in zip(SPLITS, np.split(order, split_cuts(samples)))}
-        names = ", ".join("+".join(p) for p in held)
-        clients.append(FusionData(f"site-{i + 1}", names, splits, source="phantom"))
-    return FusionFederation(scenario=scenario, seed=seed, clients=tuple(clients))
-
-
 # ---- inference I/O --------------------------------------------------------------------------------------
 
 
@@ -427,40 +335,3 @@ def fusion_inference_datalist(input_a: str | os.PathLike, input_b: str | os.Path
             "shape": np.asarray(a.shape),
         }
     ]
-
-
-class FusedImageWriter:
-    """Ignite handler: writes each fused ``pred`` (1, S, S) as ``<output_dir>/<A's name>_fused.nii.gz`` (with
-    A's affine) when A is NIfTI, else ``_fused.png``, at A's original size. ``written`` lists the files."""
-
-    def __init__(self, output_dir: str | os.PathLike) -> None:
-        self.output_dir = Path(output_dir)
-        self.written: list[Path] = []
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
-
-    def __call__(self, engine: Engine) -> None:
-        batch, output = engine.state.batch, engine.state.output
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        for i, item in enumerate(output):
-            meta = batch[i] if isinstance(batch, (list, tuple)) else {k: v[i] for k, v in batch.items()}  # decollated
-            shape = tuple(int(s) for s in np.asarray(meta["shape"]))
-            fused = torch.as_tensor(item["pred"]).detach().float().cpu()[None]  # (1, 1, S, S)
-            fused = torch.nn.functional.interpolate(fused, size=shape, mode="bilinear", align_corners=False)
-            image = fused[0, 0].clamp(0.0, 1.0).numpy()  # (H, W)
-            name = Path(str(meta["source"])).name
-            stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
-            if bool(meta["nifti"]):
-                import nibabel as nib
-
-                affine = np.asarray(meta["affine"], dtype=np.float64)
-                path = self.output_dir / f"{stem}_fused.nii.gz"
-                nib.save(nib.Nifti1Image(image.astype(np.float32), affine), str(path))
-            else:
-                from PIL import Image
-
-                path = self.output_dir / f"{stem}_fused.png"
-                Image.fromarray(np.round(image * 255.0).astype(np.uint8)).save(path)
-            logger.info("Wrote fused image '%s'.", path)
-            self.written.append(path)

@@ -22,18 +22,17 @@ from pathlib import Path
 import numpy as np
 from monai.utils import optional_import
 
+from omnifm_monai.data.site_archive import SPLITS
+
 __all__ = [
-    "SPLITS",
     "MEDMNIST_SIZES",
     "MEDMNIST_MODALITIES",
     "MEDMNIST_CLASS_NAMES",
     "ImageClassificationData",
     "load_medmnist",
     "medmnist_file_name",
+    "medmnist_flag_and_size",
 ]
-
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-"""The three splits of every MedMNIST archive, in file order."""
 
 MEDMNIST_SIZES: tuple[int, ...] = (28, 64, 128, 224)
 """Image sizes MedMNIST-v2 publishes for its 2D data sets (28 is the MNIST-like default)."""
@@ -217,11 +216,15 @@ class ImageClassificationData:
             np.savez_compressed(f, **arrays)
 
 
+def medmnist_flag_and_size(stem: str) -> tuple[str, int]:
+    """``"breastmnist_64"`` -> ``("breastmnist", 64)``; a stem without a size suffix -> ``(stem, 28)``."""
+    match = _SIZE_SUFFIX.match(stem)
+    return (match.group("flag"), int(match.group("size"))) if match else (stem, 28)
+
+
 def _flag_from_stem(stem: str) -> str:
     """``"breastmnist_64"`` -> ``"breastmnist"``; other stems unchanged (lower-cased)."""
-    stem = stem.lower()
-    match = _SIZE_SUFFIX.match(stem)
-    return match.group("flag") if match else stem
+    return medmnist_flag_and_size(stem.lower())[0]
 
 
 def _download(flag: str, size: int, root: Path) -> Path:

@@ -37,34 +37,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from monai.data import load_decathlon_datalist
-from monai.transforms import Compose, EnsureChannelFirstd, LoadImage, LoadImaged, Orientationd, Resize, ScaleIntensityd
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImage, LoadImaged, Orientationd, ScaleIntensityd
 from monai.utils import convert_to_numpy
 
-from omnifm_monai.data.classification import NIFTI_EXTENSIONS, image_reader_kind
-from omnifm_monai.data.medmnist import SPLITS
+from omnifm_monai.data.image_io import NIFTI_EXTENSIONS, fix_channels, image_reader_kind, resize_images, resize_masks
 from omnifm_monai.data.phantom import MODALITIES, TISSUES, make_phantom_dataset
-from omnifm_monai.data.site_archive import SiteLookup, is_phantom, load_site_archive, markdown_table, save_site_archive
+from omnifm_monai.data.site_archive import SPLIT_FRACTIONS, SPLITS, is_phantom, load_site_archive, save_site_archive
 
 __all__ = [
     "SegmentationData",
-    "SegmentationFederation",
-    "SEGMENTATION_SCENARIOS",
     "load_segmentation_npz",
     "load_segmentation_split",
     "segmentation_class_names",
     "segmentation_inference_datalist",
-    "build_segmentation_federation",
+    "phantom_segmentation_arrays",
 ]
 
 logger = logging.getLogger(__name__)
 
-SEGMENTATION_SCENARIOS: tuple[str, ...] = ("cross_modality_hard", "iid")
-"""Simulated federations: one modality per site (``MODALITIES[i % 7]``), or every modality at every site."""
-
-_SHARES = (0.6, 0.2, 0.2)  # train / val / test share of carved splits and of a federation site's samples
-_DEFAULT_SAMPLES_PER_CLIENT = 160
 _DICOM_LABEL_NAMES = ("label.nii.gz", "label.nii")
 
 
@@ -81,32 +72,6 @@ def _check_args(split: str, image_size: int, in_channels: int, spatial_dims: int
         raise ValueError(f"spatial_dims={spatial_dims} is not supported; expected 2 (slices) or 3 (volumes).")
 
 
-def fix_channels(images: np.ndarray, in_channels: int, source: str) -> np.ndarray:
-    """(N, C, *S) -> (N, in_channels, *S): a grey channel repeated, RGB averaged to grey; else an error."""
-    c = images.shape[1]
-    if c == in_channels:
-        return images
-    if c == 1:
-        return np.repeat(images, in_channels, axis=1)
-    if c == 3 and in_channels == 1:
-        return images.mean(axis=1, keepdims=True)
-    raise ValueError(f"{source}: images have {c} channels, cannot give them in_channels={in_channels}; set it to {c}.")
-
-
-def resize_images(images: np.ndarray, masks: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """images (N, C, *S) float, masks (N, *S) int -> resized to ``size`` (area/linear; nearest for masks)."""
-    n, c, *spatial = images.shape
-    size = tuple(int(s) for s in size)
-    if tuple(spatial) == size:
-        return images, masks
-    shrink = any(s > t for s, t in zip(spatial, size))
-    mode = "area" if shrink else ("bilinear" if len(size) == 2 else "trilinear")
-    stacked = torch.as_tensor(images.reshape(n * c, *spatial))  # every (image, channel) as one channel
-    out = convert_to_numpy(Resize(size, mode=mode, dtype=torch.float32)(stacked), dtype=np.float32)
-    labels = Resize(size, mode="nearest", dtype=torch.float32)(torch.as_tensor(masks, dtype=torch.float32))
-    return np.clip(out.reshape(n, c, *size), 0.0, 1.0), convert_to_numpy(labels).round().astype(np.int64)
-
-
 def _as_datalist(images: np.ndarray, masks: np.ndarray) -> list[dict]:
     """images (N, C, *S), masks (N, *S) -> ``[{"image": (C, *S) float32, "label": (1, *S) int64}]``."""
     return [
@@ -118,7 +83,7 @@ def _as_datalist(images: np.ndarray, masks: np.ndarray) -> list[dict]:
 # ---- phantom ------------------------------------------------------------------------------------------------
 
 
-def _phantom_arrays(
+def phantom_segmentation_arrays(
     modalities: Sequence[str], counts: Sequence[int], image_size: int, spatial_dims: int, seed: int
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """One phantom block per modality: images float32 (n, C_m, *S), masks int64 (n, *S)."""
@@ -138,7 +103,7 @@ def _phantom_split(split, image_size, in_channels, spatial_dims, num_samples, se
         raise ValueError(f"num_samples={num_samples} must be >= 1.")
     counts = [len(c) for c in np.array_split(np.arange(num_samples), len(MODALITIES))]
     split_seed = seed * len(SPLITS) + SPLITS.index(split)
-    images, masks = _phantom_arrays(MODALITIES, counts, image_size, spatial_dims, split_seed)
+    images, masks = phantom_segmentation_arrays(MODALITIES, counts, image_size, spatial_dims, split_seed)
     images = [fix_channels(x, in_channels, "phantom") for x in images]
     order = np.random.default_rng([seed, SPLITS.index(split)]).permutation(num_samples)  # interleave modalities
     return _as_datalist(np.concatenate(images)[order], np.concatenate(masks)[order])
@@ -219,7 +184,8 @@ def _npz_split(path: Path, split, image_size, in_channels, spatial_dims) -> list
     if raw.ndim - 2 != spatial_dims:
         raise ValueError(f"'{path}' holds {raw.ndim - 2}D images, but spatial_dims={spatial_dims}.")
     images = fix_channels(raw.astype(np.float32) / 255.0, in_channels, str(path))
-    images, masks = resize_images(images, masks.astype(np.int64), (image_size,) * spatial_dims)
+    size = (image_size,) * spatial_dims
+    images, masks = resize_images(images, size), resize_masks(masks.astype(np.int64), size)  # (N, C, *S), (N, *S)
     return _as_datalist(images, masks)
 
 
@@ -228,7 +194,7 @@ def _npz_split(path: Path, split, image_size, in_channels, spatial_dims) -> list
 
 def _carve(cases: list, names: Sequence[str], seed: int) -> dict[str, list]:
     """Seeded split of ``cases`` into the splits ``names`` in proportion to their 60/20/20 shares."""
-    shares = np.asarray([_SHARES[SPLITS.index(n)] for n in names])
+    shares = np.asarray([SPLIT_FRACTIONS[SPLITS.index(n)] for n in names])
     order = np.random.default_rng(seed).permutation(len(cases))
     bounds = np.round(np.cumsum(shares / shares.sum()) * len(cases)).astype(int)
     if len(cases) >= len(names):  # every split gets at least one case
@@ -462,87 +428,3 @@ def segmentation_inference_datalist(input_path: str | os.PathLike) -> list[dict]
     if not items:
         raise ValueError(f"no readable NIfTI volume or DICOM series in '{path}' ({len(candidates)} candidate(s)).")
     return items
-
-
-# ---- simulated federation ----------------------------------------------------------------------------------------
-
-
-def _to_uint8(images: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
-
-
-@dataclass(frozen=True)
-class SegmentationFederation(SiteLookup[SegmentationData]):
-    """A simulated segmentation federation (satisfies :class:`omnifm_monai.tasks.base.TaskFederation`)."""
-
-    scenario: str
-    seed: int
-    class_names: tuple[str, ...]
-    clients: tuple[SegmentationData, ...]
-
-    @property
-    def num_classes(self) -> int:
-        """Mask values (background included): the U-Net's output channels."""
-        return len(self.class_names)
-
-    def summary(self) -> str:
-        """A Markdown table: site, modality, train/val/test sizes, foreground share of each class in train."""
-        headers = ["site", "modality", "train/val/test", "train foreground %"]
-        rows = []
-        for c in self.clients:
-            masks = c.splits["train"][1]
-            share = np.bincount(masks.ravel(), minlength=self.num_classes) / max(masks.size, 1) * 100
-            fg = " ".join(f"{i}:{share[i]:.1f}" for i in range(1, self.num_classes))
-            rows.append([c.name, c.modality, "/".join(str(c.num_samples(s)) for s in SPLITS), fg])
-        legend = ", ".join(f"{i}={n}" for i, n in enumerate(self.class_names))
-        title = f"Segmentation federation '{self.scenario}' (seed {self.seed}): {self.num_clients} sites ({legend})"
-        return f"{title}\n\n{markdown_table(headers, rows)}"
-
-
-def build_segmentation_federation(
-    scenario: str,
-    num_clients: int,
-    *,
-    seed: int = 0,
-    data_dir: str | os.PathLike | None = None,
-    image_size: int = 64,
-    samples_per_client: int | None = None,
-) -> SegmentationFederation:
-    """Phantom sites ``site-1`` .. ``site-N``, each ``samples_per_client`` 2D images split 60/20/20.
-
-    ``cross_modality_hard``: site ``i`` (0-based) images modality ``MODALITIES[i % 7]`` only; ``iid``: every
-    site spreads its samples over all modalities. Images are stored uint8 with their own channels (3 for
-    pathology, else 1); the bundle gives them ``in_channels`` when it reads them.
-
-    Raises:
-        ValueError: an unknown scenario, fewer than 1 client or samples, or a ``data_dir`` (real-data
-            federations are not supported yet: give each site its own ``dataset_dir`` instead).
-    """
-    if scenario not in SEGMENTATION_SCENARIOS:
-        raise ValueError(
-            f"scenario={scenario!r} is not supported for segmentation; expected one of {SEGMENTATION_SCENARIOS}."
-        )
-    if data_dir:
-        raise ValueError(
-            f"data_dir={os.fspath(data_dir)!r}: the segmentation federation is simulated on the phantom only; "
-            "run each site on its own data with --dataset-dir instead."
-        )
-    if num_clients < 1:
-        raise ValueError(f"num_clients={num_clients} must be >= 1.")
-    total = _DEFAULT_SAMPLES_PER_CLIENT if samples_per_client is None else samples_per_client
-    if total < 3:
-        raise ValueError(f"samples_per_client={total} must be >= 3 (train/val/test).")
-    counts = dict(zip(SPLITS, (int(total * 0.6), int(total * 0.2), total - int(total * 0.6) - int(total * 0.2))))
-    clients = []
-    for i in range(num_clients):
-        modalities = [MODALITIES[i % len(MODALITIES)]] if scenario == "cross_modality_hard" else list(MODALITIES)
-        splits = {}
-        for k, split in enumerate(SPLITS):
-            per_modality = [len(c) for c in np.array_split(np.arange(counts[split]), len(modalities))]
-            images, masks = _phantom_arrays(modalities, per_modality, image_size, 2, (seed * 1000 + i) * 3 + k)
-            if len(modalities) > 1:  # mixed channels: store every image grey (N, 1, S, S) except a lone pathology
-                images = [fix_channels(x, 1, "phantom") for x in images]
-            splits[split] = (_to_uint8(np.concatenate(images)), np.concatenate(masks).astype(np.uint8))
-        name = modalities[0] if len(modalities) == 1 else "mixed"
-        clients.append(SegmentationData(f"site-{i + 1}", name, splits, tuple(TISSUES), "phantom"))
-    return SegmentationFederation(scenario, seed, tuple(TISSUES), tuple(clients))

@@ -1,4 +1,4 @@
-"""Visual question answering data: question tokenizer, answer vocabulary, phantom/SLAKE/VQA-RAD datalists, sites.
+"""Visual question answering data: phantom/SLAKE/VQA-RAD datalists, site archives and the answering helper.
 
 Datalist items (what the VQA bundle's ``Dataset`` holds), one per (image, question) pair::
 
@@ -8,13 +8,13 @@ Datalist items (what the VQA bundle's ``Dataset`` holds), one per (image, questi
 Items of the same image share one image array (no copy). ``label`` is ``-1`` for an answer outside the
 answer vocabulary (only possible in val/test of a folder data set): it always counts as wrong.
 
-Vocabularies. The embedding (question words) and the answer head are shared weights of a federation, so
-every site and the server must use the same :class:`QuestionTokenizer` and :class:`AnswerVocabulary`.
-:func:`phantom_vocabularies` builds them deterministically from the phantom generator's full
-question/answer templates (:func:`omnifm_monai.data.phantom.make_vqa_pairs`): every phantom source (the
-centralised phantom, every site archive of :func:`build_vqa_federation`) uses them, and a site archive
-stores the vocabularies it was written with. A SLAKE/VQA-RAD folder builds them from its training split
-(sorted, so the same files give the same vocabularies on every machine).
+Vocabularies (:mod:`omnifm_monai.data.vqa_vocabulary`). The embedding (question words) and the answer head
+are shared weights of a federation, so every site and the server use the same ``QuestionTokenizer`` and
+``AnswerVocabulary``. :func:`phantom_vocabularies` builds them deterministically from the phantom
+generator's full question/answer templates: every phantom source (the centralised phantom, every site
+archive of :func:`omnifm_monai.data.federation.build_vqa_federation`) uses them, and a site archive stores
+the vocabularies it was written with. A SLAKE/VQA-RAD folder builds them from its training split (sorted,
+so the same files give the same vocabularies on every machine).
 
 Phantom split rule (:func:`load_vqa_split` on the phantom, and every federated site):
 
@@ -41,63 +41,39 @@ import functools
 import json
 import logging
 import os
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from omnifm_monai.data.classification import fix_channels, load_image_file, resize_images
-from omnifm_monai.data.medmnist import SPLITS
-from omnifm_monai.data.phantom import (
-    FINDINGS,
-    MAX_LESION_FOCI,
-    MODALITIES,
-    MODALITY_ANSWERS,
-    appearance_answer,
-    generate_anatomy,
-    make_phantom_dataset,
-    make_vqa_pairs,
-)
+from omnifm_monai.data.image_io import fix_channels, from_uint8, load_image_file, resize_images
+from omnifm_monai.data.phantom import MODALITIES, make_phantom_dataset, make_vqa_pairs
 from omnifm_monai.data.site_archive import (
-    SiteLookup,
+    SPLITS,
     archive_text,
     is_phantom,
     load_site_archive,
-    markdown_table,
-    phantom_site_samples,
     save_site_archive,
 )
+from omnifm_monai.data.vqa_vocabulary import AnswerVocabulary, QuestionTokenizer, VQAVocabularies, phantom_vocabularies
 
 __all__ = [
-    "PAD",
-    "UNK",
     "QUESTION_TYPES",
     "HELD_OUT_TYPES",
     "HELD_OUT",
-    "VQA_SCENARIOS",
-    "QuestionTokenizer",
-    "AnswerVocabulary",
-    "VQAVocabularies",
-    "phantom_vocabularies",
     "vocabularies_for",
     "read_vqa_json",
     "VQAData",
     "load_vqa_npz",
     "load_vqa_split",
-    "VQAFederation",
-    "build_vqa_federation",
     "prepare_vqa_batch",
-    "VocabularySaver",
     "answer_questions",
+    "phantom_qa",
 ]
 
 logger = logging.getLogger(__name__)
-
-PAD, UNK = "<pad>", "<unk>"
-"""Special tokens of :class:`QuestionTokenizer` (ids 0 and 1)."""
 
 QUESTION_TYPES: tuple[str, ...] = (
     "modality",
@@ -119,209 +95,8 @@ HELD_OUT: frozenset[tuple[str, str]] = frozenset(
 )
 """(question type, modality) pairs never in a phantom training split."""
 
-VQA_SCENARIOS: tuple[str, ...] = ("modality_specific", "cross_modality_hard", "iid")
-"""Scenarios of :func:`build_vqa_federation` (``modality_specific``: the paper's VQA task 2;
-``cross_modality_hard``, the federated job's default scenario, is the same partition)."""
-
-_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*|[^\sa-z0-9]")
 _NPZ_KIND = "vqa"
-_DEFAULT_SITE_SAMPLES = 120
-_SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
 _QA_FIELDS = ("question", "answer", "answer_type", "question_type")
-
-
-# ---- vocabularies ---------------------------------------------------------------------------------------
-
-
-def _words(text: str) -> list[str]:
-    """Lower-case word tokens; punctuation marks are tokens of their own, hyphenated words stay whole."""
-    return _WORD.findall(str(text).lower())
-
-
-class QuestionTokenizer:
-    """Word-level question tokenizer: lower-case, punctuation split, ``<pad>`` = 0, ``<unk>`` = 1, fixed length.
-
-    Args:
-        words: the vocabulary without the special tokens (ids follow in this order, from 2).
-        max_length: T, questions are truncated or padded to it.
-
-    Raises:
-        ValueError: for ``max_length < 1`` or a duplicated / special word.
-    """
-
-    def __init__(self, words: Sequence[str] = (), max_length: int = 20) -> None:
-        if int(max_length) < 1:
-            raise ValueError(f"max_length={max_length} must be >= 1.")
-        words = list(words)
-        if len(set(words)) != len(words) or PAD in words or UNK in words:
-            raise ValueError("words must be unique and must not contain the special tokens <pad>/<unk>.")
-        self.max_length = int(max_length)
-        self.itos = [PAD, UNK, *words]
-        self.stoi = {w: i for i, w in enumerate(self.itos)}
-
-    @classmethod
-    def fit(cls, questions: Iterable[str], max_length: int = 20) -> QuestionTokenizer:
-        """Vocabulary of every word in ``questions`` (sorted, so it does not depend on their order)."""
-        return cls(sorted({w for q in questions for w in _words(q)}), max_length=max_length)
-
-    def __len__(self) -> int:
-        return len(self.itos)
-
-    @property
-    def vocab_size(self) -> int:
-        """Number of token ids, special tokens included (the embedding's size)."""
-        return len(self.itos)
-
-    def encode(self, question: str) -> np.ndarray:
-        """``question`` -> int64 (T,): word ids (``<unk>`` for unknown words), truncated, padded with 0."""
-        ids = [self.stoi.get(w, 1) for w in _words(question)][: self.max_length]
-        out = np.zeros(self.max_length, dtype=np.int64)
-        out[: len(ids)] = ids
-        return out
-
-    def decode(self, ids: Sequence[int] | np.ndarray | torch.Tensor) -> str:
-        """Token ids -> words joined by spaces (padding dropped)."""
-        return " ".join(self.itos[int(i)] for i in np.asarray(ids).reshape(-1) if int(i) != 0)
-
-    def to_dict(self) -> dict:
-        return {"words": self.itos[2:], "max_length": self.max_length}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> QuestionTokenizer:
-        return cls(data["words"], max_length=data["max_length"])
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the vocabulary and length as JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> QuestionTokenizer:
-        """Read a :meth:`save` file."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, QuestionTokenizer) and self.to_dict() == other.to_dict()
-
-
-class AnswerVocabulary:
-    """The closed answer set: normalised answer string <-> class id of the answer head.
-
-    Normalisation (exact match of open answers): lower-case, whitespace collapsed, surrounding spaces and
-    a trailing ``.`` removed, ``"solid_tumour"``-style underscores turned into spaces.
-
-    Args:
-        answers: the answers (normalised here; duplicates after normalisation are an error).
-    """
-
-    def __init__(self, answers: Sequence[str]) -> None:
-        normalised = [self.normalize(a) for a in answers]
-        if len(set(normalised)) != len(normalised):
-            raise ValueError(f"answers are not unique after normalisation: {sorted(normalised)}.")
-        if not normalised:
-            raise ValueError("an answer vocabulary needs at least one answer.")
-        self.answers = normalised
-        self.index_of = {a: i for i, a in enumerate(normalised)}
-
-    @staticmethod
-    def normalize(answer) -> str:
-        """The comparison form of an answer (see the class docstring)."""
-        text = " ".join(str(answer).replace("_", " ").lower().split())
-        return text.rstrip(".").strip()
-
-    @classmethod
-    def fit(cls, answers: Iterable[str]) -> AnswerVocabulary:
-        """Every distinct normalised answer, sorted."""
-        return cls(sorted({cls.normalize(a) for a in answers}))
-
-    def __len__(self) -> int:
-        return len(self.answers)
-
-    def __contains__(self, answer) -> bool:
-        return self.normalize(answer) in self.index_of
-
-    def index(self, answer, default: int | None = None) -> int:
-        """Class id of ``answer``; ``default`` (or a ``KeyError`` naming it) when it is not in the set."""
-        key = self.normalize(answer)
-        if key in self.index_of:
-            return self.index_of[key]
-        if default is not None:
-            return default
-        raise KeyError(f"answer {answer!r} (normalised {key!r}) is not in the answer vocabulary of {len(self)}.")
-
-    def answer(self, index: int) -> str:
-        """The answer string of class id ``index``."""
-        return self.answers[int(index)]
-
-    def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps({"answers": self.answers}, indent=1))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> AnswerVocabulary:
-        return cls(json.loads(Path(path).read_text())["answers"])
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, AnswerVocabulary) and self.answers == other.answers
-
-
-@dataclass(frozen=True)
-class VQAVocabularies:
-    """The tokenizer and answer vocabulary a VQA network is trained with (saved as ``vocab.json``)."""
-
-    tokenizer: QuestionTokenizer
-    answers: AnswerVocabulary
-
-    @property
-    def vocab_size(self) -> int:
-        return self.tokenizer.vocab_size
-
-    @property
-    def num_answers(self) -> int:
-        return len(self.answers)
-
-    @property
-    def max_length(self) -> int:
-        return self.tokenizer.max_length
-
-    def to_dict(self) -> dict:
-        return {"tokenizer": self.tokenizer.to_dict(), "answers": self.answers.answers}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> VQAVocabularies:
-        return cls(QuestionTokenizer.from_dict(data["tokenizer"]), AnswerVocabulary(data["answers"]))
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write both as one JSON file (folders created)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> VQAVocabularies:
-        """Read a :meth:`save` file (``FileNotFoundError`` naming it when absent)."""
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"vocabulary file '{path}' does not exist (training writes it next to model.pt).")
-        return cls.from_dict(json.loads(path.read_text()))
-
-
-@functools.lru_cache(maxsize=4)
-def phantom_vocabularies(max_length: int = 20) -> VQAVocabularies:
-    """The global vocabularies of every phantom VQA source, from the generator's full templates.
-
-    Answers: yes/no, every modality name, every finding name, counts 0..max foci, the four quadrants, the
-    three sizes and the appearance word of every (modality, finding); questions: every wording the generator
-    uses (drawn with a fixed seed over every finding and modality). Independent of any site's data.
-    """
-    names = [f.replace("_", " ") for f in FINDINGS]
-    answers = ["yes", "no", *MODALITY_ANSWERS.values(), *names, *(str(k) for k in range(MAX_LESION_FOCI + 1))]
-    answers += [f"{v} {h}" for v in ("upper", "lower") for h in ("left", "right")]
-    answers += ["small", "medium", "large"]
-    answers += [appearance_answer(m, f) for m in MODALITIES for f in range(1, len(FINDINGS))]
-    questions = [f"Does the image show {'an' if n[0] in 'aeiou' else 'a'} {n}?" for n in names[1:]]
-    for f in range(len(FINDINGS)):
-        anatomy = generate_anatomy(16, image_size=16, seed=f, findings=[f])
-        questions += [p["question"] for p in make_vqa_pairs(anatomy, MODALITIES[f % len(MODALITIES)], seed=f)]
-    return VQAVocabularies(QuestionTokenizer.fit(questions, max_length), AnswerVocabulary.fit(answers))
 
 
 # ---- datalists ------------------------------------------------------------------------------------------
@@ -348,7 +123,7 @@ def _items(images: np.ndarray, qa: Sequence[dict], vocab: VQAVocabularies, *, dr
     return out
 
 
-def _phantom_qa(modality: str, num_images: int, image_size: int, seed: int) -> tuple[np.ndarray, list[dict]]:
+def phantom_qa(modality: str, num_images: int, image_size: int, seed: int) -> tuple[np.ndarray, list[dict]]:
     """Phantom images float32 (N, C, S, S) of one modality and their question-answer pairs."""
     ds = make_phantom_dataset(modality, num_images, image_size=image_size, spatial_dims=2, seed=seed)
     qa = make_vqa_pairs(ds.anatomy, modality, seed=seed)
@@ -372,7 +147,7 @@ def _phantom_split(split: str, image_size: int, in_channels: int, num_samples: i
         if not n:
             continue
         split_seed = int(np.random.default_rng([seed, SPLITS.index(split), m, 0x7A]).integers(2**31 - 1))
-        x, pairs = _phantom_qa(modality, n, image_size, split_seed)
+        x, pairs = phantom_qa(modality, n, image_size, split_seed)
         images.append(fix_channels(x, in_channels))
         qa += [{**p, "index": p["index"] + offset} for p in pairs]
         offset += n
@@ -552,7 +327,7 @@ def load_vqa_split(
             data = load_vqa_npz(path)
             if split not in data.images or not len(data.qa[split]):
                 raise ValueError(f"'{path}' has no {split!r} questions.")
-            images = fix_channels(resize_images(_from_uint8(data.images[split]), image_size), in_channels)
+            images = fix_channels(resize_images(from_uint8(data.images[split]), image_size), in_channels)
             qa = _hold_out(data.qa[split], split, hold_out)
         else:
             raise ValueError(f"dataset_dir '{path}' is a file but not a .npz archive.")
@@ -560,18 +335,6 @@ def load_vqa_split(
 
 
 # ---- site archives and federations ----------------------------------------------------------------------
-
-
-def _to_uint8(images: np.ndarray) -> np.ndarray:
-    """float (N, C, S, S) in [0, 1] -> uint8 (N, S, S) or (N, S, S, 3)."""
-    x = np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return x[:, 0] if x.shape[1] == 1 else x.transpose(0, 2, 3, 1)
-
-
-def _from_uint8(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, S, S) or (N, S, S, 3) -> float32 (N, C, S, S) in [0, 1]."""
-    x = images.astype(np.float32) / 255.0
-    return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
 
 
 @dataclass
@@ -643,99 +406,6 @@ def load_vqa_npz(path: str | os.PathLike) -> VQAData:
     )
 
 
-@dataclass(frozen=True)
-class VQAFederation(SiteLookup[VQAData]):
-    """Simulated VQA federation: one :class:`VQAData` per site (``site-1`` .. ``site-N``), global vocabularies."""
-
-    scenario: str
-    seed: int
-    clients: tuple[VQAData, ...]
-    vocabularies: VQAVocabularies
-
-    @property
-    def num_classes(self) -> int:
-        """Size of the global answer vocabulary (the answer head's outputs)."""
-        return self.vocabularies.num_answers
-
-    def summary(self) -> str:
-        """A Markdown table: site, modality, images and questions per split."""
-        headers = ("site", "modality", "images train/val/test", "questions train/val/test")
-        rows = [
-            (
-                c.name,
-                c.modality,
-                "/".join(str(c.num_images(s)) for s in SPLITS),
-                "/".join(str(c.num_questions(s)) for s in SPLITS),
-            )
-            for c in self.clients
-        ]
-        title = (
-            f"VQA federation '{self.scenario}' (seed {self.seed}): {self.num_clients} sites, "
-            f"{self.num_classes} answers, {self.vocabularies.vocab_size} question tokens"
-        )
-        return f"{title}\n\n{markdown_table(headers, rows)}"
-
-
-def build_vqa_federation(
-    scenario: str,
-    num_clients: int,
-    *,
-    seed: int = 0,
-    data_dir: str | os.PathLike | None = None,
-    image_size: int = 64,
-    samples_per_client: int | None = None,
-) -> VQAFederation:
-    """A phantom VQA federation (images split 60/20/20 per site by image, all questions of an image together).
-
-    ``modality_specific`` (the paper's VQA task 2; alias ``cross_modality_hard``, the federated job's default):
-    site ``i`` (0-based) holds ``MODALITIES[i % 7]`` only;
-    ``iid``: every site holds every modality in equal shares (stored RGB). Every site archive carries the
-    global :func:`phantom_vocabularies`; the held-out training combinations apply at load time.
-
-    Args:
-        scenario: one of :data:`VQA_SCENARIOS`.
-        num_clients: sites, >= 1.
-        seed: seeds every phantom and split.
-        data_dir: must be ``None`` (or ``""``/``"phantom"``).
-        image_size: square image size (>= 16).
-        samples_per_client: images per site before the split (``None`` -> 120, minimum 5).
-
-    Raises:
-        ValueError: for an unknown scenario, a bad count or a ``data_dir``.
-    """
-    samples = phantom_site_samples(
-        "VQA", scenario, VQA_SCENARIOS, num_clients, image_size, samples_per_client, _DEFAULT_SITE_SAMPLES,
-        data_dir, "SLAKE / VQA-RAD folder or .npz",
-    )  # fmt: skip
-    vocab = phantom_vocabularies()
-    n_train = round(_SPLIT_FRACTIONS[0] * samples)
-    cuts = [n_train, n_train + round(_SPLIT_FRACTIONS[1] * samples)]
-    clients = []
-    for i in range(num_clients):
-        held = (MODALITIES[i % len(MODALITIES)],) if scenario != "iid" else MODALITIES
-        counts = [len(c) for c in np.array_split(np.arange(samples), len(held))]
-        parts, qa, offset = [], [], 0
-        for modality, n in zip(held, counts):
-            if n:
-                site_seed = int(np.random.default_rng([seed, i, MODALITIES.index(modality), 0x7A]).integers(2**31 - 1))
-                x, pairs = _phantom_qa(modality, n, image_size, site_seed)
-                parts.append(x)
-                qa += [{**p, "index": p["index"] + offset} for p in pairs]
-                offset += n
-        if len({x.shape[1] for x in parts}) > 1:
-            parts = [np.repeat(x, 3, axis=1) if x.shape[1] == 1 else x for x in parts]  # mixed -> RGB
-        images = _to_uint8(np.concatenate(parts))
-        order = np.random.default_rng([seed, i, 0x5A]).permutation(samples)
-        split_images, split_qa = {}, {}
-        for split, idx in zip(SPLITS, np.split(order, cuts)):
-            idx = np.sort(idx)
-            new = {int(old): k for k, old in enumerate(idx)}  # old image index -> index in the split
-            split_images[split] = images[idx]
-            split_qa[split] = [{**p, "index": new[p["index"]]} for p in qa if p["index"] in new]
-        clients.append(VQAData(f"site-{i + 1}", "+".join(held), split_images, split_qa, vocab, source="phantom"))
-    return VQAFederation(scenario=scenario, seed=seed, clients=tuple(clients), vocabularies=vocab)
-
-
 # ---- engine and bundle helpers --------------------------------------------------------------------------
 
 
@@ -748,24 +418,6 @@ def prepare_vqa_batch(batchdata: dict, device=None, non_blocking: bool = False, 
     question = torch.as_tensor(batchdata["question"]).to(device=device, non_blocking=non_blocking)  # (B, T)
     label = torch.as_tensor(batchdata["label"]).to(device=device, non_blocking=non_blocking)  # (B,)
     return image, label, (question.long(),), {}
-
-
-class VocabularySaver:
-    """Ignite handler: writes the vocabularies to ``<save_dir>/vocab.json`` when the engine starts.
-
-    Training lists it so that ``model.pt`` always has the vocabularies it needs next to it.
-    """
-
-    def __init__(self, save_dir: str | os.PathLike, vocabularies: VQAVocabularies, filename: str = "vocab.json"):
-        self.save_dir, self.vocabularies, self.filename = save_dir, vocabularies, filename
-
-    def attach(self, engine) -> None:
-        from ignite.engine import Events
-
-        engine.add_event_handler(Events.STARTED, self)
-
-    def __call__(self, engine=None) -> None:
-        self.vocabularies.save(Path(self.save_dir) / self.filename)
 
 
 @torch.no_grad()

@@ -11,8 +11,8 @@ from typing import Any
 from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
 from nvflare.app_common.workflows.model_controller import ModelController
 
-from omnifm_monai.data.federation import sample_participants
 from omnifm_monai.flare.constants import TaskName
+from omnifm_monai.flare.sampling import sample_participants
 from omnifm_monai.flare.server_core import ServerCore
 from omnifm_monai.flare.uploads import InvalidUploadError
 from omnifm_monai.strategies import get_strategy

@@ -28,7 +28,7 @@ class FusionTask(FederatedTask):
     uses_num_classes = False
 
     def build_federation(self, scenario, num_clients, *, seed, data_dir, image_size, samples_per_client):
-        from omnifm_monai.data.fusion import build_fusion_federation
+        from omnifm_monai.data.federation import build_fusion_federation
 
         return build_fusion_federation(
             scenario,

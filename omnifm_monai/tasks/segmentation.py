@@ -26,7 +26,7 @@ class SegmentationTask(FederatedTask):
     uses_num_classes = True
 
     def build_federation(self, scenario, num_clients, *, seed, data_dir, image_size, samples_per_client):
-        from omnifm_monai.data.segmentation import build_segmentation_federation
+        from omnifm_monai.data.federation import build_segmentation_federation
 
         return build_segmentation_federation(
             scenario,

@@ -26,7 +26,7 @@ class SuperResolutionTask(FederatedTask):
     uses_num_classes = False
 
     def build_federation(self, scenario, num_clients, *, seed, data_dir, image_size, samples_per_client):
-        from omnifm_monai.data.super_resolution import build_super_resolution_federation
+        from omnifm_monai.data.federation import build_super_resolution_federation
 
         return build_super_resolution_federation(
             scenario,

@@ -19,7 +19,7 @@ class VQATask(FederatedTask):
     """Visual question answering (``bundles/omnifm_vqa``): closed-set answer classification.
 
     ``num_classes`` is the size of the global answer vocabulary
-    (:func:`omnifm_monai.data.vqa.phantom_vocabularies` for phantom federations).
+    (:func:`omnifm_monai.data.vqa_vocabulary.phantom_vocabularies` for phantom federations).
     """
 
     name = "vqa"
@@ -29,7 +29,7 @@ class VQATask(FederatedTask):
     uses_num_classes = True
 
     def build_federation(self, scenario, num_clients, *, seed, data_dir, image_size, samples_per_client):
-        from omnifm_monai.data.vqa import build_vqa_federation
+        from omnifm_monai.data.federation import build_vqa_federation
 
         return build_vqa_federation(
             scenario,

@@ -34,7 +34,8 @@ from monai.bundle import ConfigWorkflow, verify_metadata
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from omnifm_monai.data.classification import class_names_for, load_image_file
+from omnifm_monai.data.classification import class_names_for
+from omnifm_monai.data.image_io import load_image_file
 
 BUNDLE = Bundle("omnifm_classification")
 TINY = {"image_size": 32, "num_samples": 64}

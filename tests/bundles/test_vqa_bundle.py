@@ -26,7 +26,7 @@ from monai.data import load_net_with_metadata, save_net_with_metadata
 from PIL import Image
 
 from omnifm_monai.data.phantom import make_phantom_dataset
-from omnifm_monai.data.vqa import VQAVocabularies, phantom_vocabularies
+from omnifm_monai.data.vqa_vocabulary import VQAVocabularies, phantom_vocabularies
 
 BUNDLE = Bundle("omnifm_vqa")
 TINY = {"image_size": 32, "num_samples": 14, "num_val_samples": 7}

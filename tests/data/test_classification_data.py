@@ -179,7 +179,7 @@ def test_monochrome1_is_inverted(tmp_path):
     # Prepare: the same CT slice stored as MONOCHROME2 and as MONOCHROME1 (minimum shown white)
     import pydicom
 
-    from omnifm_monai.data.classification import load_image_file
+    from omnifm_monai.data.image_io import load_image_file
 
     source = get_testdata_file("CT_small.dcm", download=False)
     ds = pydicom.dcmread(source)

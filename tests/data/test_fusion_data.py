@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from omnifm_monai.data.federation import build_fusion_federation
 from omnifm_monai.data.fusion import (
     FUSION_PAIRS,
     FusionData,
-    build_fusion_federation,
     fusion_inference_datalist,
     load_fusion_npz,
     load_fusion_split,

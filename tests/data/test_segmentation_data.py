@@ -14,10 +14,10 @@ from monai.transforms import LoadImage
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
+from omnifm_monai.data.federation import build_segmentation_federation
 from omnifm_monai.data.phantom import MODALITIES, TISSUES
 from omnifm_monai.data.segmentation import (
     SegmentationData,
-    build_segmentation_federation,
     load_segmentation_npz,
     load_segmentation_split,
     segmentation_class_names,

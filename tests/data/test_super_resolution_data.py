@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from omnifm_monai.data.degradation import degrade_bicubic
+from omnifm_monai.data.federation import build_super_resolution_federation
 from omnifm_monai.data.phantom import MODALITIES
 from omnifm_monai.data.super_resolution import (
     SuperResolutionData,
-    build_super_resolution_federation,
-    degrade_bicubic,
     load_super_resolution_npz,
     load_super_resolution_split,
 )

@@ -9,19 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from omnifm_monai.data.federation import build_vqa_federation
 from omnifm_monai.data.phantom import MODALITIES
-from omnifm_monai.data.vqa import (
-    HELD_OUT,
-    AnswerVocabulary,
-    QuestionTokenizer,
-    VQAVocabularies,
-    build_vqa_federation,
-    load_vqa_npz,
-    load_vqa_split,
-    phantom_vocabularies,
-    read_vqa_json,
-    vocabularies_for,
-)
+from omnifm_monai.data.vqa import HELD_OUT, load_vqa_npz, load_vqa_split, read_vqa_json, vocabularies_for
+from omnifm_monai.data.vqa_vocabulary import AnswerVocabulary, QuestionTokenizer, VQAVocabularies, phantom_vocabularies
 
 # ---- tokenizer and vocabularies -------------------------------------------------------------------------
 

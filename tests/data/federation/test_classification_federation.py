@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from omnifm_monai.data.federation import SCENARIOS, Federation, build_federation, sample_participants
+from omnifm_monai.data.federation import SCENARIOS, Federation, build_federation
+from omnifm_monai.flare.sampling import sample_participants
 
-REAL_MEDMNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "medmnist"
+REAL_MEDMNIST = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "medmnist"
 
 # name -> (sizes train/val/test, num classes, rgb, image size)
 FAKE_FILES = {

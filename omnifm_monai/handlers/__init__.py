@@ -1,0 +1,8 @@
+"""Ignite handlers the bundles attach to their engines (MONAI keeps ``monai.handlers`` apart from ``monai.data``)."""
+
+from .fused_image_writer import FusedImageWriter
+from .prediction_writer import PredictionWriter
+from .super_resolution_writer import SuperResolutionWriter
+from .vocabulary_saver import VocabularySaver
+
+__all__ = ["FusedImageWriter", "PredictionWriter", "SuperResolutionWriter", "VocabularySaver"]
