@@ -2,7 +2,7 @@
 
 Every source gives ``[{"image": float32 (2, S, S), "label": the same array}]``: the two gray sources
 stacked on channels, in [0, 1]. There is no fused ground truth; the label repeats the sources because
-the unsupervised loss (:class:`omnifm_monai.losses_fusion.FusionLoss`) reads them from it.
+the unsupervised loss (:class:`omnifm_monai.losses.FusionLoss`) reads them from it.
 
 Sources (:func:`load_fusion_split`):
 
