@@ -84,15 +84,7 @@ def prepare_site_data(args: argparse.Namespace, task, site: str, site_dir: str) 
         return args.dataset_dir
     dataset_dir = os.path.join(site_dir, f"data_{task.name}.npz")
     if not os.path.isfile(dataset_dir):
-        federation = task.build_federation(
-            args.scenario,
-            args.num_clients,
-            seed=args.seed,
-            data_dir=args.federation_data or None,
-            image_size=args.image_size,
-            samples_per_client=args.samples_per_client or None,
-        )
-        federation.client(site).save_npz(dataset_dir)
+        task.federation_from(args).client(site).save_npz(dataset_dir)
     return dataset_dir
 
 

@@ -51,14 +51,7 @@ def federation_for(settings: JobSettings):
     """The simulated federation the sites will hold (the same call every client makes)."""
     from omnifm_monai.tasks import get_task
 
-    return get_task(settings.task).build_federation(
-        settings.scenario,
-        settings.num_clients,
-        seed=settings.seed,
-        data_dir=settings.federation_data or None,
-        image_size=settings.image_size,
-        samples_per_client=settings.samples_per_client or None,
-    )
+    return get_task(settings.task).federation_from(settings)
 
 
 def build_network(settings: JobSettings, num_classes: int):

@@ -84,7 +84,11 @@ class FederatedTask(ABC):
     report_metrics: ClassVar[tuple[str, ...]]
     uses_num_classes: ClassVar[bool] = False
 
+    @staticmethod
     @abstractmethod
+    def federation_builder() -> Callable[..., TaskFederation]:
+        """The task's ``build_*_federation`` function of :mod:`omnifm_monai.data.federation` (imported lazily)."""
+
     def build_federation(
         self,
         scenario: str,
@@ -97,8 +101,31 @@ class FederatedTask(ABC):
     ) -> TaskFederation:
         """The simulated federation every site and the server build identically from the same arguments.
 
-        ``samples_per_client=None`` keeps the task's default.
+        An empty ``data_dir`` means the phantom; ``samples_per_client`` of ``None`` or 0 keeps the
+        builder's default.
         """
+        extra = {"samples_per_client": samples_per_client} if samples_per_client else {}
+        return self.federation_builder()(
+            scenario, num_clients, seed=seed, data_dir=data_dir or None, image_size=image_size, **extra
+        )
+
+    def federation_from(self, options) -> TaskFederation:
+        """:meth:`build_federation` from a job's options: the same call on the server and at every site.
+
+        Args:
+            options: anything with ``scenario``, ``num_clients``, ``seed``, ``federation_data``,
+                ``image_size`` and ``samples_per_client`` attributes (the job's settings, the client's
+                parsed command line); an empty ``federation_data`` means the phantom, a
+                ``samples_per_client`` of 0 the task's default.
+        """
+        return self.build_federation(
+            options.scenario,
+            options.num_clients,
+            seed=options.seed,
+            data_dir=options.federation_data or None,
+            image_size=options.image_size,
+            samples_per_client=options.samples_per_client or None,
+        )
 
     @abstractmethod
     def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:

@@ -22,13 +22,11 @@ class ClassificationTask(FederatedTask):
     report_metrics = ("restricted_accuracy", "accuracy", "restricted_macro_f1", "macro_f1")
     uses_num_classes = True
 
-    def build_federation(self, scenario, num_clients, *, seed, data_dir, image_size, samples_per_client):
+    @staticmethod
+    def federation_builder():
         from omnifm_monai.data.federation import build_federation
 
-        extra = {"samples_per_client": samples_per_client} if samples_per_client else {}
-        return build_federation(
-            scenario, num_clients, seed=seed, data_dir=data_dir or None, image_size=image_size, **extra
-        )
+        return build_federation
 
     def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
         """Accuracy and macro-F1, over all labels and restricted to the site's own label space.

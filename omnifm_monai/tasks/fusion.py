@@ -27,17 +27,11 @@ class FusionTask(FederatedTask):
     report_metrics = ("qabf", "ssim", "vif", "mi", "entropy", "average_qabf", "max_qabf")
     uses_num_classes = False
 
-    def build_federation(self, scenario, num_clients, *, seed, data_dir, image_size, samples_per_client):
+    @staticmethod
+    def federation_builder():
         from omnifm_monai.data.federation import build_fusion_federation
 
-        return build_fusion_federation(
-            scenario,
-            num_clients,
-            seed=seed,
-            data_dir=data_dir or None,
-            image_size=image_size,
-            samples_per_client=samples_per_client,
-        )
+        return build_fusion_federation
 
     def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
         """Qabf, SSIM, VIF, MI and EN of the network's fused test images, and of the average / max baselines."""

@@ -25,17 +25,11 @@ class SegmentationTask(FederatedTask):
     report_metrics = ("dice", "hd95", "pixel_accuracy")
     uses_num_classes = True
 
-    def build_federation(self, scenario, num_clients, *, seed, data_dir, image_size, samples_per_client):
+    @staticmethod
+    def federation_builder():
         from omnifm_monai.data.federation import build_segmentation_federation
 
-        return build_segmentation_federation(
-            scenario,
-            num_clients,
-            seed=seed,
-            data_dir=data_dir or None,
-            image_size=image_size,
-            samples_per_client=samples_per_client or None,
-        )
+        return build_segmentation_federation
 
     def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
         """:func:`~omnifm_monai.metrics.segmentation_metrics` of the network's argmax on the site's test split.

@@ -25,17 +25,11 @@ class SuperResolutionTask(FederatedTask):
     report_metrics = ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim")
     uses_num_classes = False
 
-    def build_federation(self, scenario, num_clients, *, seed, data_dir, image_size, samples_per_client):
+    @staticmethod
+    def federation_builder():
         from omnifm_monai.data.federation import build_super_resolution_federation
 
-        return build_super_resolution_federation(
-            scenario,
-            num_clients,
-            seed=seed,
-            data_dir=data_dir or None,
-            image_size=image_size,
-            samples_per_client=samples_per_client,
-        )
+        return build_super_resolution_federation
 
     def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
         """PSNR/SSIM of the clipped network output and of bicubic interpolation on the site's test split.

@@ -28,17 +28,11 @@ class VQATask(FederatedTask):
     report_metrics = ("accuracy", "closed_accuracy", "open_accuracy")
     uses_num_classes = True
 
-    def build_federation(self, scenario, num_clients, *, seed, data_dir, image_size, samples_per_client):
+    @staticmethod
+    def federation_builder():
         from omnifm_monai.data.federation import build_vqa_federation
 
-        return build_vqa_federation(
-            scenario,
-            num_clients,
-            seed=seed,
-            data_dir=data_dir or None,
-            image_size=image_size,
-            samples_per_client=samples_per_client,
-        )
+        return build_vqa_federation
 
     def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
         """Overall, closed, open and per-question-type accuracy on the site's test questions.
