@@ -55,10 +55,14 @@ def federation_for(settings: JobSettings):
 
 
 def build_network(settings: JobSettings, num_classes: int):
-    """The bundle's own network definition with this job's overrides (the server's initial model).
+    """The bundle's own network definition with this job's overrides.
 
-    ``num_classes`` is ignored for tasks without a label space.
+    Its weights are drawn from ``settings.seed`` (the global torch RNG is left as it was), so this copy
+    (its private keys, the plain-loop benchmark's initial model) is the same for the same settings. The
+    NVFlare server does not receive these weights: its persistor rebuilds the network from its class and
+    arguments in the server process. ``num_classes`` is ignored for tasks without a label space.
     """
+    import torch
     from monai.bundle import ConfigParser
 
     from omnifm_monai.strategies import get_strategy
@@ -73,7 +77,10 @@ def build_network(settings: JobSettings, num_classes: int):
     overrides.update(settings.bundle_overrides)
     for key, value in overrides.items():
         parser[key] = value
-    return parser.get_parsed_content("network_def"), strategy
+    with torch.random.fork_rng():
+        torch.manual_seed(settings.seed)
+        network = parser.get_parsed_content("network_def")
+    return network, strategy
 
 
 def compact_json(value: Any) -> str:

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from omnifm_monai.jobs import CLIENT_SCRIPT, JobSettings, build_job, client_args
 
@@ -74,3 +75,19 @@ def test_spectral_dp_filter_is_configured_on_each_site(tmp_path):
     filters = [f for chain in client["task_result_filters"] for f in chain["filters"]]
     assert [f["path"] for f in filters] == ["omnifm_monai.flare.privacy.SpectralTokenPrivacy"]
     assert filters[0]["args"]["noise_multiplier"] == 6.0
+
+
+def test_initial_global_model_follows_the_seed():
+    # Prepare
+    from omnifm_monai.jobs import build_network
+
+    def initial_weights(seed):
+        network, _ = build_network(JobSettings(strategy="fedavg", image_size=32, seed=seed), num_classes=6)
+        return network.state_dict()
+
+    # Execute
+    first, again, other = initial_weights(0), initial_weights(0), initial_weights(1)
+    # Assert: the same seed gives the same initial global model (a rerun is the same run), another seed another
+    key = "backbone.conv1.weight"
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first[key], other[key])
