@@ -11,13 +11,38 @@ upload's ``meta`` in :meth:`~Aggregator.accept` and send the server's variate ba
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 from nvflare.app_common.aggregators.weighted_aggregation_helper import WeightedAggregationHelper
 
-__all__ = ["Aggregator", "WeightedMean", "weighted_mean"]
+__all__ = [
+    "AGGREGATOR_STATE_FILE",
+    "NORM_STATISTICS",
+    "Aggregator",
+    "WeightedMean",
+    "optimized_keys",
+    "weighted_mean",
+]
+
+AGGREGATOR_STATE_FILE = "aggregator_state.npz"
+"""The aggregator's own state (server optimizer moments, control variates) in the server's state folder."""
+
+NORM_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+"""Last key parts of normalisation-layer buffers: averaged, never an optimizer's or a control variate's key."""
+
+
+def optimized_keys(params: Mapping[str, np.ndarray]) -> list[str]:
+    """Keys a server optimizer steps and control variates cover: float arrays that are not norm statistics.
+
+    The server sees only names and arrays; like NVFlare's FedOpt (optimizer on ``named_parameters``,
+    FedAvg for the rest) it leaves integer counters and BatchNorm running statistics to the mean.
+    """
+    return [
+        k for k, v in params.items() if np.asarray(v).dtype.kind == "f" and k.rsplit(".", 1)[-1] not in NORM_STATISTICS
+    ]
 
 
 class Aggregator:
@@ -56,6 +81,39 @@ class Aggregator:
     def outgoing_meta(self, site: str) -> dict[str, Any]:
         """Extra ``FLModel.meta`` entries the server sends ``site`` (none here; SCAFFOLD: its control variate)."""
         return {}
+
+    def validate_meta(self, site: str, meta: Mapping[str, Any], params: Mapping[str, np.ndarray]) -> None:
+        """Check what an upload carries beyond weights (``params``: its validated weights); none here.
+
+        Raises:
+            InvalidUploadError: the extra entries break the protocol (SCAFFOLD: wrong control-variate keys).
+        """
+
+    # ------------------------------------------------------------------ state across a server restart
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """State the aggregator keeps across rounds (moments, control variates), flat ``{name: array}``."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray], *, like: Mapping[str, np.ndarray]) -> None:
+        """Restore :meth:`state_dict`'s output; ``like`` is the restored global state (keys and shapes).
+
+        Raises:
+            ValueError: the state does not belong to this aggregator or model.
+        """
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state, got entries {sorted(state)[:5]}.")
+
+    def save_state(self, path: str | os.PathLike) -> None:
+        """Write :meth:`state_dict` to ``path`` (.npz)."""
+        np.savez(path, **self.state_dict())
+
+    def load_state(self, path: str | os.PathLike, *, like: Mapping[str, np.ndarray]) -> bool:
+        """Restore from :meth:`save_state`'s file; False (state unchanged) when there is none."""
+        if not os.path.isfile(path):
+            return False
+        with np.load(path) as f:
+            self.load_state_dict({k: f[k] for k in f.files}, like=like)
+        return True
 
 
 class WeightedMean(Aggregator):
