@@ -22,8 +22,10 @@ __all__ = [
     "AGGREGATOR_STATE_FILE",
     "NORM_STATISTICS",
     "Aggregator",
+    "VariateMean",
     "WeightedMean",
     "optimized_keys",
+    "split_state",
     "weighted_mean",
 ]
 
@@ -135,6 +137,68 @@ class WeightedMean(Aggregator):
 
     def reset(self) -> None:
         self._staged = {}
+
+
+class VariateMean(WeightedMean):
+    """The weighted mean plus one server variate per :func:`optimized_keys` key (SCAFFOLD's c, FedDyn's h).
+
+    Subclasses update :attr:`variate` in ``aggregate`` with sums over the round's sites divided by
+    :attr:`federation_size` (the papers' ``1/N``); the variate and the sites seen survive a restart.
+
+    Args:
+        num_sites: ``N``, all sites of the federation; 0: the distinct sites accepted so far (exact
+            once every site has uploaded; with full participation, from the first round).
+
+    Raises:
+        ValueError: ``num_sites`` is negative.
+    """
+
+    state_prefix = "variate"  # the variate's entries in state_dict: "<state_prefix>/<key>"
+
+    def __init__(self, *, num_sites: int = 0) -> None:
+        super().__init__()
+        if num_sites < 0:
+            raise ValueError(f"num_sites must be >= 0, got {num_sites!r}.")
+        self.num_sites = num_sites
+        self.variate: dict[str, np.ndarray] = {}  # key -> float64 array; empty (zero) before the first round
+        self.seen: set[str] = set()  # sites accepted in any round
+
+    @property
+    def federation_size(self) -> int:
+        """``N`` of the ``1/N`` updates."""
+        return self.num_sites or len(self.seen)
+
+    def add(self, site: str, params: Mapping[str, np.ndarray], weight: float, round_num: int, meta: Mapping) -> None:
+        super().add(site, params, weight, round_num, meta)
+        self.seen.add(site)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        variate = {f"{self.state_prefix}/{k}": v for k, v in self.variate.items()}
+        return {**variate, "seen": np.asarray(sorted(self.seen), dtype=str)}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray], *, like: Mapping[str, np.ndarray]) -> None:
+        arrays = {k: v for k, v in state.items() if k != "seen"}
+        self.variate = split_state(arrays, (self.state_prefix,), like=like, owner=type(self).__name__)[
+            self.state_prefix
+        ]
+        self.seen = {str(s) for s in np.asarray(state.get("seen", [])).tolist()}
+
+
+def split_state(
+    state: Mapping[str, np.ndarray], kinds: tuple[str, ...], *, like: Mapping[str, np.ndarray], owner: str
+) -> dict[str, dict[str, np.ndarray]]:
+    """``{"<kind>/<key>": array}`` -> ``{kind: {key: float64 array}}``, each key and shape checked against ``like``.
+
+    Raises:
+        ValueError: an entry of another kind, or of a key or shape the global model does not have.
+    """
+    groups: dict[str, dict[str, np.ndarray]] = {kind: {} for kind in kinds}
+    for name, value in state.items():
+        kind, _, key = name.partition("/")
+        if kind not in groups or key not in like or np.shape(value) != np.shape(like[key]):
+            raise ValueError(f"{owner} state entry {name!r} does not match the global model.")
+        groups[kind][key] = np.asarray(value, np.float64)
+    return groups
 
 
 def weighted_mean(

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from omnifm_monai.strategies.aggregate import WeightedMean, optimized_keys
+from omnifm_monai.strategies.aggregate import VariateMean, optimized_keys
 from omnifm_monai.strategies.base import Strategy
 
 if TYPE_CHECKING:
@@ -78,8 +78,8 @@ class FedDynLoss:
         return self.task_loss(pred, label) + self.linear_term() + self.quadratic(self.network, self.reference)
 
 
-class FedDynAggregator(WeightedMean):
-    """``x+ = mean(w_i) - h / alpha`` with ``h <- h - alpha (1/N) sum_i (w_i - x)`` (float keys only).
+class FedDynAggregator(VariateMean):
+    """``x+ = mean(w_i) - h / alpha`` with ``h <- h - alpha (1/N) sum_i (w_i - x)`` (:attr:`variate`, float keys).
 
     Args:
         alpha: FedDyn's regularisation weight, > 0 (the sites' value).
@@ -89,44 +89,25 @@ class FedDynAggregator(WeightedMean):
         ValueError: ``alpha`` is not positive or ``num_sites`` is negative.
     """
 
+    state_prefix = "h"
+
     def __init__(self, *, alpha: float, num_sites: int = 0) -> None:
-        super().__init__()
+        super().__init__(num_sites=num_sites)
         if not alpha > 0:
             raise ValueError(f"alpha must be > 0, got {alpha!r}.")
-        if num_sites < 0:
-            raise ValueError(f"num_sites must be >= 0, got {num_sites!r}.")
-        self.alpha, self.num_sites = alpha, num_sites
-        self.h: dict[str, np.ndarray] = {}  # key -> h, float64; zero before the first aggregation
-        self.seen: set[str] = set()
-
-    def add(self, site: str, params: Mapping[str, np.ndarray], weight: float, round_num: int, meta: Mapping) -> None:
-        super().add(site, params, weight, round_num, meta)
-        self.seen.add(site)
+        self.alpha = alpha
 
     def aggregate(self, global_params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         mean = super().aggregate(global_params)
-        n = self.num_sites or len(self.seen)
+        n = self.federation_size
         for key in optimized_keys(global_params):
             x = np.asarray(global_params[key], np.float64)
             drift = sum(np.asarray(self._staged[s][0][key], np.float64) - x for s in sorted(self._staged))
-            self.h[key] = self.h.get(key, np.zeros_like(x)) - self.alpha * drift / n
-            mean[key] = (np.asarray(mean[key], np.float64) - self.h[key] / self.alpha).astype(global_params[key].dtype)
+            self.variate[key] = self.variate.get(key, np.zeros_like(x)) - self.alpha * drift / n
+            mean[key] = (np.asarray(mean[key], np.float64) - self.variate[key] / self.alpha).astype(
+                global_params[key].dtype
+            )
         return mean
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {**{f"h/{k}": v for k, v in self.h.items()}, "seen": np.asarray(sorted(self.seen), dtype=str)}
-
-    def load_state_dict(self, state: Mapping[str, np.ndarray], *, like: Mapping[str, np.ndarray]) -> None:
-        h = {}
-        for name, value in state.items():
-            if name == "seen":
-                continue
-            kind, _, key = name.partition("/")
-            if kind != "h" or key not in like or np.shape(value) != np.shape(like[key]):
-                raise ValueError(f"FedDyn state entry {name!r} does not match the global model.")
-            h[key] = np.asarray(value, np.float64)
-        self.h = h
-        self.seen = {str(s) for s in np.asarray(state.get("seen", [])).tolist()}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,8 +8,8 @@ BatchNorm running statistics take the weighted mean, as in NVFlare's FedOpt.
 
 NVFlare's ``PTFedOptModelShareableGenerator`` and ``FedOpt`` controller run a ``torch.optim``
 optimizer on a server-side ``nn.Module``; neither fits here (our server holds numpy arrays and its
-own controller), and ``torch.optim.Adam`` is not Reddi's FedAdam (it has bias correction and adds
-epsilon differently) and there is no ``torch.optim`` Yogi. The three updates are plain functions below.
+own controller), and ``torch.optim.Adam`` is not Reddi's FedAdam (it bias-corrects its moments)
+and there is no ``torch.optim`` Yogi. The three updates are plain functions below.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from omnifm_monai.strategies.aggregate import WeightedMean, optimized_keys
+from omnifm_monai.strategies.aggregate import WeightedMean, optimized_keys, split_state
 from omnifm_monai.strategies.base import Strategy
 
 __all__ = [
@@ -131,12 +131,7 @@ class ServerOptimizer(WeightedMean):
         return {**{f"m/{k}": v for k, v in self.m.items()}, **{f"v/{k}": v for k, v in self.v.items()}}
 
     def load_state_dict(self, state: Mapping[str, np.ndarray], *, like: Mapping[str, np.ndarray]) -> None:
-        moments: dict[str, dict[str, np.ndarray]] = {"m": {}, "v": {}}
-        for name, value in state.items():
-            kind, _, key = name.partition("/")
-            if kind not in moments or key not in like or np.shape(value) != np.shape(like[key]):
-                raise ValueError(f"server optimizer state entry {name!r} does not match the global model.")
-            moments[kind][key] = np.asarray(value, np.float64)
+        moments = split_state(state, ("m", "v"), like=like, owner="server optimizer")
         self.m, self.v = moments["m"], moments["v"]
 
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from omnifm_monai.flare.constants import MetaKey
 from omnifm_monai.flare.uploads import InvalidUploadError, validate_upload
-from omnifm_monai.strategies.aggregate import WeightedMean, optimized_keys
+from omnifm_monai.strategies.aggregate import VariateMean, optimized_keys
 from omnifm_monai.strategies.base import Strategy
 
 if TYPE_CHECKING:
@@ -102,33 +102,26 @@ def _lr(optimizer: torch.optim.Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
 
 
-class ScaffoldAggregator(WeightedMean):
-    """The weighted mean of the weights, and the server's control variate ``c`` (float64 on the server).
+class ScaffoldAggregator(VariateMean):
+    """The weighted mean of the weights, and the server's control variate ``c`` (:attr:`variate`, float64).
 
     Args:
-        num_sites: ``N`` of ``c += (1/N) sum delta_c_i``; 0: the number of distinct sites accepted so
-            far (exact once every site has uploaded; with full participation, from the first round).
-
-    Raises:
-        ValueError: ``num_sites`` is negative.
+        num_sites: ``N`` of ``c += (1/N) sum delta_c_i`` (0: the distinct sites accepted so far).
     """
 
+    state_prefix = "c"
+
     def __init__(self, *, num_sites: int = 0) -> None:
-        super().__init__()
-        if num_sites < 0:
-            raise ValueError(f"num_sites must be >= 0, got {num_sites!r}.")
-        self.num_sites = num_sites
-        self.control: dict[str, np.ndarray] = {}  # key -> c; empty until the first aggregation (c = 0)
-        self.seen: set[str] = set()  # sites accepted in any round
+        super().__init__(num_sites=num_sites)
         self._deltas: dict[str, dict[str, np.ndarray]] = {}  # site -> this round's delta_c_i
 
     def outgoing_meta(self, site: str) -> dict[str, Any]:
-        if not self.control:
-            return {}
-        return {MetaKey.CONTROL_VARIATE: {k: v.astype(np.float32) for k, v in self.control.items()}}
+        if not self.variate:
+            return {}  # c = 0 before the first aggregation
+        return {MetaKey.CONTROL_VARIATE: {k: v.astype(np.float32) for k, v in self.variate.items()}}
 
     def validate_meta(self, site: str, meta: Mapping[str, Any], params: Mapping[str, np.ndarray]) -> None:
-        """``MetaKey.CONTROL_DELTA`` must hold exactly the upload's float parameters, shapes and finite values."""
+        """``MetaKey.CONTROL_DELTA`` must hold exactly the upload's float parameters: shapes, finite floats."""
         shapes = {k: tuple(np.shape(params[k])) for k in optimized_keys(params)}
         delta = meta.get(MetaKey.CONTROL_DELTA)
         if not shapes:
@@ -146,36 +139,20 @@ class ScaffoldAggregator(WeightedMean):
         super().add(site, params, weight, round_num, meta)
         delta = meta.get(MetaKey.CONTROL_DELTA) or {}
         self._deltas[site] = {k: np.asarray(v, np.float64) for k, v in delta.items()}
-        self.seen.add(site)
 
     def aggregate(self, global_params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = self.num_sites or len(self.seen)
+        n = self.federation_size
         for key in optimized_keys(global_params):
-            total = self.control.get(key, np.zeros(np.shape(global_params[key])))
+            total = self.variate.get(key, np.zeros(np.shape(global_params[key])))
             for site in sorted(self._deltas):  # site-name order, as the weights
                 if key in self._deltas[site]:
                     total = total + self._deltas[site][key] / n
-            self.control[key] = total
+            self.variate[key] = total
         return super().aggregate(global_params)
 
     def reset(self) -> None:
         super().reset()
         self._deltas = {}
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {**{f"c/{k}": v for k, v in self.control.items()}, "seen": np.asarray(sorted(self.seen), dtype=str)}
-
-    def load_state_dict(self, state: Mapping[str, np.ndarray], *, like: Mapping[str, np.ndarray]) -> None:
-        control = {}
-        for name, value in state.items():
-            if name == "seen":
-                continue
-            kind, _, key = name.partition("/")
-            if kind != "c" or key not in like or np.shape(value) != np.shape(like[key]):
-                raise ValueError(f"SCAFFOLD state entry {name!r} does not match the global model.")
-            control[key] = np.asarray(value, np.float64)
-        self.control = control
-        self.seen = {str(s) for s in np.asarray(state.get("seen", [])).tolist()}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -48,13 +48,13 @@ def test_server_h_update_by_hand():
     # Execute
     new = aggregator.aggregate(global_params)
     # Assert: h = -alpha/N sum (w_i - x) = -0.005 * [2, 2]; x+ = mean - h / alpha = [2, 2] + [1, 1]
-    np.testing.assert_allclose(aggregator.h["w"], [-0.01, -0.01])
+    np.testing.assert_allclose(aggregator.variate["w"], [-0.01, -0.01])
     np.testing.assert_allclose(new["w"], [3.0, 3.0], rtol=1e-6)
     assert new["w"].dtype == np.float32 and int(new["bn.num_batches_tracked"]) == 5  # counters: the mean
     # h survives a restart
     restored = FedDynAggregator(alpha=0.01)
     restored.load_state_dict(aggregator.state_dict(), like=new)
-    np.testing.assert_allclose(restored.h["w"], aggregator.h["w"])
+    np.testing.assert_allclose(restored.variate["w"], aggregator.variate["w"])
     assert restored.seen == {"site-1", "site-2"}
 
 
