@@ -142,7 +142,22 @@ class SiteTrainer:
         self.store = PrivateStateStore(os.path.join(site_dir, f"private_{self.strategy.name}.pt"))
         restored = self.store.load_into(self.network)
         logger.info(f"{site}: {self.num_train} training images, private keys restored: {len(restored)}")
-        self.strategy.prepare_trainer(self.trainer)  # extra loss terms (FedProx)
+        self.strategy.prepare_trainer(self.trainer)  # extra loss terms (FedProx), SCAFFOLD's correction
+        # the strategy's private state beyond the network (SCAFFOLD's c_i, FedDyn's h_i), on this site's disk
+        self.strategy_state_path = os.path.join(site_dir, f"private_{self.strategy.name}_strategy.pt")
+        self._load_strategy_state()
+
+    def _load_strategy_state(self) -> None:
+        if os.path.isfile(self.strategy_state_path):
+            state = torch.load(self.strategy_state_path, map_location="cpu", weights_only=True)
+            self.strategy.load_site_state(self.trainer, state)
+
+    def _save_strategy_state(self) -> None:
+        state = self.strategy.site_state(self.trainer)
+        if state:
+            tmp = self.strategy_state_path + ".tmp"
+            torch.save(state, tmp)
+            os.replace(tmp, self.strategy_state_path)  # atomic: a crash leaves the last round's state
 
     def receive(self, params: dict, meta: dict) -> None:
         """Load the shared weights (``strict=False``: private keys keep the site's values), then the strategy's
@@ -164,11 +179,13 @@ class SiteTrainer:
         self.trainer.run()
         self.strategy.after_training(self.network, self.trainer)
         self.store.save(self.network, self.private_keys)
+        self._save_strategy_state()
         return time.perf_counter() - start
 
     def restore_private_state(self) -> None:
         """Back to the private state of the last successful round (after a failed one)."""
         self.store.load_into(self.network)
+        self._load_strategy_state()
 
     def payload(self) -> tuple[dict, dict]:
         """``(params, meta)`` to send: see :func:`omnifm_monai.flare.payload.outgoing_payload`."""
@@ -177,7 +194,8 @@ class SiteTrainer:
         tokens = self.strategy.spectral_summary(
             self.network, self.train_images, self.centroid_groups, seed=self.args.seed
         )  # (K, d_s) or None
-        return outgoing_payload(self.network, self.private_keys, self.num_train, tokens)
+        extra = self.strategy.upload_meta(self.trainer)  # SCAFFOLD: its control-variate delta
+        return outgoing_payload(self.network, self.private_keys, self.num_train, tokens, extra_meta=extra)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -214,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
             continue
         metrics["upload_model_bytes"] = meta[MetaKey.UPLOAD_BYTES]["model"]
         metrics["upload_spectral_bytes"] = meta[MetaKey.UPLOAD_BYTES]["spectral"]
+        metrics["upload_control_bytes"] = meta[MetaKey.UPLOAD_BYTES]["control"]
         logger.info(f"{site.site} round {current_round}: {metrics}")
         flare.send(flare.FLModel(params=params, metrics=metrics, meta=meta))
 

@@ -20,6 +20,8 @@ class MetaKey:
     UPLOAD_BYTES = "omnifm_upload_bytes"  # client -> server, {"model": int, "spectral": int}
     DP_EPSILON = "omnifm_dp_epsilon"  # client filter -> server, [epsilon this round, epsilon so far, delta]
     TRAINING_FAILED = "omnifm_training_failed"  # client -> server, True: no update this round (see the site's log)
+    CONTROL_VARIATE = "omnifm_control_variate"  # server -> client (SCAFFOLD), {key: float32 array}: the server's c
+    CONTROL_DELTA = "omnifm_control_delta"  # client -> server (SCAFFOLD), {key: float32 array}: c_i+ - c_i
 
 
 class TaskName:

@@ -2,7 +2,8 @@
 
 Only shared parameters (never a key the strategy marks private), the spectral summary (one
 centroid per local class, or per cluster of the site's tokens for tasks without image labels;
-never per-image tokens), the sample count, the upload sizes and the evaluation metrics are sent
+never per-image tokens), SCAFFOLD's control-variate delta (``MetaKey.CONTROL_DELTA``, one array per
+shared float parameter), the sample count, the upload sizes and the evaluation metrics are sent
 (after a failed round: the metrics and ``MetaKey.TRAINING_FAILED`` only). No image, label, file
 name, DICOM tag or error message is ever put in a payload.
 """
@@ -19,7 +20,17 @@ from torch import nn
 from omnifm_monai.flare.constants import MetaKey
 from omnifm_monai.private_state import split_state_dict
 
-__all__ = ["shared_state", "cluster_tokens", "spectral_centroids", "outgoing_payload", "DEFAULT_NUM_CLUSTERS"]
+__all__ = [
+    "EXTRA_META",
+    "shared_state",
+    "cluster_tokens",
+    "spectral_centroids",
+    "outgoing_payload",
+    "DEFAULT_NUM_CLUSTERS",
+]
+
+EXTRA_META = (MetaKey.CONTROL_DELTA,)
+"""The ``{key: array}`` entries a strategy's ``upload_meta`` may add; only the shared keys' arrays are sent."""
 
 DEFAULT_NUM_CLUSTERS = 4
 """Centroids a site uploads per round when its task has no image-level labels (segmentation, SR, ...)."""
@@ -91,15 +102,35 @@ def spectral_centroids(
 
 
 def outgoing_payload(
-    network: nn.Module, private_keys: set[str], num_samples: int, tokens: np.ndarray | None = None
+    network: nn.Module,
+    private_keys: set[str],
+    num_samples: int,
+    tokens: np.ndarray | None = None,
+    *,
+    extra_meta: dict[str, Any] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """``(params, meta)`` a site sends after local training, and nothing else."""
+    """``(params, meta)`` a site sends after local training, and nothing else.
+
+    Args:
+        extra_meta: the strategy's ``upload_meta`` (keys in :data:`EXTRA_META`, each ``{key: array}``);
+            entries of private or unknown keys are dropped here, the rest sent as float32.
+
+    Raises:
+        ValueError: ``extra_meta`` holds a key outside :data:`EXTRA_META`.
+    """
     params = shared_state(network, private_keys)
     meta: dict[str, Any] = {MetaKey.NUM_SAMPLES: int(num_samples)}
     if tokens is not None:
         meta[MetaKey.TOKENS] = np.asarray(tokens, np.float32)
+    extra_bytes = 0
+    for name, arrays in (extra_meta or {}).items():
+        if name not in EXTRA_META:
+            raise ValueError(f"extra_meta key {name!r} is not a documented upload; expected one of {EXTRA_META}.")
+        meta[name] = {k: np.asarray(v, np.float32) for k, v in arrays.items() if k in params}  # shared keys only
+        extra_bytes += sum(a.nbytes for a in meta[name].values())
     meta[MetaKey.UPLOAD_BYTES] = {
         "model": int(sum(v.numel() * v.element_size() for v in params.values())),
         "spectral": int(meta[MetaKey.TOKENS].nbytes) if tokens is not None else 0,
+        "control": int(extra_bytes),
     }
     return params, meta

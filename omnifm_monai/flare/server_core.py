@@ -28,6 +28,7 @@ from omnifm_monai.flare.constants import MetaKey
 from omnifm_monai.flare.uploads import InvalidUploadError, validate_tokens, validate_upload
 from omnifm_monai.knowledge import SpectralKnowledgeBase
 from omnifm_monai.strategies import Strategy
+from omnifm_monai.strategies.aggregate import AGGREGATOR_STATE_FILE
 
 __all__ = ["ServerCore"]
 
@@ -135,6 +136,7 @@ class ServerCore:
             if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
                 raise InvalidUploadError(f"{MetaKey.NUM_SAMPLES} must be a positive integer, got {num_samples!r}.")
             arrays = validate_upload(params, self.shared_shapes, self.private_keys) if self.shared_shapes else {}
+            self._aggregator.validate_meta(site, meta, arrays)  # what the strategy sends beyond weights (SCAFFOLD)
             tokens = None
             if self.knowledge_base is not None:
                 if meta.get(MetaKey.TOKENS) is None:
@@ -208,6 +210,7 @@ class ServerCore:
         tmp = tempfile.mkdtemp(prefix=".server_state_", dir=parent)
         np.savez(os.path.join(tmp, "global_params.npz"), **self.global_params)
         np.savez(os.path.join(tmp, "site_queries.npz"), **self.site_queries)
+        self._aggregator.save_state(os.path.join(tmp, AGGREGATOR_STATE_FILE))  # server optimizer moments, c
         if self.knowledge_base is not None:
             self.knowledge_base.save(os.path.join(tmp, "knowledge_base.npz"))
         with open(os.path.join(tmp, "server_state.json"), "w") as f:
@@ -241,6 +244,7 @@ class ServerCore:
         kb = None
         if self.knowledge_base is not None:
             kb = SpectralKnowledgeBase.load(os.path.join(state_dir, "knowledge_base.npz"))
+        self._aggregator.load_state(os.path.join(state_dir, AGGREGATOR_STATE_FILE), like=params)  # moments, c
         self.global_params, self.site_queries, self.round, self.history = (
             params,
             queries,

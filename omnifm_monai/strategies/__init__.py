@@ -17,23 +17,32 @@ from .aggregate import Aggregator, WeightedMean, weighted_mean
 from .base import Strategy, norm_layer_keys
 from .fedavg import FedAvg
 from .fedbn import FedBN
+from .feddyn import FedDyn
+from .fedopt import FedAdam, FedAvgM, FedYogi, ServerOptimizer
 from .fedper import TASK_HEAD_KEYS, FedPer
 from .fedprox import FedProx
 from .local import LocalOnly
 from .omnifm import OmniFM
 from .proximal import ProximalLoss
+from .scaffold import Scaffold
 
 __all__ = [
     "STRATEGIES",
     "TASK_HEAD_KEYS",
     "Aggregator",
     "FedAvg",
+    "FedAdam",
+    "FedAvgM",
     "FedBN",
+    "FedDyn",
     "FedPer",
     "FedProx",
+    "FedYogi",
     "LocalOnly",
     "OmniFM",
     "ProximalLoss",
+    "Scaffold",
+    "ServerOptimizer",
     "Strategy",
     "WeightedMean",
     "get_strategy",
@@ -52,6 +61,12 @@ STRATEGIES: dict[str, Strategy] = {
         OmniFM(),
         # OmniFM exactly as the paper describes it: only c (and the prototype bank) stays at the site
         OmniFM(name="omnifm_paper", private_patterns=(), private_norm_layers=False, recalibrate_norms=False),
+        # server-side baselines (issue 13): server optimizers, control variates, dynamic regularisation
+        FedAdam(),
+        FedYogi(),
+        FedAvgM(),
+        Scaffold(),
+        FedDyn(),
     )
 }
 

@@ -11,13 +11,40 @@ upload's ``meta`` in :meth:`~Aggregator.accept` and send the server's variate ba
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 from nvflare.app_common.aggregators.weighted_aggregation_helper import WeightedAggregationHelper
 
-__all__ = ["Aggregator", "WeightedMean", "weighted_mean"]
+__all__ = [
+    "AGGREGATOR_STATE_FILE",
+    "NORM_STATISTICS",
+    "Aggregator",
+    "VariateMean",
+    "WeightedMean",
+    "optimized_keys",
+    "split_state",
+    "weighted_mean",
+]
+
+AGGREGATOR_STATE_FILE = "aggregator_state.npz"
+"""The aggregator's own state (server optimizer moments, control variates) in the server's state folder."""
+
+NORM_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+"""Last key parts of normalisation-layer buffers: averaged, never an optimizer's or a control variate's key."""
+
+
+def optimized_keys(params: Mapping[str, np.ndarray]) -> list[str]:
+    """Keys a server optimizer steps and control variates cover: float arrays that are not norm statistics.
+
+    The server sees only names and arrays; like NVFlare's FedOpt (optimizer on ``named_parameters``,
+    FedAvg for the rest) it leaves integer counters and BatchNorm running statistics to the mean.
+    """
+    return [
+        k for k, v in params.items() if np.asarray(v).dtype.kind == "f" and k.rsplit(".", 1)[-1] not in NORM_STATISTICS
+    ]
 
 
 class Aggregator:
@@ -57,6 +84,39 @@ class Aggregator:
         """Extra ``FLModel.meta`` entries the server sends ``site`` (none here; SCAFFOLD: its control variate)."""
         return {}
 
+    def validate_meta(self, site: str, meta: Mapping[str, Any], params: Mapping[str, np.ndarray]) -> None:
+        """Check what an upload carries beyond weights (``params``: its validated weights); none here.
+
+        Raises:
+            InvalidUploadError: the extra entries break the protocol (SCAFFOLD: wrong control-variate keys).
+        """
+
+    # ------------------------------------------------------------------ state across a server restart
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """State the aggregator keeps across rounds (moments, control variates), flat ``{name: array}``."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray], *, like: Mapping[str, np.ndarray]) -> None:
+        """Restore :meth:`state_dict`'s output; ``like`` is the restored global state (keys and shapes).
+
+        Raises:
+            ValueError: the state does not belong to this aggregator or model.
+        """
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state, got entries {sorted(state)[:5]}.")
+
+    def save_state(self, path: str | os.PathLike) -> None:
+        """Write :meth:`state_dict` to ``path`` (.npz)."""
+        np.savez(path, **self.state_dict())
+
+    def load_state(self, path: str | os.PathLike, *, like: Mapping[str, np.ndarray]) -> bool:
+        """Restore from :meth:`save_state`'s file; False (state unchanged) when there is none."""
+        if not os.path.isfile(path):
+            return False
+        with np.load(path) as f:
+            self.load_state_dict({k: f[k] for k in f.files}, like=like)
+        return True
+
 
 class WeightedMean(Aggregator):
     """FedAvg's aggregation: each key's mean over the uploads, weighted by the sites' sample counts.
@@ -77,6 +137,68 @@ class WeightedMean(Aggregator):
 
     def reset(self) -> None:
         self._staged = {}
+
+
+class VariateMean(WeightedMean):
+    """The weighted mean plus one server variate per :func:`optimized_keys` key (SCAFFOLD's c, FedDyn's h).
+
+    Subclasses update :attr:`variate` in ``aggregate`` with sums over the round's sites divided by
+    :attr:`federation_size` (the papers' ``1/N``); the variate and the sites seen survive a restart.
+
+    Args:
+        num_sites: ``N``, all sites of the federation; 0: the distinct sites accepted so far (exact
+            once every site has uploaded; with full participation, from the first round).
+
+    Raises:
+        ValueError: ``num_sites`` is negative.
+    """
+
+    state_prefix = "variate"  # the variate's entries in state_dict: "<state_prefix>/<key>"
+
+    def __init__(self, *, num_sites: int = 0) -> None:
+        super().__init__()
+        if num_sites < 0:
+            raise ValueError(f"num_sites must be >= 0, got {num_sites!r}.")
+        self.num_sites = num_sites
+        self.variate: dict[str, np.ndarray] = {}  # key -> float64 array; empty (zero) before the first round
+        self.seen: set[str] = set()  # sites accepted in any round
+
+    @property
+    def federation_size(self) -> int:
+        """``N`` of the ``1/N`` updates."""
+        return self.num_sites or len(self.seen)
+
+    def add(self, site: str, params: Mapping[str, np.ndarray], weight: float, round_num: int, meta: Mapping) -> None:
+        super().add(site, params, weight, round_num, meta)
+        self.seen.add(site)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        variate = {f"{self.state_prefix}/{k}": v for k, v in self.variate.items()}
+        return {**variate, "seen": np.asarray(sorted(self.seen), dtype=str)}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray], *, like: Mapping[str, np.ndarray]) -> None:
+        arrays = {k: v for k, v in state.items() if k != "seen"}
+        self.variate = split_state(arrays, (self.state_prefix,), like=like, owner=type(self).__name__)[
+            self.state_prefix
+        ]
+        self.seen = {str(s) for s in np.asarray(state.get("seen", [])).tolist()}
+
+
+def split_state(
+    state: Mapping[str, np.ndarray], kinds: tuple[str, ...], *, like: Mapping[str, np.ndarray], owner: str
+) -> dict[str, dict[str, np.ndarray]]:
+    """``{"<kind>/<key>": array}`` -> ``{kind: {key: float64 array}}``, each key and shape checked against ``like``.
+
+    Raises:
+        ValueError: an entry of another kind, or of a key or shape the global model does not have.
+    """
+    groups: dict[str, dict[str, np.ndarray]] = {kind: {} for kind in kinds}
+    for name, value in state.items():
+        kind, _, key = name.partition("/")
+        if kind not in groups or key not in like or np.shape(value) != np.shape(like[key]):
+            raise ValueError(f"{owner} state entry {name!r} does not match the global model.")
+        groups[kind][key] = np.asarray(value, np.float64)
+    return groups
 
 
 def weighted_mean(

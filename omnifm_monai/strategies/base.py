@@ -5,10 +5,11 @@ A strategy is a frozen dataclass with keyword-only options. The client script
 read those options; they call the hooks below, in this order::
 
     site, once:        network_options() -> the bundle's network; private_keys(network); prepare_trainer(trainer)
+                       -> load_site_state(trainer, state) (the strategy's private state from the site's disk)
     server, once:      uses_knowledge_base; aggregator()
     site, each round:  on_receive(network, trainer, meta) -> evaluate -> before_training(network, trainer)
-                       -> the bundle's trainer -> after_training(network, trainer)
-                       -> spectral_summary(network, images, groups) -> the payload
+                       -> the bundle's trainer -> after_training(network, trainer) -> site_state(trainer) to disk
+                       -> spectral_summary(network, images, groups), upload_meta(trainer) -> the payload
     server, each round: aggregator.accept(...) per accepted upload -> aggregator.aggregate(global_params)
 
 The options are the ``--strategy-options`` every strategy takes (``{"recalibrate_norms": true}`` gives
@@ -137,6 +138,27 @@ class Strategy:
         if not self.spectral:
             return None
         return spectral_centroids(network, images, groups, seed=seed)
+
+    def upload_meta(self, trainer: SupervisedTrainer) -> dict[str, Any]:
+        """Extra ``FLModel.meta`` entries the site sends after training (SCAFFOLD: its control-variate delta).
+
+        Each one must be documented in :mod:`omnifm_monai.flare.payload` and checked by the server's
+        ``Aggregator.validate_meta``.
+        """
+        return {}
+
+    def site_state(self, trainer: SupervisedTrainer) -> dict[str, torch.Tensor]:
+        """The strategy's private state beyond the network (SCAFFOLD's c_i, FedDyn's h_i), kept on the site's disk."""
+        return {}
+
+    def load_site_state(self, trainer: SupervisedTrainer, state: Mapping[str, torch.Tensor]) -> None:
+        """Restore :meth:`site_state`'s output (after :meth:`prepare_trainer`; a restarted client).
+
+        Raises:
+            ValueError: ``state`` holds entries this strategy does not keep.
+        """
+        if state:
+            raise ValueError(f"strategy {self.name!r} keeps no site state, got entries {sorted(state)[:5]}.")
 
     # ------------------------------------------------------------------ server
     @property

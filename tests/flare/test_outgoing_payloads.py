@@ -1,6 +1,7 @@
 """What leaves a site, inspected in the NVFlare message each strategy's client actually sends."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,12 @@ from omnifm_monai.flare.constants import MetaKey
 from omnifm_monai.jobs import bundle_root
 from omnifm_monai.strategies import STRATEGIES, norm_layer_keys
 
-DOCUMENTED_META = {MetaKey.NUM_SAMPLES, MetaKey.UPLOAD_BYTES, MetaKey.TOKENS}  # see omnifm_monai/flare/payload.py
+DOCUMENTED_META = {
+    MetaKey.NUM_SAMPLES,
+    MetaKey.UPLOAD_BYTES,
+    MetaKey.TOKENS,
+    MetaKey.CONTROL_DELTA,
+}  # see omnifm_monai/flare/payload.py
 IMAGE_SIZE = 32
 
 
@@ -83,6 +89,19 @@ def test_only_shared_weights_and_documented_meta_leave_the_site(strategy, site_d
     else:
         assert tokens is None
     assert sent.meta[MetaKey.NUM_SAMPLES] == site.num_train
+    # SCAFFOLD alone sends its control-variate delta: one float32 array per shared trainable parameter
+    delta = sent.meta.get(MetaKey.CONTROL_DELTA)
+    if strategy == "scaffold":
+        parameters = dict(site.network.named_parameters())
+        assert set(delta) == set(parameters) - site.private_keys
+        for key, value in delta.items():
+            assert value.dtype == np.float32 and value.shape == tuple(parameters[key].shape), key
+        assert any(np.abs(v).max() > 0 for v in delta.values())  # one epoch of training moved c_i
+        assert sent.meta[MetaKey.UPLOAD_BYTES]["control"] == sum(v.nbytes for v in delta.values())
+        assert Path(site.strategy_state_path).name == "private_scaffold_strategy.pt"
+        assert Path(site.strategy_state_path).is_file()  # c_i stays on the site's disk
+    else:
+        assert delta is None and sent.meta[MetaKey.UPLOAD_BYTES]["control"] == 0
     # nothing textual leaves: no file name, DICOM tag or label name in meta or metrics
     for value in _leaves([dxo.meta, sent.metrics]):
         assert not isinstance(value, (str, bytes)), value
