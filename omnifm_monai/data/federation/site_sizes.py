@@ -17,7 +17,9 @@ def parse_site_sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(p) for p in parts)
     except ValueError:
-        raise ValueError(f"site_sizes={text!r}: expected comma-separated positive integers, e.g. '400,400,60'.") from None
+        raise ValueError(
+            f"site_sizes={text!r}: expected comma-separated positive integers, e.g. '400,400,60'."
+        ) from None
     if any(s < 1 for s in sizes):
         raise ValueError(f"site_sizes={text!r}: every size must be >= 1.")
     return sizes
@@ -36,6 +38,7 @@ def sizes_per_site(site_sizes: Sequence[int] | str | None, num_clients: int, def
     sizes = [int(s) for s in site_sizes]
     if len(sizes) != num_clients or any(s < 1 for s in sizes):
         raise ValueError(
-            f"site_sizes={list(site_sizes)}: expected {num_clients} sizes >= 1, one per site (num_clients={num_clients})."
+            f"site_sizes={list(site_sizes)}: expected {num_clients} sizes >= 1, one per site "
+            f"(num_clients={num_clients})."
         )
     return sizes

@@ -80,7 +80,12 @@ def test_label_map_file_and_its_errors(two_folders, tmp_path):
 
 def test_site_sizes_cap_each_folder_site(two_folders):
     fed = build_federation(
-        "cross_modality_shared", 2, data_dir=list(two_folders), label_map=MAP, site_sizes="10,100", samples_per_client=None
+        "cross_modality_shared",
+        2,
+        data_dir=list(two_folders),
+        label_map=MAP,
+        site_sizes="10,100",
+        samples_per_client=None,
     )
     # site-1 (alpha) capped at 10, stratified 5/5; site-2 (beta, 60 after the drop) keeps all under its cap of 100
     assert [c.num_samples("train") for c in fed.clients] == [10, 60]
