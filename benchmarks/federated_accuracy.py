@@ -29,6 +29,10 @@ the three goals of the benchmark issue at each participation rate. Writes ``resu
     python benchmarks/federated_accuracy.py --clients 10 --rounds 10 --participation 0.2 1.0 --seeds 0 1 2 \\
         --ablations --centralised --out runs/benchmarks/accuracy
     python benchmarks/federated_accuracy.py --federation-data ../shared/data/medmnist --image-size 28 ...
+    # the fixed task on real files: one triage question, one modality per site, unequal sites
+    python benchmarks/federated_accuracy.py --federation-data ../shared/data/medmnist:../shared/data/real/\
+classification_shared_label --label-map benchmarks/label_maps/medmnist_triage.json \
+        --scenario cross_modality_shared --site-sizes 400,400,400,60,60,60 --clients 6 --references ...
 """
 
 from __future__ import annotations
