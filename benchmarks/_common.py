@@ -30,6 +30,7 @@ __all__ = [
     "cpu_name",
     "machine_info",
     "option_list",
+    "paired_difference",
     "simulate_job",
     "simulation_report",
     "timestamp",
@@ -93,6 +94,39 @@ def simulation_report(args: argparse.Namespace, forwarded: list[str], **results:
 def option_list(options: dict[str, Any]) -> list[str]:
     """``{"--clients": 8, ...}`` -> ``["--clients", "8", ...]``, the job options of one run."""
     return [part for flag, value in options.items() for part in (flag, str(value))]
+
+
+def paired_difference(a: list[float], b: list[float], *, level: float = 0.95) -> dict[str, float]:
+    """Mean of the paired differences ``a[i] - b[i]`` (same seed and partition) with a ``level`` t interval.
+
+    Pairs with a non-finite value are left out. The interval is ``mean +- t * sd / sqrt(n)``, ``t`` the
+    ``(1 + level) / 2`` quantile of Student's t with ``n - 1`` degrees of freedom (``scipy.stats.t``); with
+    fewer than 2 pairs the interval is NaN.
+
+    Returns:
+        ``{"mean", "sd", "n", "low", "high"}``.
+
+    Raises:
+        ValueError: when ``a`` and ``b`` differ in length, or ``level`` is not in (0, 1).
+    """
+    import numpy as np
+    from scipy import stats
+
+    if len(a) != len(b):
+        raise ValueError(f"paired values differ in length: {len(a)} and {len(b)}; expected one pair per seed.")
+    if not 0 < level < 1:
+        raise ValueError(f"level={level} must be in (0, 1).")
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)  # (n,) one difference per seed
+    d = d[np.isfinite(d)]
+    n = int(d.size)
+    if n == 0:
+        return {"mean": float("nan"), "sd": float("nan"), "n": 0, "low": float("nan"), "high": float("nan")}
+    mean = float(d.mean())
+    if n < 2:
+        return {"mean": mean, "sd": float("nan"), "n": n, "low": float("nan"), "high": float("nan")}
+    sd = float(d.std(ddof=1))
+    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * sd / np.sqrt(n)
+    return {"mean": mean, "sd": sd, "n": n, "low": mean - half, "high": mean + half}
 
 
 def tree_rss(process: psutil.Process) -> tuple[int, int]:

@@ -12,7 +12,13 @@ classification bundle, budget (rounds x local epochs) and federation:
   multiplier ``Z``, :class:`~omnifm_monai.flare.privacy.SpectralTokenPrivacy`): the accuracy cost of DP;
 - with ``--centralised``, the pooled reference: the same bundle trained on every site's training
   data together for ``rounds x local_epochs x participation`` epochs (the passes each site makes
-  over its own data), scored on each site's own test split.
+  over its own data), scored on each site's own test split;
+- with ``--references``, the fair references (:mod:`omnifm_monai.jobs.references`): each site alone and
+  all sites pooled, each trained to convergence (early stopping on its own validation split, patience
+  ``--patience``, the same cap ``--reference-epochs`` for both), once per seed.
+
+For every strategy it also writes the paired differences over seeds (same seed, same partition) against
+each convergence reference and against OmniFM, with a 95 % t confidence interval.
 
 It reports, per configuration, the mean and the spread (sample standard deviation) over seeds of
 the mean per-site test accuracy, restricted to each site's own label space (the headline) and over
@@ -23,24 +29,30 @@ the three goals of the benchmark issue at each participation rate. Writes ``resu
     python benchmarks/federated_accuracy.py --clients 10 --rounds 10 --participation 0.2 1.0 --seeds 0 1 2 \\
         --ablations --centralised --out runs/benchmarks/accuracy
     python benchmarks/federated_accuracy.py --federation-data ../shared/data/medmnist --image-size 28 ...
+    # the fixed task on real files: one triage question, one modality per site, unequal sites
+    python benchmarks/federated_accuracy.py --federation-data ../shared/data/medmnist:../shared/data/real/\
+classification_shared_label --label-map benchmarks/label_maps/medmnist_triage.json \
+        --scenario cross_modality_shared --site-sizes 400,400,400,60,60,60 --clients 6 --references ...
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
 from pathlib import Path
 
 import numpy as np
-from _common import benchmark_parser, machine_info, option_list, write_report
+from _common import benchmark_parser, machine_info, option_list, paired_difference, write_report
 
-from omnifm_monai.jobs import bundle_root, federation_for, parse_job_args, run_strategy
+from omnifm_monai.jobs import parse_job_args, run_strategy
+from omnifm_monai.jobs.references import LOCAL_CONVERGED, POOLED_CONVERGED, local_to_convergence, pooled_to_convergence
 
-__all__ = ["ABLATIONS", "CENTRALISED", "METRICS", "STRATEGIES", "SWEEPS", "finished_run", "goals",
-           "load_variants", "main", "parse_args", "plot", "pooled_centralised", "run", "summarise", "table_rows",
-           "to_markdown"]  # fmt: skip
+__all__ = ["ABLATIONS", "CENTRALISED", "METRICS", "STRATEGIES", "SWEEPS", "converged_references", "finished_run",
+           "goals", "load_variants", "main", "paired_rows", "parse_args", "plot", "pooled_centralised", "run",
+           "summarise", "table_rows", "to_markdown"]  # fmt: skip
 
 STRATEGIES = ("local", "fedavg", "fedprox", "fedper", "fedbn", "omnifm")
 ABLATIONS: dict[str, list[str]] = {
@@ -71,47 +83,42 @@ def pooled_centralised(job_args: list[str], out_dir: str) -> dict[str, dict[str,
     The budget matches the federation's: ``rounds x local_epochs x participation`` epochs, the number of
     passes each site makes over its own data when it trains in a fraction ``participation`` of the rounds.
     """
-    from monai.bundle import ConfigWorkflow
-
-    from omnifm_monai.tasks import get_task
-
-    finished = Path(out_dir) / "per_site_metrics.json"
-    earlier = json.loads(finished.read_text()) if finished.is_file() else {}
-    if earlier.get("job_args") == job_args:
-        return earlier["metrics"]  # a restarted benchmark keeps this reference
     settings, _ = parse_job_args(job_args)
-    task = get_task(settings.task)
-    federation = federation_for(settings)
-    os.makedirs(out_dir, exist_ok=True)
-    pooled_path = os.path.join(out_dir, "pooled.npz")
-    federation.pooled(settings.image_size).save_npz(pooled_path)
-    bundle = str(bundle_root(settings.task))
-    workflow = ConfigWorkflow(
-        config_file=os.path.join(bundle, "configs", "train.json"),
-        workflow_type="train",
-        logging_file=False,
-        bundle_root=bundle,
-        dataset_dir=pooled_path,
-        num_classes=federation.num_classes,
-        image_size=settings.image_size,
-        seed=settings.seed,
-        epochs=max(1, round(settings.num_rounds * settings.local_epochs * settings.participation)),
-        ckpt_dir=os.path.join(out_dir, "models"),
-        output_dir=os.path.join(out_dir, "eval"),
-        progress_bar=False,
-        spectral=False,
-        prompt=False,
-        **settings.bundle_overrides,
-    )
-    workflow.initialize()
-    workflow.run()
-    metrics = {}
-    for client in federation.clients:
-        site_path = os.path.join(out_dir, f"{client.name}.npz")
-        client.save_npz(site_path)
-        metrics[client.name] = task.test_evaluator(site_path, workflow.parser)(workflow.trainer.network)
-    finished.write_text(json.dumps({"job_args": job_args, "metrics": metrics}, indent=1, default=float))
+    budget = max(1, round(settings.num_rounds * settings.local_epochs * settings.participation))
+
+    def train() -> dict:
+        return pooled_to_convergence(settings, out_dir, max_epochs=budget, patience=0)[0]
+
+    return _cached(Path(out_dir) / "per_site_metrics.json", job_args, train)
+
+
+def _cached(path: Path, key, compute):
+    """``compute()``'s result, kept in ``path`` with ``key``: a restarted benchmark reuses a finished one."""
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    if earlier.get("job_args") == key:
+        return earlier["metrics"]
+    metrics = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"job_args": key, "metrics": metrics}, indent=1, default=float))
     return metrics
+
+
+def converged_references(job_args: list[str], out_dir: str, *, max_epochs: int, patience: int) -> dict[str, dict]:
+    """``{LOCAL_CONVERGED: {site: metrics}, POOLED_CONVERGED: {site: metrics}}``, both to convergence.
+
+    Each site alone and all sites pooled, early stopping on the validation split of their own training
+    data, the same epoch cap ``max_epochs`` (:mod:`omnifm_monai.jobs.references`).
+    """
+    settings, _ = parse_job_args(job_args)
+    options = {"max_epochs": max_epochs, "patience": patience}
+    key = [*job_args, f"max_epochs={max_epochs}", f"patience={patience}"]
+    runs = {LOCAL_CONVERGED: (local_to_convergence, "local"), POOLED_CONVERGED: (pooled_to_convergence, "pooled")}
+    result = {}
+    for label, (train, folder) in runs.items():
+        where = os.path.join(out_dir, folder)
+        per_site = functools.partial(lambda f, w: f(settings, w, **options)[0], train, where)
+        result[label] = _cached(Path(where) / "per_site_metrics.json", key, per_site)
+    return result
 
 
 def finished_run(out: str, folder: str):
@@ -134,8 +141,16 @@ def summarise(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(finite), "std": spread, "n": len(finite)}
 
 
+def _reference_record(participation: float, seed: int, label: str, per_site: dict[str, dict]) -> dict:
+    """A run record of a central reference: each metric averaged over the sites."""
+    record = {"participation": participation, "seed": seed, "label": label, "problems": []}
+    record.update({m: float(np.mean([s[m] for s in per_site.values()])) for m in METRICS})
+    record["majority_rate"] = float(np.mean([s["majority_rate"] for s in per_site.values()]))
+    return record
+
+
 def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
-    runs = []
+    runs, converged = [], {}
     for participation in args.participation:
         for seed in args.seeds:
             options = {
@@ -175,10 +190,15 @@ def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
             if args.centralised:
                 print(f"participation {participation}, seed {seed}: {CENTRALISED}", flush=True)
                 per_site = pooled_centralised(base, os.path.join(out, "centralised"))
-                record = {"participation": participation, "seed": seed, "label": CENTRALISED, "problems": []}
-                record.update({m: float(np.mean([s[m] for s in per_site.values()])) for m in METRICS})
-                record["majority_rate"] = float(np.mean([s["majority_rate"] for s in per_site.values()]))
-                runs.append(record)
+                runs.append(_reference_record(participation, seed, CENTRALISED, per_site))
+            if args.references:  # independent of participation: trained once per seed
+                if seed not in converged:
+                    print(f"seed {seed}: {LOCAL_CONVERGED}, {POOLED_CONVERGED}", flush=True)
+                    where = os.path.join(args.out, f"s{seed}_references")
+                    options = {"max_epochs": args.reference_epochs, "patience": args.patience}
+                    converged[seed] = converged_references(base, where, **options)
+                for label, per_site in converged[seed].items():
+                    runs.append(_reference_record(participation, seed, label, per_site))
     return {"machine": machine_info(), "settings": vars(args) | {"forwarded": forwarded}, "runs": runs}
 
 
@@ -193,6 +213,47 @@ def table_rows(report: dict) -> list[dict]:
             row[metric] = summarise([r.get(metric, float("nan")) for r in runs])
         rows.append(row)
     return rows
+
+
+def paired_rows(report: dict, metric: str = "restricted_accuracy") -> list[dict]:
+    """Per participation rate, each label against each convergence reference and against OmniFM: the paired
+    difference ``label - comparator`` of ``metric`` over the seeds both have (same seed, same partition)."""
+    rows = []
+    for participation in dict.fromkeys(r["participation"] for r in report["runs"]):
+        by_label: dict[str, dict[int, float]] = {}
+        for r in report["runs"]:
+            if r["participation"] == participation:
+                by_label.setdefault(r["label"], {})[r["seed"]] = r.get(metric, float("nan"))
+        comparators = [c for c in (LOCAL_CONVERGED, POOLED_CONVERGED, "omnifm") if c in by_label]
+        for label, values in by_label.items():
+            for comparator in comparators:
+                if comparator == label or label in (LOCAL_CONVERGED, POOLED_CONVERGED):
+                    continue  # a reference is only ever the comparator
+                seeds = sorted(set(values) & set(by_label[comparator]))
+                stat = paired_difference([values[k] for k in seeds], [by_label[comparator][k] for k in seeds])
+                rows.append({"participation": participation, "label": label, "versus": comparator, **stat})
+    return rows
+
+
+def _paired_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Paired differences over seeds (same seed and partition), acc (own labels), points; a difference "
+        "counts only when its 95 % t interval excludes 0:",
+        "",
+        "| participation | strategy | versus | mean difference | 95 % CI | seeds | interval excludes 0 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        interval = "n/a" if not np.isfinite(r["low"]) else f"[{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]"
+        excludes = "n/a" if not np.isfinite(r["low"]) else ("yes" if r["low"] > 0 or r["high"] < 0 else "no")
+        lines.append(
+            f"| {r['participation']} | {r['label']} | {r['versus']} | {100 * r['mean']:+.1f} | {interval} "
+            f"| {r['n']} | {excludes} |"
+        )
+    return lines
 
 
 def _goal_line(participation: float, comparison: str, margin: float, goal: float) -> str:
@@ -220,6 +281,9 @@ def goals(rows: list[dict]) -> list[str]:
             if scores:
                 best = max(scores, key=scores.get)
                 lines.append(_goal_line(participation, f"{comparison} ({best})", 100 * (omni - scores[best]), 2))
+        if LOCAL_CONVERGED in by_label:
+            gap = 100 * (omni - by_label[LOCAL_CONVERGED]["restricted_accuracy"]["mean"])
+            lines.append(_goal_line(participation, LOCAL_CONVERGED, gap, 3))
         if CENTRALISED in by_label:
             gap = 100 * (omni - by_label[CENTRALISED]["restricted_accuracy"]["mean"])
             lines.append(_goal_line(participation, "pooled centralised", gap, -2))
@@ -254,7 +318,7 @@ def to_markdown(report: dict) -> str:
             f"| {_cell(r['restricted_macro_f1'])} | {_cell(r['last5_restricted_accuracy'])} "
             f"| {_cell(r['majority_rate'])} | {r['failed']} |"
         )
-    return "\n".join([*lines, "", "Goals:", *goals(rows)])
+    return "\n".join([*lines, *_paired_markdown(report.get("paired", [])), "", "Goals:", *goals(rows)])
 
 
 def plot(report: dict, path: Path) -> None:
@@ -303,6 +367,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
         help="a JSON file (or JSON text) of label -> [strategy, job options...]; see benchmarks/variants/",
     )
     p.add_argument("--centralised", action="store_true", help="also the pooled-data centralised reference")
+    p.add_argument("--references", action="store_true", help="also each site alone and pooled, to convergence")
+    p.add_argument("--reference-epochs", type=int, default=40, help="epoch cap of both convergence references")
+    p.add_argument("--patience", type=int, default=5, help="early stopping: epochs without a better val score")
     p.add_argument("--dp-noise", type=float, default=0.0, help="also OmniFM with DP on the spectral upload")
     p.add_argument("--participation", nargs="+", type=float, default=[0.2, 1.0])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -321,6 +388,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
 def main(argv: list[str] | None = None) -> None:
     args, forwarded = parse_args(argv)
     report = run(args, forwarded)
+    report["paired"] = paired_rows(report)
     write_report(args.out, report, to_markdown(report), plots={"accuracy.png": plot}, announce=True)
 
 

@@ -1,6 +1,7 @@
 """The main job: every strategy on the same federation in the NVFlare simulator, then a report.
 
-    python -m nvflare_jobs.main_job                      # phantom, cross-modality hard (README)
+    python -m nvflare_jobs.main_job                      # phantom, the fixed task (README)
+    python -m nvflare_jobs.main_job --scenario cross_modality_hard   # the earlier demo: own label spaces
     python -m nvflare_jobs.main_job --federation-data ../shared/data/medmnist --clients 10 --image-size 28
     python -m nvflare_jobs.main_job --task segmentation --out runs/main_segmentation
 
@@ -8,6 +9,10 @@ Each strategy runs as its own simulator process (its log in ``<out>/<strategy>/s
 progress is read from the server's persisted round history. A run counts only if every site
 returned its final evaluation and no site logged a traceback: the simulator can exit 0 while a
 client crashed. The runs and the report are :mod:`omnifm_monai.jobs.comparison`'s.
+
+On the fixed task (``cross_modality_shared``, the default) two references follow the strategies: each site
+alone and all sites pooled, trained centrally to convergence (early stopping on their own validation split,
+at most ``--reference-epochs``, by default rounds x local epochs); ``--reference-epochs 0`` leaves them out.
 """
 
 from __future__ import annotations
@@ -28,14 +33,25 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="Other options: see omnifm_job.")
     parser.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES))
     parser.add_argument("--out", default="runs/main_job")
+    parser.add_argument(
+        "--reference-epochs",
+        type=int,
+        default=None,
+        help="epoch cap of the convergence references (default: rounds x local epochs on the fixed task, else 0)",
+    )
+    parser.add_argument("--patience", type=int, default=5, help="early stopping of the references (epochs)")
     args, forwarded = parser.parse_known_args(argv)
     job_args, settings = comparison_job_args(forwarded)
+    if args.reference_epochs is None:
+        fixed_task = settings.scenario == "cross_modality_shared"
+        args.reference_epochs = settings.num_rounds * settings.local_epochs if fixed_task else 0
     return args, job_args, settings
 
 
 def main(argv: list[str] | None = None) -> int:
     args, job_args, settings = parse_args(argv)
-    return run_comparison(args.strategies, job_args, settings, args.out)
+    options = {"reference_epochs": args.reference_epochs, "patience": args.patience}
+    return run_comparison(args.strategies, job_args, settings, args.out, **options)
 
 
 if __name__ == "__main__":

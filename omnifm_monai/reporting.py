@@ -21,6 +21,7 @@ __all__ = [
     "comparison_rows",
     "format_metric",
     "markdown_table",
+    "verdict_lines",
     "write_report",
     "CLASSIFICATION_METRICS",
     "METRIC_LABELS",
@@ -58,7 +59,11 @@ _BASELINE_PREFIXES = ("bicubic_", "average_", "max_")  # the same metric scored 
 
 @dataclass
 class RunResult:
-    """One strategy's finished run: the server's round history and the final per-site evaluation."""
+    """One strategy's finished run: the server's round history and the final per-site evaluation.
+
+    A central reference (trained without rounds, e.g. each site alone to convergence) has an empty
+    ``history``: the report shows it without rounds or uploads, the plot as a dashed line.
+    """
 
     strategy: str
     history: list[dict[str, Any]]
@@ -174,16 +179,43 @@ def markdown_table(rows: list[dict[str, Any]], metrics: tuple[str, ...] = CLASSI
             *(format_metric(m, r[f"mean_{m}"]) for m in metrics),
             format_metric(headline, r[f"last5_{headline}"]),
             *[format_metric(headline, r[f"per_site_{headline}"].get(s, float("nan"))) for s in sites],
-            str(r["rounds"]),
+            str(r["rounds"]) if r["rounds"] else "-",
             f"{r['wall_seconds']:.0f}",
-            f"{upload['model'] / 1024:.0f}",
-            f"{upload['spectral']:.0f}",
+            f"{upload['model'] / 1024:.0f}" if r["rounds"] else "-",
+            f"{upload['spectral']:.0f}" if r["rounds"] else "-",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     majority = [r["majority_rate"] for r in rows if np.isfinite(r["majority_rate"])]
     if majority:
         lines += ["", f"Majority-class rate (mean over sites): {format_metric('accuracy', float(np.mean(majority)))}%."]
     return "\n".join(lines)
+
+
+def verdict_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """What wins, in plain words: the best row by the headline, and OmniFM against every row without rounds
+    (the central references) and against the best other federated strategy."""
+    scored = [r for r in rows if np.isfinite(r[f"mean_{r['headline']}"])]
+    if not scored:
+        return ["No finished run to compare."]
+    headline = scored[0]["headline"]
+    label = METRIC_LABELS.get(headline, headline)
+
+    def value(r: dict[str, Any]) -> float:
+        return r[f"mean_{headline}"]
+
+    best = max(scored, key=value)
+    lines = [f"Best by {label}: {best['strategy']} ({format_metric(headline, value(best))})."]
+    omni = next((r for r in scored if r["strategy"] == "omnifm"), None)
+    if omni is None:
+        return lines
+    others = [r for r in scored if r["rounds"] and r["strategy"] != "omnifm"]
+    versus = [r for r in scored if not r["rounds"]] + ([max(others, key=value)] if others else [])
+    for r in versus:
+        gap = value(omni) - value(r)
+        shown = f"{gap:+.2f}" if _is_unscaled(headline) else f"{100 * gap:+.1f} points"
+        word = "above" if gap > 0 else "below" if gap < 0 else "level with"
+        lines.append(f"OmniFM vs {r['strategy']}: {shown} ({word}).")
+    return lines
 
 
 def write_report(
@@ -205,7 +237,9 @@ def write_report(
     with open(paths["json"], "w") as f:
         json.dump({"title": title, "rows": rows, "settings": [r.settings for r in results]}, f, indent=1)
     with open(paths["markdown"], "w") as f:
-        f.write(f"# {title}\n\n{notes}\n\n{markdown_table(rows, metrics)}\n\n![convergence](convergence.png)\n")
+        verdict = "\n".join(f"- {line}" for line in verdict_lines(rows))
+        table = markdown_table(rows, metrics)
+        f.write(f"# {title}\n\n{notes}\n\n{table}\n\n{verdict}\n\n![convergence](convergence.png)\n")
     _plot_convergence(results, paths["plot"], rows[0]["headline"] if rows else metrics[0])
     return paths
 
@@ -218,6 +252,11 @@ def _plot_convergence(results: list[RunResult], path: str, metric: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for result in results:
+        if not result.history:  # a central reference: its final value as a dashed line
+            final = result.final_mean(metric)
+            if np.isfinite(final):
+                ax.axhline(float(format_metric(metric, final)), linestyle="--", linewidth=1, label=result.strategy)
+            continue
         means = [float(format_metric(metric, m)) if np.isfinite(m) else np.nan for m in result.round_means(metric)]
         ax.plot(range(1, len(means) + 1), means, marker="o", label=result.strategy)
     ax.set_xlabel("round (metric of the model each site received)")

@@ -108,9 +108,14 @@ def client_args(settings: JobSettings, site: str, num_classes: int) -> str:
     else:
         args += ["--scenario", settings.scenario, "--num-clients", str(settings.num_clients)]
         if settings.federation_data:
-            args += ["--federation-data", os.path.abspath(settings.federation_data)]
+            folders = settings.federation_data.split(os.pathsep)
+            args += ["--federation-data", os.pathsep.join(os.path.abspath(f) for f in folders if f)]
         if settings.samples_per_client:
             args += ["--samples-per-client", str(settings.samples_per_client)]
+        if settings.label_map:
+            args += ["--label-map", os.path.abspath(settings.label_map)]
+        if settings.site_sizes:
+            args += ["--site-sizes", settings.site_sizes.replace(" ", "")]
     # NVFlare splits script_args on white space, without shell quoting
     spaced = [a for a in args if any(c.isspace() for c in a)]
     if spaced:

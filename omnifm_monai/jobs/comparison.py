@@ -4,6 +4,10 @@ Each strategy runs as its own simulator process (``python -m nvflare_jobs.omnifm
 ``<out>/<strategy>/simulator.log``); progress is read from the server's persisted round history. A
 run counts only if every site returned its final evaluation and no site logged a traceback: the
 simulator can exit 0 while a client crashed. ``python -m nvflare_jobs.main_job`` is the command line.
+
+The main job's default is the fixed-task phantom federation (:data:`FIXED_TASK_DEMO`: every site the same
+findings, one modality per site, two large and four small sites) with two references trained centrally to
+convergence (:mod:`omnifm_monai.jobs.references`): each site alone and all sites pooled.
 """
 
 from __future__ import annotations
@@ -18,15 +22,26 @@ import sys
 import time
 
 from omnifm_monai.jobs.builder import federation_for
+from omnifm_monai.jobs.references import LOCAL_CONVERGED, POOLED_CONVERGED, local_to_convergence, pooled_to_convergence
 from omnifm_monai.jobs.settings import JobSettings, parse_job_args
-from omnifm_monai.reporting import RunResult, comparison_rows, format_metric, load_run, markdown_table, write_report
+from omnifm_monai.reporting import (
+    RunResult,
+    comparison_rows,
+    format_metric,
+    load_run,
+    markdown_table,
+    verdict_lines,
+    write_report,
+)
 from omnifm_monai.tasks import get_task
 
 __all__ = [
     "DEFAULT_STRATEGIES",
+    "FIXED_TASK_DEMO",
     "MAIN_JOB_DEFAULTS",
     "comparison_job_args",
     "run_comparison",
+    "run_references",
     "run_logged_errors",
     "run_strategy",
 ]
@@ -35,6 +50,9 @@ DEFAULT_STRATEGIES = ("local", "fedavg", "fedper", "fedbn", "omnifm")
 # the demo's budget: fits 10 minutes on 2 CPU cores (docs/method.md)
 MAIN_JOB_DEFAULTS = ["--clients", "6", "--rounds", "8", "--local-epochs", "3", "--samples-per-client", "400",
                      "--image-size", "32"]  # fmt: skip
+# the demo's federation when the command line names none: the fixed task, 2 large and 4 small sites
+# (1280 phantom images instead of 6 x 400, which pays for the two convergence references: docs/running.md)
+FIXED_TASK_DEMO = ["--scenario", "cross_modality_shared", "--site-sizes", "400,400,120,120,120,120"]
 
 
 def run_logged_errors(workspace: str) -> list[str]:
@@ -114,8 +132,17 @@ def run_strategy(
     return (result if not problems else None), problems
 
 
+def _given(options: list[str], *flags: str) -> bool:
+    return any(o == f or o.startswith(f + "=") for o in options for f in flags)
+
+
 def comparison_job_args(forwarded: list[str]) -> tuple[list[str], JobSettings]:
     """The job options of every run: :data:`MAIN_JOB_DEFAULTS` first, so any in ``forwarded`` win.
+
+    A classification comparison that names no ``--scenario``, ``--federation-data`` or ``--dataset-dir``
+    runs the fixed task (:data:`FIXED_TASK_DEMO`); its unequal site sizes apply unless ``--clients``,
+    ``--samples-per-client`` or ``--site-sizes`` is given. ``--scenario cross_modality_hard`` is the
+    earlier demo.
 
     Args:
         forwarded: options of ``python -m nvflare_jobs.omnifm_job`` (``--clients``, ``--rounds``, ...).
@@ -123,7 +150,14 @@ def comparison_job_args(forwarded: list[str]) -> tuple[list[str], JobSettings]:
     Returns:
         ``(job_args, settings)``; without ``--threads`` in ``forwarded``, one simulator thread per site.
     """
-    job_args = [*MAIN_JOB_DEFAULTS, *forwarded]
+    demo = []
+    if parse_job_args(forwarded)[0].task == "classification" and not _given(
+        forwarded, "--scenario", "--federation-data", "--dataset-dir"
+    ):
+        demo = FIXED_TASK_DEMO[:2]
+        if not _given(forwarded, "--clients", "--samples-per-client", "--site-sizes"):
+            demo = FIXED_TASK_DEMO
+    job_args = [*MAIN_JOB_DEFAULTS, *demo, *forwarded]
     settings, _ = parse_job_args(job_args)
     if "--threads" not in forwarded:  # one simulator process per site
         job_args += ["--threads", str(settings.num_clients)]
@@ -131,8 +165,40 @@ def comparison_job_args(forwarded: list[str]) -> tuple[list[str], JobSettings]:
     return job_args, settings
 
 
-def run_comparison(strategies: list[str], job_args: list[str], settings: JobSettings, out: str) -> int:
+def run_references(settings: JobSettings, out: str, *, max_epochs: int, patience: int) -> list[RunResult]:
+    """Each site alone and all sites pooled, trained to convergence (``max_epochs`` cap, early stopping with
+    ``patience``); one result each, without rounds."""
+    results = []
+    for label, train, folder in (
+        (LOCAL_CONVERGED, local_to_convergence, "reference_local"),
+        (POOLED_CONVERGED, pooled_to_convergence, "reference_pooled"),
+    ):
+        print(f"[reference] {label}: at most {max_epochs} epochs, patience {patience}", flush=True)
+        start = time.perf_counter()
+        per_site, _ = train(settings, os.path.join(out, folder), max_epochs=max_epochs, patience=patience)
+        results.append(RunResult(label, [], per_site, {}, time.perf_counter() - start))
+        print(f"  {label}: {time.perf_counter() - start:.0f} s", flush=True)
+    return results
+
+
+def run_comparison(
+    strategies: list[str],
+    job_args: list[str],
+    settings: JobSettings,
+    out: str,
+    *,
+    reference_epochs: int = 0,
+    patience: int = 5,
+) -> int:
     """Simulate each strategy in turn, print the comparison table and write the report under ``out``.
+
+    Args:
+        strategies: the strategies, each its own simulation.
+        job_args: the job options of every run (:func:`comparison_job_args`).
+        settings: the same options, parsed.
+        out: the report folder.
+        reference_epochs: > 0: also the two convergence references (:func:`run_references`) with this cap.
+        patience: their early stopping.
 
     Returns:
         the exit status: 1 if any strategy failed, else 0.
@@ -156,6 +222,8 @@ def run_comparison(strategies: list[str], job_args: list[str], settings: JobSett
             print(f"  {strategy} FAILED:\n    " + "\n    ".join(problems[:10]), flush=True)
         else:
             results.append(result)
+    if reference_epochs > 0:
+        results += run_references(settings, out, max_epochs=reference_epochs, patience=patience)
     if results:
         task = get_task(settings.task)
         title = f"OmniFM-MONAI {task.name}: {settings.scenario} on {data}, {settings.num_clients} sites"
@@ -166,11 +234,15 @@ def run_comparison(strategies: list[str], job_args: list[str], settings: JobSett
                 if "restricted_accuracy" in task.report_metrics
                 else ""
             )
-            + ". `local` is each site training alone.\n\n"
+            + ". `local` is each site training alone for the same budget; "
+            + f"`{LOCAL_CONVERGED}` and `{POOLED_CONVERGED}` are trained centrally "
+            + "(each site alone, all sites pooled) with early stopping on their own validation split.\n\n"
             + federation_for(settings).summary()
         )
         metrics, headline = task.report_metrics, task.headline_metric
         paths = write_report(results, out, title, notes, metrics, headline)
-        print("\n" + markdown_table(comparison_rows(results, metrics, headline), metrics))
+        rows = comparison_rows(results, metrics, headline)
+        print("\n" + markdown_table(rows, metrics))
+        print("\n" + "\n".join(verdict_lines(rows)))
         print(f"\nreport: {paths['markdown']}\nplot:   {paths['plot']}\njson:   {paths['json']}")
     return 1 if failures else 0

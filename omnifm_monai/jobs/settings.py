@@ -24,6 +24,8 @@ class JobSettings:
     scenario: str = "cross_modality_hard"
     federation_data: str = ""  # folder of MedMNIST .npz files; empty: the embedded phantom
     samples_per_client: int = 0  # 0: the partition's default
+    label_map: str = ""  # JSON {file stem: {source label: shared class}} for federation_data; empty: none
+    site_sizes: str = ""  # "400,400,60,...": one samples_per_client per site; empty: all samples_per_client
     image_size: int = 64
     seed: int = 0
     threads: int = 1
@@ -73,8 +75,10 @@ def job_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--participation", type=float, default=defaults.participation)
     parser.add_argument("--local-epochs", type=int, default=defaults.local_epochs)
     parser.add_argument("--scenario", default=defaults.scenario)
-    parser.add_argument("--federation-data", default="", help="folder of MedMNIST .npz files (default: phantom)")
+    parser.add_argument("--federation-data", default="", help="MedMNIST .npz folder(s), joined by : (default: phantom)")
     parser.add_argument("--samples-per-client", type=int, default=0)
+    parser.add_argument("--label-map", default="", help="JSON label map of --federation-data onto one label space")
+    parser.add_argument("--site-sizes", default="", help="one samples-per-client per site, e.g. 400,400,60,60")
     parser.add_argument("--image-size", type=int, default=defaults.image_size)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--threads", type=int, default=defaults.threads)
@@ -110,6 +114,8 @@ def parse_job_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse
         scenario=args.scenario,
         federation_data=args.federation_data,
         samples_per_client=args.samples_per_client,
+        label_map=args.label_map,
+        site_sizes=args.site_sizes,
         image_size=args.image_size,
         seed=args.seed,
         threads=args.threads,

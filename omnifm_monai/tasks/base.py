@@ -98,13 +98,17 @@ class FederatedTask(ABC):
         data_dir: str | None,
         image_size: int,
         samples_per_client: int | None,
+        label_map: str = "",
+        site_sizes: str = "",
     ) -> TaskFederation:
         """The simulated federation every site and the server build identically from the same arguments.
 
         An empty ``data_dir`` means the phantom; ``samples_per_client`` of ``None`` or 0 keeps the
-        builder's default.
+        builder's default; ``label_map`` and ``site_sizes`` go to the builder only when given (the
+        classification builder knows them).
         """
         extra = {"samples_per_client": samples_per_client} if samples_per_client else {}
+        extra |= {k: v for k, v in (("label_map", label_map), ("site_sizes", site_sizes)) if v}
         return self.federation_builder()(
             scenario, num_clients, seed=seed, data_dir=data_dir or None, image_size=image_size, **extra
         )
@@ -114,9 +118,9 @@ class FederatedTask(ABC):
 
         Args:
             options: anything with ``scenario``, ``num_clients``, ``seed``, ``federation_data``,
-                ``image_size`` and ``samples_per_client`` attributes (the job's settings, the client's
-                parsed command line); an empty ``federation_data`` means the phantom, a
-                ``samples_per_client`` of 0 the task's default.
+                ``image_size`` and ``samples_per_client`` attributes, optionally ``label_map`` and
+                ``site_sizes`` (the job's settings, the client's parsed command line); an empty
+                ``federation_data`` means the phantom, a ``samples_per_client`` of 0 the task's default.
         """
         return self.build_federation(
             options.scenario,
@@ -125,6 +129,8 @@ class FederatedTask(ABC):
             data_dir=options.federation_data or None,
             image_size=options.image_size,
             samples_per_client=options.samples_per_client or None,
+            label_map=getattr(options, "label_map", ""),
+            site_sizes=getattr(options, "site_sizes", ""),
         )
 
     @abstractmethod

@@ -98,3 +98,55 @@ def test_the_committed_variant_files_name_real_strategies_and_options(script):
         for strategy, *extra in script.load_variants(str(path)).values():
             settings, _ = parse_args(["--strategy", strategy, *extra])
             get_strategy(settings.strategy, **settings.strategy_options)  # a typo in a field fails here
+
+
+def test_paired_difference_by_hand(script):
+    # Prepare: differences 0.02, 0.04, 0.06 -> mean 0.04, sd 0.02, t(0.975, 2) = 4.302653
+    # Execute
+    stat = script.paired_difference([0.72, 0.74, 0.76], [0.70, 0.70, 0.70])
+    # Assert
+    half = 4.302653 * 0.02 / math.sqrt(3)
+    assert stat["mean"] == pytest.approx(0.04) and stat["sd"] == pytest.approx(0.02) and stat["n"] == 3
+    assert (stat["low"], stat["high"]) == (pytest.approx(0.04 - half, abs=1e-6), pytest.approx(0.04 + half, abs=1e-6))
+    one = script.paired_difference([0.7, float("nan")], [0.6, 0.6])  # a failed run drops its pair
+    assert one["n"] == 1 and one["mean"] == pytest.approx(0.1) and math.isnan(one["low"])
+    with pytest.raises(ValueError, match="differ in length"):
+        script.paired_difference([0.1], [0.1, 0.2])
+
+
+def test_paired_rows_against_references_and_omnifm(script):
+    # Prepare: three seeds; fedavg 1, 2, 3 points above local-to-convergence; omnifm constant 0.80
+    local, pooled = script.LOCAL_CONVERGED, script.POOLED_CONVERGED
+    runs = [
+        *(_run("fedavg", s, 0.70 + 0.01 * (s + 1), 0.5) for s in range(3)),
+        *(_run("omnifm", s, 0.80, 0.5) for s in range(3)),
+        *(_run(local, s, 0.70, 0.7) for s in range(3)),
+        *(_run(pooled, s, 0.75, 0.75) for s in range(2)),  # one seed missing: 2 pairs
+    ]
+    report = {"runs": runs, "machine": {"date": "today"},
+              "settings": {"clients": 3, "rounds": 2, "local_epochs": 1, "image_size": 32, "seeds": [0, 1, 2],
+                           "forwarded": []}}  # fmt: skip
+    # Execute
+    report["paired"] = script.paired_rows(report)
+    rows = {(r["label"], r["versus"]): r for r in report["paired"]}
+    markdown = script.to_markdown(report)
+    # Assert: the references are never the left-hand side; fedavg - local = +2.0, sd 1.0, t(2) interval
+    assert set(rows) == {("fedavg", local), ("fedavg", pooled), ("fedavg", "omnifm"), ("omnifm", local),
+                         ("omnifm", pooled)}  # fmt: skip
+    assert rows[("fedavg", local)]["mean"] == pytest.approx(0.02)
+    assert rows[("fedavg", pooled)]["n"] == 2
+    assert "| 0.2 | fedavg | local (to convergence) | +2.0 | [-0.5, +4.5] | 3 | no |" in markdown
+    assert "| 0.2 | omnifm | local (to convergence) | +10.0 |" in markdown  # sd 0: a zero-width interval
+    assert "OmniFM vs local (to convergence): +10.0 points (goal >= +3): met" in markdown
+
+
+def test_converged_references_train_once_and_restart(script, tmp_path):
+    job_args = ["--clients", "2", "--scenario", "cross_modality_shared", "--site-sizes", "20,10", "--image-size", "32",
+                "--bundle-overrides", '{"batch_size":8}']  # fmt: skip
+    refs = script.converged_references(job_args, str(tmp_path), max_epochs=3, patience=1)
+    assert sorted(refs) == sorted([script.LOCAL_CONVERGED, script.POOLED_CONVERGED])
+    for per_site in refs.values():
+        assert sorted(per_site) == ["site-1", "site-2"]
+        # site-2: 10 images -> 2 test images, so its accuracy is 0, 0.5 or 1
+        assert per_site["site-2"]["restricted_accuracy"] in (0.0, 0.5, 1.0)
+    assert script.converged_references(job_args, str(tmp_path), max_epochs=3, patience=1) == refs  # cached

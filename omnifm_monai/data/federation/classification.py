@@ -14,6 +14,9 @@ Scenarios:
 - ``cross_modality_mixed``: each site holds 2-3 modalities (a primary one plus one or two drawn by seed);
   label spaces are still per modality, a site's label space is the union of its modalities'.
 - ``iid``: every site draws from every modality and every class uniformly (the control).
+- ``cross_modality_shared``: the fixed task: one modality per site and the same label space at every site
+  (the phantom's findings rendered through each site's modality; real files relabelled by a label map,
+  :mod:`.label_map`, onto one shared question such as normal / abnormal).
 
 Rules (the paper does not publish its split; these are ours):
 
@@ -34,7 +37,13 @@ Rules (the paper does not publish its split; these are ours):
   file. Each file's official train/val/test splits are divided disjointly and equally between the sites
   holding it (seeded, stratified by label).
   ``samples_per_client`` caps each site's training set (stratified subsample; ``None`` keeps everything);
-  validation and test sets are never capped.
+  validation and test sets are never capped. ``data_dir`` may name several folders (a sequence, or one
+  string joined by ``os.pathsep``).
+- Label map (``label_map=``, folder only; required for ``cross_modality_shared`` there): exactly the files
+  the map names are read, each file's labels become shared ids (:mod:`.label_map`) instead of disjoint
+  offsets, and the class names are the map's. Sites are then assigned to files as above.
+- ``site_sizes``: one ``samples_per_client`` per site, in site order (phantom: images before the split;
+  folder: the training cap), e.g. ``(400, 400, 60, 60)``: a few large sites and several small ones.
 - Channels and sizes: a site that mixes gray and RGB sources stores everything as RGB (gray repeated
   over 3 channels); a site that mixes image sizes stores everything resized to ``image_size``. A
   single-source site keeps its source's layout; the classification data loader fixes channels and size.
@@ -44,15 +53,17 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from omnifm_monai.data.federation.base import SiteFederation, check_scenario_and_clients, per_split
+from omnifm_monai.data.federation.label_map import LabelMap, load_label_map
 from omnifm_monai.data.federation.medmnist_sites import npz_sites
 from omnifm_monai.data.federation.partition import merge_blocks, sources_of_site, stratified_order, with_label_space
+from omnifm_monai.data.federation.site_sizes import sizes_per_site
 from omnifm_monai.data.image_io import to_uint8
 from omnifm_monai.data.medmnist import ImageClassificationData
 from omnifm_monai.data.phantom import FINDINGS, MODALITIES, make_phantom_dataset
@@ -65,7 +76,7 @@ __all__ = [
     "build_federation",
 ]
 
-SCENARIOS: tuple[str, ...] = ("cross_modality_hard", "cross_modality_mixed", "iid")
+SCENARIOS: tuple[str, ...] = ("cross_modality_hard", "cross_modality_mixed", "iid", "cross_modality_shared")
 """Partition scenarios :func:`build_federation` knows."""
 
 FINDINGS_PER_MODALITY = 3
@@ -174,7 +185,7 @@ def _phantom_federation(
     num_clients: int,
     seed: int,
     image_size: int,
-    samples: int,
+    sizes: Sequence[int],
     modalities: Sequence[str] | None,
 ) -> Federation:
     if modalities is None:
@@ -183,19 +194,22 @@ def _phantom_federation(
     if unknown or not modalities:
         raise ValueError(f"modalities={list(modalities)} must be a non-empty subset of {MODALITIES}.")
     modalities = tuple(dict.fromkeys(modalities))
-    if samples < 5:
-        raise ValueError(f"samples_per_client={samples} must be >= 5 so that train, val and test are non-empty.")
+    if min(sizes) < 5:
+        raise ValueError(
+            f"samples_per_client={min(sizes)} (of site sizes {list(sizes)}) must be >= 5 so that train, val and "
+            "test are non-empty."
+        )
     rng = np.random.default_rng([seed, len(modalities), num_clients])
     all_findings = tuple(range(len(FINDINGS)))
     spaces = (
         dict.fromkeys(modalities, all_findings)
-        if scenario == "iid"
+        if scenario in ("iid", "cross_modality_shared")
         else _modality_label_spaces(modalities, len(FINDINGS), seed)
     )
     base_seed = int(rng.integers(0, 2**31 - 1 - num_clients * len(modalities)))
 
     clients = []
-    for i in range(num_clients):
+    for i, samples in enumerate(sizes):
         held = sources_of_site(scenario, modalities[i % len(modalities)], modalities, rng)
         counts = [len(c) for c in np.array_split(np.arange(samples), len(held))]
         images, labels, strata = [], [], []
@@ -228,15 +242,26 @@ def _phantom_federation(
     return Federation(scenario=scenario, seed=seed, class_names=tuple(FINDINGS), clients=tuple(clients))
 
 
+def _folders(data_dir: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """The data folders: one path, several joined by ``os.pathsep``, or a sequence of paths."""
+    if isinstance(data_dir, os.PathLike):
+        data_dir = [data_dir]
+    elif isinstance(data_dir, str):
+        data_dir = data_dir.split(os.pathsep)
+    return [Path(f).expanduser() for f in data_dir if os.fspath(f)]
+
+
 def build_federation(
     scenario: str,
     num_clients: int,
     *,
     seed: int = 0,
-    data_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     image_size: int = 64,
     samples_per_client: int | None = 240,
     modalities: Sequence[str] | None = None,
+    label_map: str | os.PathLike | Mapping | LabelMap | None = None,
+    site_sizes: Sequence[int] | str | None = None,
 ) -> Federation:
     """Build a named federated partition from the phantom or from a folder of MedMNIST ``.npz`` files.
 
@@ -244,21 +269,28 @@ def build_federation(
         scenario: one of :data:`SCENARIOS`.
         num_clients: number of sites, >= 1.
         seed: seeds every random choice (phantom seeds, label spaces, partitions); same seed, same federation.
-        data_dir: ``None`` for the embedded phantom, else a folder of MedMNIST-v2 ``.npz`` files.
+        data_dir: ``None`` for the embedded phantom, else a folder of MedMNIST-v2 ``.npz`` files (or several:
+            a sequence, or one string joined by ``os.pathsep``).
         image_size: phantom image size; for a folder, which size variant of each file to prefer and the
             size of sites mixing image sizes.
         samples_per_client: phantom: images per site before the 60/20/20 split (``None`` -> 240);
             folder: cap on each site's training images (``None`` keeps all).
         modalities: phantom: the modalities to use (default all of ``phantom.MODALITIES``); folder: keep
             only the files whose modality or flag is listed (e.g. ``["US", "XRAY"]``).
+        label_map: folder only: a :class:`~.label_map.LabelMap`, a JSON file or a mapping
+            ``{file stem: {source label: shared class name}}``; the files it names, in one shared label space.
+        site_sizes: one ``samples_per_client`` per site (a sequence, or ``"400,400,60"``); empty or ``None``:
+            every site ``samples_per_client``.
 
     Returns:
         The federation; see the module docstring for the partition rules.
 
     Raises:
         ValueError: for an unknown scenario, ``num_clients < 1``, too few sites for the files or too many
-            for a file's smallest split, or a bad ``modalities``/``samples_per_client``.
-        FileNotFoundError: when ``data_dir`` is not a folder or holds no ``.npz`` file.
+            for a file's smallest split, a bad ``modalities``/``samples_per_client``/``site_sizes``/``label_map``,
+            a label map on the phantom, or ``cross_modality_shared`` on a folder without a label map.
+        FileNotFoundError: when ``data_dir`` is not a folder or holds no ``.npz`` file, or a file the label
+            map names is missing.
     """
     check_scenario_and_clients(scenario, SCENARIOS, num_clients)
     if image_size < 1:
@@ -266,9 +298,19 @@ def build_federation(
     if samples_per_client is not None and samples_per_client < 1:
         raise ValueError(f"samples_per_client={samples_per_client} must be >= 1 or None.")
     if data_dir is None:
+        if label_map is not None:
+            raise ValueError("label_map= needs data_dir= (a folder of .npz files); the phantom's findings are shared.")
         samples = _DEFAULT_PHANTOM_SAMPLES if samples_per_client is None else samples_per_client
-        return _phantom_federation(scenario, num_clients, seed, image_size, samples, modalities)
-    class_names, clients = npz_sites(
-        scenario, num_clients, seed, Path(data_dir).expanduser(), image_size, samples_per_client, modalities
-    )
+        sizes = sizes_per_site(site_sizes, num_clients, samples)
+        return _phantom_federation(scenario, num_clients, seed, image_size, sizes, modalities)
+    folders = _folders(data_dir)
+    if label_map is None and scenario == "cross_modality_shared":
+        raise ValueError(
+            f"scenario={scenario!r} on data_dir={[str(f) for f in folders]} needs label_map= (e.g. "
+            "benchmarks/label_maps/medmnist_triage.json): each file has its own labels."
+        )
+    if label_map is not None and not isinstance(label_map, LabelMap):
+        label_map = load_label_map(label_map)
+    sizes = sizes_per_site(site_sizes, num_clients, samples_per_client)
+    class_names, clients = npz_sites(scenario, num_clients, seed, folders, image_size, sizes, modalities, label_map)
     return Federation(scenario=scenario, seed=seed, class_names=class_names, clients=clients)

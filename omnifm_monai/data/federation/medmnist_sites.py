@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from omnifm_monai.data.federation.label_map import LabelMap, find_mapped_files
 from omnifm_monai.data.federation.partition import (
     Block,
     merge_blocks,
@@ -28,16 +29,18 @@ MIN_CLIENTS_PER_FILE = 3
 """Sites each MedMNIST file gets first (when there are enough sites); the rest go by training-set size."""
 
 
-def _discover_npz(data_dir: Path, image_size: int) -> list[Path]:
-    """One file per flag in ``data_dir``: size ``image_size``, else 28 px, else the closest size."""
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"data_dir '{data_dir}' is not a folder of MedMNIST .npz files.")
+def _discover_npz(folders: Sequence[Path], image_size: int) -> list[Path]:
+    """One file per flag in the folders: size ``image_size``, else 28 px, else the closest size (the first
+    folder holding a flag's size wins)."""
     groups: dict[str, dict[int, Path]] = {}
-    for path in sorted(data_dir.glob("*.npz")):
-        flag, size = medmnist_flag_and_size(path.name[: -len(".npz")])
-        groups.setdefault(flag, {})[size] = path
+    for data_dir in folders:
+        if not data_dir.is_dir():
+            raise FileNotFoundError(f"data_dir '{data_dir}' is not a folder of MedMNIST .npz files.")
+        for path in sorted(data_dir.glob("*.npz")):
+            flag, size = medmnist_flag_and_size(path.name[: -len(".npz")])
+            groups.setdefault(flag, {}).setdefault(size, path)
     if not groups:
-        raise FileNotFoundError(f"data_dir '{data_dir}' holds no .npz files.")
+        raise FileNotFoundError(f"data_dir {[str(f) for f in folders]} holds no .npz files.")
     chosen = []
     for flag in sorted(groups):
         by_size = groups[flag]
@@ -76,28 +79,8 @@ def _round_robin(counts: Sequence[int]) -> list[int]:
     return order
 
 
-def npz_sites(
-    scenario: str,
-    num_clients: int,
-    seed: int,
-    data_dir: Path,
-    image_size: int,
-    samples: int | None,
-    modalities: Sequence[str] | None,
-) -> tuple[tuple[str, ...], tuple[ImageClassificationData, ...]]:
-    """The global class names and the sites of a MedMNIST folder federation (arguments as ``build_federation``)."""
-    files = _discover_npz(data_dir, image_size)
-    loaded = [load_medmnist(f, prefix_class_names=True) for f in files]
-    if modalities is not None:
-        wanted = {m.lower() for m in modalities}
-        kept = [d for d in loaded if d.modality.lower() in wanted or d.name.lower() in wanted]
-        if not kept:
-            raise ValueError(
-                f"modalities={list(modalities)} match none of the files in '{data_dir}': "
-                f"{[(d.name, d.modality) for d in loaded]}."
-            )
-        loaded = kept
-    # disjoint label offsets, in flag order
+def _offset_label_spaces(loaded: Sequence[ImageClassificationData]) -> tuple[list[str], list[ImageClassificationData]]:
+    """Disjoint label offsets in file order; the global class names (prefixed by the file's name)."""
     datasets, offset = [], 0
     for d in loaded:
         datasets.append(shift_labels(d, offset))
@@ -106,7 +89,39 @@ def npz_sites(
     for d in datasets:
         for i, n in zip(d.label_space, d.class_names):
             class_names[i] = n
-    class_names = [n or f"class_{i}" for i, n in enumerate(class_names)]
+    return [n or f"class_{i}" for i, n in enumerate(class_names)], datasets
+
+
+def npz_sites(
+    scenario: str,
+    num_clients: int,
+    seed: int,
+    folders: Sequence[Path],
+    image_size: int,
+    sizes: Sequence[int | None],
+    modalities: Sequence[str] | None,
+    label_map: LabelMap | None = None,
+) -> tuple[tuple[str, ...], tuple[ImageClassificationData, ...]]:
+    """The global class names and the sites of a MedMNIST folder federation (arguments as ``build_federation``;
+    ``sizes``: each site's training cap, ``None`` keeps all)."""
+    if label_map is None:
+        loaded = [load_medmnist(f, prefix_class_names=True) for f in _discover_npz(folders, image_size)]
+    else:
+        files = find_mapped_files(label_map, folders)
+        loaded = [label_map.apply(load_medmnist(f), stem) for f, stem in zip(files, label_map.stems)]
+    if modalities is not None:
+        wanted = {m.lower() for m in modalities}
+        kept = [d for d in loaded if d.modality.lower() in wanted or d.name.lower() in wanted]
+        if not kept:
+            raise ValueError(
+                f"modalities={list(modalities)} match none of the files in {[str(f) for f in folders]}: "
+                f"{[(d.name, d.modality) for d in loaded]}."
+            )
+        loaded = kept
+    if label_map is None:
+        class_names, datasets = _offset_label_spaces(loaded)
+    else:
+        class_names, datasets = list(label_map.class_names), loaded
 
     rng = np.random.default_rng([seed, len(datasets), num_clients])
     num_files = len(datasets)
@@ -138,7 +153,7 @@ def npz_sites(
             blocks[i].append((split_j, d.modality, d.source))
 
     clients = []
-    for site in range(num_clients):
+    for site, samples in enumerate(sizes):
         client = merge_blocks(f"site-{site + 1}", blocks[site], class_names, image_size)
         if samples is not None and client.num_samples("train") > samples:
             x, y = client.splits["train"]
@@ -152,5 +167,7 @@ def npz_sites(
                 source=client.source,
             )
         space = [k for d, holders in zip(datasets, holders_of) if site in holders for k in d.label_space]
+        if scenario == "cross_modality_shared":
+            space = range(len(class_names))  # the fixed task: every site the whole shared label space
         clients.append(with_label_space(client, space, class_names))
     return tuple(class_names), tuple(clients)

@@ -115,8 +115,8 @@ def shift_labels(data: ImageClassificationData, offset: int) -> ImageClassificat
 
 
 def sources_of_site(scenario: str, primary, pool: Sequence, rng: np.random.Generator) -> list:
-    """What a site holds: its primary source (hard), every source (iid) or the primary plus 1-2 others."""
-    if scenario == "cross_modality_hard":
+    """What a site holds: its primary source (hard, shared), every source (iid) or the primary plus 1-2 others."""
+    if scenario in ("cross_modality_hard", "cross_modality_shared"):
         return [primary]
     if scenario == "iid":
         return list(pool)

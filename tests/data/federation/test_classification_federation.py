@@ -251,4 +251,4 @@ def test_real_medmnist_ten_sites():
 
 
 def test_scenarios_constant():
-    assert SCENARIOS == ("cross_modality_hard", "cross_modality_mixed", "iid")
+    assert SCENARIOS == ("cross_modality_hard", "cross_modality_mixed", "iid", "cross_modality_shared")
