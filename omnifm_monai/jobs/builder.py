@@ -38,6 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLE_OUTPUTS = ("models", "eval", "logs", "__pycache__", "*.pt", "*.ts", "logging.conf")
 CLIENT_SCRIPT = "omnifm_client.py"  # the entry script's name inside each site's custom/ folder
 CLIENT_ENTRY = REPO_ROOT / "nvflare_jobs" / "client_entry.py"  # what is copied there by default
+DP_LEDGER_FILE = "dp_ledger.json"  # a site's spectral DP releases so far, in its site folder (survives restarts)
 
 
 def bundle_root(task: str) -> Path:
@@ -201,7 +202,11 @@ def build_job(settings: JobSettings):
         )
         job.to(executor, site, tasks=["*"])
         if settings.spectral_dp_noise > 0 and strategy.uses_knowledge_base:
-            dp = SpectralTokenPrivacy(noise_multiplier=settings.spectral_dp_noise)
+            dp = SpectralTokenPrivacy(
+                noise_multiplier=settings.spectral_dp_noise,
+                budget=settings.spectral_dp_budget,
+                ledger=os.path.join(settings.site_dir(site), DP_LEDGER_FILE),
+            )
             job.to(dp, site, filter_type=FilterType.TASK_RESULT, tasks=["train"])
     return job, federation
 

@@ -37,6 +37,7 @@ class JobSettings:
     site_names: list[str] = field(default_factory=list)  # provisioned names (with dataset_dir); default site-N
     num_classes: int = 0  # the federation's label-space size, required with dataset_dir if the task has one
     spectral_dp_noise: float = 0.0  # > 0: each site clips and noises its spectral upload (SpectralTokenPrivacy)
+    spectral_dp_budget: float = 0.0  # > 0: a site stops uploading tokens once this epsilon is spent (0: no budget)
     tracking: str = "tensorboard"  # or "mlflow" (needs `pip install mlflow`); tracking_uri below
     tracking_uri: str = ""
     client_script: str = ""  # a site's own entry script wrapping omnifm_monai.flare.client.main (default: ours)
@@ -86,6 +87,9 @@ def job_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-classes", type=int, default=0, help="label-space size, with --dataset-dir")
     parser.add_argument("--sites", default="", help="provisioned site names, comma-separated (with --dataset-dir)")
     parser.add_argument("--spectral-dp-noise", type=float, default=0.0, help="noise multiplier; 0: no DP filter")
+    parser.add_argument(
+        "--spectral-dp-budget", type=float, default=0.0, help="epsilon a site may spend on tokens (0: no budget)"
+    )
     parser.add_argument("--tracking", default="tensorboard", choices=["tensorboard", "mlflow"])
     parser.add_argument("--tracking-uri", default="", help="MLflow tracking server (default: a local store)")
     parser.add_argument("--train-timeout", type=int, default=0, help="seconds a site may take per round (0: none)")
@@ -119,6 +123,7 @@ def parse_job_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse
         dataset_dir=args.dataset_dir,
         num_classes=args.num_classes,
         spectral_dp_noise=args.spectral_dp_noise,
+        spectral_dp_budget=args.spectral_dp_budget,
         tracking=args.tracking,
         tracking_uri=args.tracking_uri,
         client_script=args.client_script,

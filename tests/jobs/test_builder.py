@@ -1,6 +1,7 @@
 """The job builder: exported NVFlare job folders, without running them."""
 
 import json
+import os
 
 import pytest
 
@@ -74,3 +75,11 @@ def test_spectral_dp_filter_is_configured_on_each_site(tmp_path):
     filters = [f for chain in client["task_result_filters"] for f in chain["filters"]]
     assert [f["path"] for f in filters] == ["omnifm_monai.flare.privacy.SpectralTokenPrivacy"]
     assert filters[0]["args"]["noise_multiplier"] == 6.0
+
+
+def test_spectral_dp_budget_and_ledger_reach_each_site(tmp_path):
+    settings, job_dir, _ = _export(tmp_path, strategy="omnifm", spectral_dp_noise=6.0, spectral_dp_budget=4.0)
+    _, client = _configs(job_dir)
+    args = [f for chain in client["task_result_filters"] for f in chain["filters"]][0]["args"]
+    assert args["budget"] == 4.0
+    assert args["ledger"] == os.path.join(settings.site_dir("site-1"), "dp_ledger.json")
