@@ -28,7 +28,10 @@ class OmniFMController(ModelController):
     Each site gets its own task (``send_model(targets=[site])``) because OmniFM sends every site
     the prototypes retrieved for it. Client errors never stop the run: a crashed or timed-out
     site is skipped for the round (``ignore_result_error=True``), a malformed upload is rejected
-    and logged. After the last round every site evaluates the final model (task ``validate``).
+    and logged. A site whose job process dies is skipped too (NVFlare ends its task as
+    ``CLIENT_DEAD``) as long as the job's ``min_clients`` sites are alive; below that NVFlare
+    aborts the job, and a round cut by an abort is neither closed nor saved (a resubmitted job
+    redoes it). After the last round every site evaluates the final model (task ``validate``).
 
     Args:
         strategy: a name in :data:`omnifm_monai.strategies.STRATEGIES`.
@@ -92,6 +95,12 @@ class OmniFMController(ModelController):
             chosen = sample_participants(len(sites), self.participation, core.round, self.seed)
             participants = [sites[i] for i in chosen]
             metrics = self._broadcast(core, participants, TaskName.TRAIN)
+            if self.abort_signal.triggered:  # the job was aborted mid-round: the round is not done
+                self.warning(
+                    f"job aborted during round {core.round}: the round is neither closed nor saved "
+                    f"({len(metrics)} of {len(participants)} results in); a resubmitted job redoes it"
+                )
+                return
             record = core.close_round(participants, metrics)
             self.save_model(FLModel(params=core.global_params, params_type=ParamsType.FULL))
             core.save(state_dir)
@@ -101,6 +110,9 @@ class OmniFMController(ModelController):
             )
         if self.final_evaluation:
             final = self._broadcast(core, sites, TaskName.VALIDATE)
+            if self.abort_signal.triggered:
+                self.warning("job aborted during the final evaluation: final metrics not written")
+                return
             with open(os.path.join(state_dir, FINAL_METRICS_FILE), "w") as f:
                 json.dump({"round": core.round, "strategy": self.fl_strategy.name, "metrics": final}, f, indent=1)
             self.info(f"final evaluation: {final}")
