@@ -33,6 +33,9 @@ class JobSettings:
     strategy_options: dict[str, Any] = field(default_factory=dict)
     server_options: dict[str, Any] = field(default_factory=dict)
     train_timeout: int = 0
+    # NVFlare's job meta min_clients: sites that must be connected for the job to start and alive for it to
+    # go on (a site whose process dies is skipped while this many live; docs/running.md). 0: every site.
+    min_clients: int = 1
     dataset_dir: str = ""  # each site's own data instead of a simulation; "{site}" becomes the site name
     site_names: list[str] = field(default_factory=list)  # provisioned names (with dataset_dir); default site-N
     num_classes: int = 0  # the federation's label-space size, required with dataset_dir if the task has one
@@ -93,6 +96,9 @@ def job_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tracking", default="tensorboard", choices=["tensorboard", "mlflow"])
     parser.add_argument("--tracking-uri", default="", help="MLflow tracking server (default: a local store)")
     parser.add_argument("--train-timeout", type=int, default=0, help="seconds a site may take per round (0: none)")
+    parser.add_argument(
+        "--min-clients", type=int, default=1, help="live sites the job needs to start and to go on (0: every site)"
+    )
     parser.add_argument("--client-script", default="", help="entry script run at each site (default: ours)")
     parser.add_argument("--workspace", default="", help="simulator workspace (default: runs/<job name>/workspace)")
     parser.add_argument("--export", default="", help="export the job folder here instead of simulating")
@@ -128,6 +134,7 @@ def parse_job_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse
         tracking_uri=args.tracking_uri,
         client_script=args.client_script,
         train_timeout=args.train_timeout,
+        min_clients=args.min_clients,
         site_names=site_names,
     )
     settings.state_root = args.state_root or os.path.join("runs", settings.name, "state")
