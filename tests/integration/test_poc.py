@@ -80,6 +80,21 @@ def test_no_log_has_a_traceback(poc_run):
             assert "Traceback" not in f.read(), path
 
 
+def test_every_poc_process_listens_on_loopback_only(poc_run):
+    # the kit's server is named localhost, so NVFlare 2.9 binds 127.0.0.1 (POC's "server" binds 0.0.0.0)
+    _, result = poc_run
+    ports = {address.rsplit(":", 1)[1] for address in result.listening}
+    assert result.listening and str(result.prod_dir) and len(ports) >= 1, result.listening
+    assert all(address.startswith("127.") for address in result.listening), result.listening
+
+
+def test_no_site_streams_its_logs(poc_run):
+    _, result = poc_run
+    for site in SITES:
+        with open(os.path.join(result.prod_dir, site, "local", "resources.json.default")) as f:
+            assert json.load(f)["allow_log_streaming"] is False, site
+
+
 def test_poc_processes_are_stopped(poc_run):
     root, _ = poc_run
     leftovers = []
