@@ -37,7 +37,10 @@ def poc_run(tmp_path_factory):
     job_argv = ["--strategy", "fedavg", "--clients", str(len(SITES)), "--rounds", str(ROUNDS)]
     job_argv += ["--image-size", "32", "--samples-per-client", "60", "--state-root", str(root / "state")]
     job_dir, num_clients = export_poc_job(job_argv, str(root / "jobs"))
-    result = run_poc(job_dir, num_clients, str(root / "workspace"), timeout=300)
+    # a loaded machine can take over 60 s (2.9's default) to start the server's job process: the sites wait longer
+    result = run_poc(
+        job_dir, num_clients, str(root / "workspace"), timeout=300, env={"NVFLARE_MAX_RUNNER_SYNC_TIMEOUT": "300"}
+    )
     return root, result
 
 

@@ -24,6 +24,8 @@ SITES = ("site-1", "site-2")
 KILLED = "site-2"
 ROUNDS = 2
 FAST_DEAD_CLIENT = {"NVFLARE_DEAD_CLIENT_GRACE_PERIOD": "5", "NVFLARE_DEAD_CLIENT_CHECK_LEAD_TIME": "5"}
+# a loaded machine can take over 60 s (2.9's default) to start the server's job process: the sites wait longer
+SLOW_START = {"NVFLARE_MAX_RUNNER_SYNC_TIMEOUT": "300"}
 
 
 def _job_processes(result, site: str) -> list[psutil.Process]:
@@ -63,7 +65,9 @@ def killed_run(tmp_path_factory):
             killed.append(f"{proc.pid}: {' '.join(proc.info['cmdline'])[:300]}")
 
     workspace = str(root / "workspace")
-    result = run_poc(job_dir, num_clients, workspace, 360, env=FAST_DEAD_CLIENT, while_running=kill_after_round_0)
+    result = run_poc(
+        job_dir, num_clients, workspace, 360, env={**FAST_DEAD_CLIENT, **SLOW_START}, while_running=kill_after_round_0
+    )
     return root, result, killed
 
 
