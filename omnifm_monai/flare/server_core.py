@@ -138,7 +138,7 @@ class ServerCore:
             arrays = validate_upload(params, self.shared_shapes, self.private_keys) if self.shared_shapes else {}
             self._aggregator.validate_meta(site, meta, arrays)  # what the strategy sends beyond weights (SCAFFOLD)
             tokens = None
-            if self.knowledge_base is not None:
+            if self.knowledge_base is not None and meta.get(MetaKey.DP_BUDGET_SPENT) is not True:
                 if meta.get(MetaKey.TOKENS) is None:
                     raise InvalidUploadError(f"{self.strategy.name} needs spectral tokens in meta.")
                 tokens = validate_tokens(meta[MetaKey.TOKENS], self.token_dim, self.max_tokens_per_upload)
@@ -154,6 +154,8 @@ class ServerCore:
             "model_bytes": int(sum(a.nbytes for a in arrays.values())),
             "spectral_bytes": int(tokens.nbytes) if tokens is not None else 0,
         }
+        if meta.get(MetaKey.DP_BUDGET_SPENT) is True:  # the site's DP filter stopped its token uploads
+            self._accepted[site]["dp_budget_spent"] = True
         if meta.get(MetaKey.DP_EPSILON) is not None:  # (per round, total, delta) the site's DP filter reports
             self._accepted[site]["dp_epsilon"] = [float(v) for v in meta[MetaKey.DP_EPSILON]]
 

@@ -29,6 +29,7 @@ __all__ = [
     "compact_json",
     "export_job",
     "federation_for",
+    "job_min_clients",
     "run_simulation",
     "stage_site_files",
 ]
@@ -38,6 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLE_OUTPUTS = ("models", "eval", "logs", "__pycache__", "*.pt", "*.ts", "logging.conf")
 CLIENT_SCRIPT = "omnifm_client.py"  # the entry script's name inside each site's custom/ folder
 CLIENT_ENTRY = REPO_ROOT / "nvflare_jobs" / "client_entry.py"  # what is copied there by default
+DP_LEDGER_FILE = "dp_ledger.json"  # a site's spectral DP releases so far, in its site folder (survives restarts)
 
 
 def bundle_root(task: str) -> Path:
@@ -149,6 +151,21 @@ def analytics_receiver(settings: JobSettings):
     raise ValueError(f"tracking must be 'tensorboard' or 'mlflow', got {settings.tracking!r}.")
 
 
+def job_min_clients(settings: JobSettings) -> int:
+    """The job meta's ``min_clients``: ``settings.min_clients`` (0: every site), checked against the sites.
+
+    NVFlare 2.9 aborts a running job once fewer than this many sites are alive (a site is deemed
+    dead ``dead_client_grace_period`` seconds after its job process disappears) and starts it
+    only when this many are connected.
+    """
+    if not 0 <= settings.min_clients <= settings.num_clients:
+        raise ValueError(
+            f"min_clients must be in [0, num_clients={settings.num_clients}] (0: every site), "
+            f"got {settings.min_clients}."
+        )
+    return settings.min_clients or settings.num_clients
+
+
 def build_job(settings: JobSettings):
     """An NVFlare ``FedJob``: the OmniFM controller on the server, the bundle and client script on each site.
 
@@ -184,7 +201,7 @@ def build_job(settings: JobSettings):
     job = BaseFedJob(
         initial_model=network,
         name=settings.name,
-        min_clients=settings.num_clients,
+        min_clients=job_min_clients(settings),
         key_metric=task.headline_metric,
         analytics_receiver=analytics_receiver(settings),
     )
@@ -213,7 +230,11 @@ def build_job(settings: JobSettings):
         )
         job.to(executor, site, tasks=["*"])
         if settings.spectral_dp_noise > 0 and strategy.uses_knowledge_base:
-            dp = SpectralTokenPrivacy(noise_multiplier=settings.spectral_dp_noise)
+            dp = SpectralTokenPrivacy(
+                noise_multiplier=settings.spectral_dp_noise,
+                budget=settings.spectral_dp_budget,
+                ledger=os.path.join(settings.site_dir(site), DP_LEDGER_FILE),
+            )
             job.to(dp, site, filter_type=FilterType.TASK_RESULT, tasks=["train"])
     return job, federation
 

@@ -5,6 +5,9 @@ POC mode runs the server and every site as separate processes that talk over mTL
 prepare``. The sequence (``docs/running.md`` gives the same steps by hand)::
 
     nvflare poc prepare -n 2 --force     # startup kits in $NVFLARE_POC_WORKSPACE
+    nvflare poc prepare -i project.yml   # again, from its project.yml edited: server "localhost"
+                                         # (it then binds 127.0.0.1, not every interface), our port,
+                                         # allow_log_streaming off
     nvflare poc start                     # server + sites; the admin console is not started
     (FLARE API) submit_job, monitor, download_job_result   # as the POC project admin
     nvflare poc stop                      # always, even after a failure
@@ -27,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import psutil
@@ -35,12 +39,23 @@ import yaml
 from omnifm_monai.jobs.builder import export_job
 from omnifm_monai.jobs.settings import parse_job_args
 
-__all__ = ["PocResult", "run_poc", "export_poc_job", "poc_processes", "nvflare_cli", "job_sites", "job_state_dir"]
+__all__ = [
+    "PocResult",
+    "run_poc",
+    "export_poc_job",
+    "poc_processes",
+    "listening_sockets",
+    "nvflare_cli",
+    "job_sites",
+    "job_state_dir",
+]
 
 ADMIN_USER = "admin@nvidia.com"  # the project admin `nvflare poc prepare` creates
 DEFAULT_PORT = 8002  # NVFlare's POC server port (admin commands share it in 2.9)
 COMPLETED = "FINISHED:COMPLETED"
 STOP_GRACE_SECONDS = 60  # `poc stop` returns before the sites' restart loops have exited
+SERVER_NAME = "localhost"  # the POC server's participant name: its kit's target, so NVFlare binds loopback
+SITES_CONNECT_SECONDS = 120  # how long a submit waits for every site of the job to be connected
 
 
 @dataclass
@@ -56,6 +71,7 @@ class PocResult:
     state_dir: str  # the controller's state_dir: server_state.json and final_metrics.json
     result_dir: str = ""  # the server's job workspace (logs, tb_events), from `nvflare job download`
     site_logs: dict[str, str] = field(default_factory=dict)  # site -> log.txt of the job on that site
+    listening: list[str] = field(default_factory=list)  # "ip:port" every POC process listened on (while running)
     problems: list[str] = field(default_factory=list)  # a timeout, a failed stop, killed leftovers
 
     @property
@@ -82,6 +98,18 @@ def poc_processes(poc_workspace: str) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
+
+
+def listening_sockets(poc_workspace: str) -> list[str]:
+    """``"ip:port"`` of every TCP socket a live POC process of ``poc_workspace`` listens on, sorted."""
+    found = set()
+    for proc in poc_processes(poc_workspace):
+        try:
+            connections = proc.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        found.update(f"{c.laddr.ip}:{c.laddr.port}" for c in connections if c.status == psutil.CONN_LISTEN)
+    return sorted(found)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -156,15 +184,21 @@ def job_state_dir(job_dir: str) -> str:
 
 
 def _prepare(cli: _Cli, workspace: str, num_clients: int, port: int) -> None:
-    """``nvflare poc prepare``; for a port other than 8002, provision again from an edited project.yml."""
+    """``nvflare poc prepare``, then provision again from its project.yml edited for a loopback-only run.
+
+    The edits: the server participant is named ``localhost`` (NVFlare 2.9 binds the server on the
+    host of its kit's target, ``<server name>:<port>``: a loopback name binds 127.0.0.1, POC's own
+    ``server`` binds every interface), the port is ``port``, and no site streams its logs to the
+    server (``allow_log_streaming``, project-wide: 2.9 ignores a participant's own ``false``).
+    """
     cli("poc", "prepare", "-n", str(num_clients), "--force")
-    if port == DEFAULT_PORT:
-        return
     poc_workspace = cli.env["NVFLARE_POC_WORKSPACE"]
     with open(os.path.join(poc_workspace, "project.yml")) as f:
         project = yaml.safe_load(f)
+    project["allow_log_streaming"] = False
     for participant in project["participants"]:
         if participant.get("type") == "server":
+            participant["name"] = SERVER_NAME
             participant["fed_learn_port"] = port
             participant.pop("admin_port", None)  # 2.9: the admin port defaults to fed_learn_port
     project_file = os.path.join(workspace, "project.yml")  # must live outside the POC workspace
@@ -197,19 +231,39 @@ def _stop(cli: _Cli, poc_workspace: str, problems: list[str]) -> None:
     psutil.wait_procs(left, timeout=10)
 
 
+def _wait_for_sites(session, sites: list[str], problems: list[str]) -> None:
+    """Wait until every site of the job is connected (the job starts with ``min_clients`` of them)."""
+    deadline = time.monotonic() + SITES_CONNECT_SECONDS
+    while True:
+        connected = {client.name for client in session.get_system_info().client_info}
+        if set(sites) <= connected:
+            return
+        if time.monotonic() > deadline:
+            problems.append(f"sites {sorted(set(sites) - connected)} not connected after {SITES_CONNECT_SECONDS} s")
+            return
+        time.sleep(1.0)
+
+
 def _submit_and_wait(
-    kit: str, job_dir: str, timeout: float, download_to: str, problems: list[str]
+    kit: str,
+    job_dir: str,
+    timeout: float,
+    download_to: str,
+    problems: list[str],
+    on_poll: Callable[[str, str], None] | None = None,
 ) -> tuple[str, str, str]:
     """Submit ``job_dir`` as the POC project admin, wait for it; returns ``(job id, status, result folder)``.
 
     Uses the FLARE API, which uploads the folder as it is: ``nvflare job submit`` (2.9) parses and
     rewrites every ``.json``/``.conf`` file under ``custom/`` as an NVFlare config, which breaks
     the shipped bundle (a ``logging.conf`` fails to parse, dotted keys of ``metadata.json`` nest).
+    ``on_poll(job_id, status)`` is called at every status poll (every 2 s).
     """
     from nvflare.fuel.flare_api.flare_api import MonitorReturnCode, new_secure_session
 
     session = new_secure_session(ADMIN_USER, kit, timeout=60.0)
     try:
+        _wait_for_sites(session, job_sites(job_dir), problems)
         job_id = session.submit_job(job_dir)
         print(f"[poc] job {job_id} submitted; waiting up to {timeout:.0f} s", flush=True)
         seen: list[str] = []
@@ -218,6 +272,8 @@ def _submit_and_wait(
             if meta.get("status") not in seen[-1:]:
                 seen.append(meta.get("status"))
                 print(f"[poc] job {job_id}: {seen[-1]}", flush=True)
+            if on_poll is not None:
+                on_poll(job_id, meta.get("status", ""))
             return True
 
         code, meta = session.monitor_job_and_return_job_meta(job_id, timeout=timeout, poll_interval=2.0, cb=report)
@@ -240,6 +296,8 @@ def run_poc(
     *,
     port: int = 0,
     download: bool = True,
+    env: Mapping[str, str] | None = None,
+    while_running: Callable[[PocResult], None] | None = None,
 ) -> PocResult:
     """Prepare a POC system, run ``job_dir`` on it until it finishes, stop the system (always).
 
@@ -251,6 +309,9 @@ def run_poc(
         timeout: seconds the job may run before it is aborted.
         port: the server's port on localhost; 0 picks a free one, 8002 is NVFlare's default.
         download: fetch the server's job workspace (log, TensorBoard events) into ``results/``.
+        env: extra environment of the POC processes (e.g. ``NVFLARE_DEAD_CLIENT_GRACE_PERIOD``).
+        while_running: called with the result (``job_id`` set) at every status poll of the job,
+            e.g. to inject a fault; the sockets the POC processes listen on are recorded then too.
 
     Returns:
         a :class:`PocResult`; ``result.ok`` tells whether the job completed. Results of the
@@ -280,7 +341,7 @@ def run_poc(
         raise RuntimeError(f"a POC system is still running in {poc_workspace}; run `nvflare poc stop` there first.")
     shutil.rmtree(workspace, ignore_errors=True)
     os.makedirs(os.path.join(workspace, "home"))
-    env = {**os.environ, "NVFLARE_POC_WORKSPACE": poc_workspace, "HOME": os.path.join(workspace, "home")}
+    env = {**os.environ, **(env or {}), "NVFLARE_POC_WORKSPACE": poc_workspace, "HOME": os.path.join(workspace, "home")}
     cli = _Cli(env, os.path.join(workspace, "nvflare_cli.log"))
     result = PocResult("", "NOT_SUBMITTED", 0.0, workspace, poc_workspace, "", job_state_dir(job_dir))
     if os.path.isfile(os.path.join(result.state_dir, "server_state.json")):
@@ -291,8 +352,16 @@ def run_poc(
         result.prod_dir = sorted(glob.glob(os.path.join(poc_workspace, "*", "prod_*")))[-1]
         kit = os.path.join(result.prod_dir, ADMIN_USER)
         cli("poc", "start", "--timeout", "180", timeout=240)
+
+        def on_poll(job_id: str, status: str) -> None:
+            result.job_id, result.status = job_id, status
+            result.listening = sorted(set(result.listening) | set(listening_sockets(poc_workspace)))
+            if while_running is not None:
+                while_running(result)
+
+        result.listening = listening_sockets(poc_workspace)
         result.job_id, result.status, result.result_dir = _submit_and_wait(
-            kit, job_dir, timeout, os.path.join(workspace, "results") if download else "", result.problems
+            kit, job_dir, timeout, os.path.join(workspace, "results") if download else "", result.problems, on_poll
         )
     finally:
         _stop(cli, poc_workspace, result.problems)

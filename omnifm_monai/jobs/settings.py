@@ -35,10 +35,14 @@ class JobSettings:
     strategy_options: dict[str, Any] = field(default_factory=dict)
     server_options: dict[str, Any] = field(default_factory=dict)
     train_timeout: int = 0
+    # NVFlare's job meta min_clients: sites that must be connected for the job to start and alive for it to
+    # go on (a site whose process dies is skipped while this many live; docs/running.md). 0: every site.
+    min_clients: int = 1
     dataset_dir: str = ""  # each site's own data instead of a simulation; "{site}" becomes the site name
     site_names: list[str] = field(default_factory=list)  # provisioned names (with dataset_dir); default site-N
     num_classes: int = 0  # the federation's label-space size, required with dataset_dir if the task has one
     spectral_dp_noise: float = 0.0  # > 0: each site clips and noises its spectral upload (SpectralTokenPrivacy)
+    spectral_dp_budget: float = 0.0  # > 0: a site stops uploading tokens once this epsilon is spent (0: no budget)
     tracking: str = "tensorboard"  # or "mlflow" (needs `pip install mlflow`); tracking_uri below
     tracking_uri: str = ""
     client_script: str = ""  # a site's own entry script wrapping omnifm_monai.flare.client.main (default: ours)
@@ -90,9 +94,15 @@ def job_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-classes", type=int, default=0, help="label-space size, with --dataset-dir")
     parser.add_argument("--sites", default="", help="provisioned site names, comma-separated (with --dataset-dir)")
     parser.add_argument("--spectral-dp-noise", type=float, default=0.0, help="noise multiplier; 0: no DP filter")
+    parser.add_argument(
+        "--spectral-dp-budget", type=float, default=0.0, help="epsilon a site may spend on tokens (0: no budget)"
+    )
     parser.add_argument("--tracking", default="tensorboard", choices=["tensorboard", "mlflow"])
     parser.add_argument("--tracking-uri", default="", help="MLflow tracking server (default: a local store)")
     parser.add_argument("--train-timeout", type=int, default=0, help="seconds a site may take per round (0: none)")
+    parser.add_argument(
+        "--min-clients", type=int, default=1, help="live sites the job needs to start and to go on (0: every site)"
+    )
     parser.add_argument("--client-script", default="", help="entry script run at each site (default: ours)")
     parser.add_argument("--workspace", default="", help="simulator workspace (default: runs/<job name>/workspace)")
     parser.add_argument("--export", default="", help="export the job folder here instead of simulating")
@@ -125,10 +135,12 @@ def parse_job_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse
         dataset_dir=args.dataset_dir,
         num_classes=args.num_classes,
         spectral_dp_noise=args.spectral_dp_noise,
+        spectral_dp_budget=args.spectral_dp_budget,
         tracking=args.tracking,
         tracking_uri=args.tracking_uri,
         client_script=args.client_script,
         train_timeout=args.train_timeout,
+        min_clients=args.min_clients,
         site_names=site_names,
     )
     settings.state_root = args.state_root or os.path.join("runs", settings.name, "state")

@@ -37,7 +37,10 @@ def poc_run(tmp_path_factory):
     job_argv = ["--strategy", "fedavg", "--clients", str(len(SITES)), "--rounds", str(ROUNDS)]
     job_argv += ["--image-size", "32", "--samples-per-client", "60", "--state-root", str(root / "state")]
     job_dir, num_clients = export_poc_job(job_argv, str(root / "jobs"))
-    result = run_poc(job_dir, num_clients, str(root / "workspace"), timeout=300)
+    # a loaded machine can take over 60 s (2.9's default) to start the server's job process: the sites wait longer
+    result = run_poc(
+        job_dir, num_clients, str(root / "workspace"), timeout=300, env={"NVFLARE_MAX_RUNNER_SYNC_TIMEOUT": "300"}
+    )
     return root, result
 
 
@@ -78,6 +81,21 @@ def test_no_log_has_a_traceback(poc_run):
     for path in logs:
         with open(path, errors="replace") as f:
             assert "Traceback" not in f.read(), path
+
+
+def test_every_poc_process_listens_on_loopback_only(poc_run):
+    # the kit's server is named localhost, so NVFlare 2.9 binds 127.0.0.1 (POC's "server" binds 0.0.0.0)
+    _, result = poc_run
+    ports = {address.rsplit(":", 1)[1] for address in result.listening}
+    assert result.listening and str(result.prod_dir) and len(ports) >= 1, result.listening
+    assert all(address.startswith("127.") for address in result.listening), result.listening
+
+
+def test_no_site_streams_its_logs(poc_run):
+    _, result = poc_run
+    for site in SITES:
+        with open(os.path.join(result.prod_dir, site, "local", "resources.json.default")) as f:
+            assert json.load(f)["allow_log_streaming"] is False, site
 
 
 def test_poc_processes_are_stopped(poc_run):

@@ -1,6 +1,7 @@
 """The job builder: exported NVFlare job folders, without running them."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -87,7 +88,33 @@ def test_initial_global_model_follows_the_seed():
 
     # Execute
     first, again, other = initial_weights(0), initial_weights(0), initial_weights(1)
-    # Assert: the same seed gives the same initial global model (a rerun is the same run), another seed another
+    # Assert: the same seed gives the same initial global model , another seed another
     key = "backbone.conv1.weight"
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first[key], other[key])
+
+
+def test_spectral_dp_budget_and_ledger_reach_each_site(tmp_path):
+    settings, job_dir, _ = _export(tmp_path, strategy="omnifm", spectral_dp_noise=6.0, spectral_dp_budget=4.0)
+    _, client = _configs(job_dir)
+    args = [f for chain in client["task_result_filters"] for f in chain["filters"]][0]["args"]
+    assert args["budget"] == 4.0
+    assert args["ledger"] == os.path.join(settings.site_dir("site-1"), "dp_ledger.json")
+
+
+def test_job_meta_min_clients_lets_the_job_outlive_a_dead_site(tmp_path):
+    # the default: one live site keeps the job running (NVFlare aborts below min_clients)
+    _, job_dir, _ = _export(tmp_path / "default")
+    assert json.loads((job_dir / "meta.json").read_text())["min_clients"] == 1
+    _, job_dir, _ = _export(tmp_path / "every", min_clients=0)
+    assert json.loads((job_dir / "meta.json").read_text())["min_clients"] == 2
+    with pytest.raises(ValueError, match="min_clients must be in"):
+        build_job(JobSettings(num_clients=2, min_clients=3))
+
+
+def test_exported_job_declares_no_log_streaming(tmp_path):
+    # whether a site streams its logs is the site's resources.json (allow_log_streaming), never the job's
+    _, job_dir, _ = _export(tmp_path)
+    server, client = _configs(job_dir)
+    components = [c["path"] for c in server.get("components", []) + client.get("components", [])]
+    assert not [path for path in components if "LogStreamer" in path or "LogReceiver" in path], components

@@ -21,7 +21,7 @@ def kits(tmp_path_factory):
     return workspace / "omnifm" / "prod_00"
 
 
-def test_every_participant_has_a_signed_mtls_kit(kits):
+def test_every_participant_has_an_mtls_kit(kits):
     for site in HOSPITALS:
         startup = kits / site / "startup"
         assert {"client.crt", "client.key", "rootCA.pem", "start.sh"} <= {p.name for p in startup.iterdir()}
@@ -30,6 +30,21 @@ def test_every_participant_has_a_signed_mtls_kit(kits):
     server = kits / "fl-server.example.org" / "startup"
     assert {"server.crt", "server.key", "rootCA.pem"} <= {p.name for p in server.iterdir()}
     assert (kits / "admin@coordinator.org" / "startup" / "fl_admin.sh").is_file()
+
+
+def test_no_site_streams_its_logs_to_the_server(kits):
+    # error logs carry tracebacks and absolute paths: the provisioned sites keep them (resources.json)
+    for site in HOSPITALS:
+        resources = json.loads((kits / site / "local" / "resources.json.default").read_text())
+        assert resources["allow_log_streaming"] is False, site
+
+
+def test_kits_are_not_signed_and_the_root_ca_key_is_in_state(kits):
+    # what docs/running.md tells the operator to protect: 2.9 signs no plain mTLS kit, and the
+    # provisioning state holds the root CA's private key
+    assert not list(kits.glob("*/startup/signature.json"))
+    cert_state = json.loads((kits.parent / "state" / "cert.json").read_text())
+    assert "BEGIN" in cert_state["root_pri_key"] and "PRIVATE KEY" in cert_state["root_pri_key"]
 
 
 def test_submitters_may_ship_our_custom_code(kits):
