@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from omnifm_monai.flare.constants import MetaKey
-from omnifm_monai.flare.server_persistence import read_npz_file, read_state, write_state
+from omnifm_monai.flare.server_persistence import non_finite_keys, read_resume_point, write_state
 from omnifm_monai.flare.uploads import (
     InvalidUploadError,
     clean_metrics,
@@ -33,7 +33,7 @@ from omnifm_monai.flare.uploads import (
     validate_tokens,
     validate_upload,
 )
-from omnifm_monai.knowledge import SpectralKnowledgeBase, check_int
+from omnifm_monai.knowledge import SpectralKnowledgeBase, check_int, pick_prototypes
 from omnifm_monai.strategies import Strategy
 
 __all__ = ["ServerCore"]
@@ -48,9 +48,15 @@ def _check_positive(name: str, value: Any) -> float:
     return float(value)
 
 
-def _non_finite_keys(params: Mapping[str, np.ndarray]) -> list[str]:
-    """Keys of float arrays holding NaN or Inf."""
-    return [k for k, v in params.items() if np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all()]
+def _check_upload_limits(max_abs_value: Any, max_num_samples: Any, max_sample_change: Any) -> tuple[float, int, float]:
+    """The upload limits of :class:`ServerCore`, checked (a ValueError names the option)."""
+    max_abs_value = _check_positive("max_abs_value", max_abs_value)
+    if max_abs_value > float(np.finfo(np.float32).max) / 1e16:  # room for float32 sums of weighted uploads
+        raise ValueError(f"max_abs_value must be <= 3.4e22, got {max_abs_value!r}.")
+    max_sample_change = _check_positive("max_sample_change", max_sample_change)
+    if max_sample_change < 1:
+        raise ValueError(f"max_sample_change must be >= 1, got {max_sample_change!r}.")
+    return max_abs_value, check_int("max_num_samples", max_num_samples, 1), max_sample_change
 
 
 class ServerCore:
@@ -77,6 +83,8 @@ class ServerCore:
             knowledge-base entries (one site cannot take the base over).
         duplicate_threshold: an uploaded token with cosine >= this to a stored entry is collapsed into it
             (None: never).
+        balance_prototypes: at most ``ceil(prototypes_per_site / other sources)`` of the prototypes a site
+            is sent come from one source (off: the nearest, whichever site they come from).
     """
 
     def __init__(
@@ -97,6 +105,7 @@ class ServerCore:
         max_sample_change: float = 2.0,
         balance_sources: bool = True,
         duplicate_threshold: float | None = 0.995,
+        balance_prototypes: bool = False,
     ) -> None:
         self.strategy = strategy
         self.private_keys = frozenset(private_keys)
@@ -109,38 +118,22 @@ class ServerCore:
         self.retrieval_k = check_int("retrieval_k", retrieval_k, 0)
         self.prototypes_per_site = check_int("prototypes_per_site", prototypes_per_site, 0)
         self.max_tokens_per_upload = check_int("max_tokens_per_upload", max_tokens_per_upload, 1)
-        check_int("knowledge_base_size", knowledge_base_size, 1)
-        check_int("min_per_source", min_per_source, 0)
-        if max_age is not None:
-            check_int("max_age", max_age, 0)
-        self.max_abs_value = _check_positive("max_abs_value", max_abs_value)
-        if self.max_abs_value > float(np.finfo(np.float32).max) / 1e16:
-            raise ValueError(
-                f"max_abs_value must be <= 3.4e22 (float32 sums of weighted uploads), got {max_abs_value!r}."
-            )
-        self.max_num_samples = check_int("max_num_samples", max_num_samples, 1)
-        self.max_sample_change = _check_positive("max_sample_change", max_sample_change)
-        if self.max_sample_change < 1:
-            raise ValueError(f"max_sample_change must be >= 1, got {max_sample_change!r}.")
-        if not isinstance(balance_sources, bool):
-            raise ValueError(f"balance_sources must be a bool, got {balance_sources!r}.")
-        if duplicate_threshold is not None and not (
-            isinstance(duplicate_threshold, (int, float)) and 0 < duplicate_threshold <= 1
-        ):
-            raise ValueError(f"duplicate_threshold must be in (0, 1] or None, got {duplicate_threshold!r}.")
-        self.knowledge_base = (
-            SpectralKnowledgeBase(
-                token_dim,
-                max_size=knowledge_base_size,
-                min_per_source=min_per_source,
-                max_upload=max_tokens_per_upload,
-                max_age=max_age,
-                balance_sources=balance_sources,
-                duplicate_threshold=duplicate_threshold,
-            )
-            if strategy.uses_knowledge_base
-            else None
+        self.max_abs_value, self.max_num_samples, self.max_sample_change = _check_upload_limits(
+            max_abs_value, max_num_samples, max_sample_change
         )
+        if not isinstance(balance_prototypes, bool):
+            raise ValueError(f"balance_prototypes must be a bool, got {balance_prototypes!r}.")
+        self.balance_prototypes = balance_prototypes
+        kb = SpectralKnowledgeBase(  # built for every strategy: its options are checked at start
+            token_dim,
+            max_size=check_int("knowledge_base_size", knowledge_base_size, 1),
+            min_per_source=check_int("min_per_source", min_per_source, 0),
+            max_upload=max_tokens_per_upload,
+            max_age=None if max_age is None else check_int("max_age", max_age, 0),
+            balance_sources=balance_sources,
+            duplicate_threshold=duplicate_threshold,
+        )
+        self.knowledge_base = kb if strategy.uses_knowledge_base else None
         self.round = 0  # the round now running (or the next to run)
         self.site_queries: dict[str, np.ndarray] = {}  # each site's latest upload, (N, d_s)
         self.site_num_samples: dict[str, int] = {}  # each site's first accepted sample count
@@ -167,17 +160,33 @@ class ServerCore:
 
     def _prototypes_for(self, site: str) -> np.ndarray:
         """Top-k neighbours (from other sites) of each of the site's queries, deduplicated, (P, d_s)."""
-        queries = self.site_queries.get(site)
-        if queries is None or len(self.knowledge_base) == 0 or self.prototypes_per_site == 0:
+        kb, queries = self.knowledge_base, self.site_queries.get(site)
+        if queries is None or len(kb) == 0 or self.prototypes_per_site == 0:
             return np.zeros((0, self.token_dim), np.float32)
         start = time.perf_counter()
-        _, index = self.knowledge_base.retrieve(
-            queries, self.retrieval_k, exclude_source=site, round_num=self.round
-        )  # (Q, k')
-        # interleave ranks so every query keeps its best neighbours when the cap cuts the list
-        unique = list(dict.fromkeys(index.T.reshape(-1).tolist()))[: self.prototypes_per_site]
+        if self.balance_prototypes:
+            picked = self._balanced_prototypes(site, queries)
+        else:  # every retrieved neighbour counts a hit
+            _, index = kb.retrieve(queries, self.retrieval_k, exclude_source=site, round_num=self.round)  # (Q, k')
+            picked = pick_prototypes(index, limit=self.prototypes_per_site)  # (P,)
         self._retrieval_seconds += time.perf_counter() - start
-        return self.knowledge_base.get(np.asarray(unique, np.int64)).astype(np.float32)
+        return kb.get(picked).astype(np.float32)
+
+    def _balanced_prototypes(self, site: str, queries: np.ndarray) -> np.ndarray:
+        """Each other source's top-k for every query, at most ceil(P / sources) from one source: (P,) rows."""
+        kb = self.knowledge_base
+        names, codes = np.unique(kb.sources, return_inverse=True)  # (S,), (N,)
+        others = [str(name) for name in names if name != site]
+        columns = np.full((len(queries), self.retrieval_k, max(len(others), 1)), -1, np.int64)  # (Q, k, S)
+        for s, name in enumerate(others):
+            _, index = kb.retrieve(queries, self.retrieval_k, only_source=name, count=False)  # (Q, k')
+            columns[:, : index.shape[1], s] = index
+        per_source = math.ceil(self.prototypes_per_site / max(len(others), 1))
+        picked = pick_prototypes(
+            columns.reshape(len(queries), -1), limit=self.prototypes_per_site, codes=codes, per_source=per_source
+        )  # rank-major: every source's best neighbours first
+        kb.record_hits(picked, self.round)  # only what is sent counts
+        return picked
 
     def submit(
         self, site: str, params: Mapping[str, Any], meta: Mapping[str, Any], *, metrics: Mapping | None = None
@@ -253,7 +262,7 @@ class ServerCore:
         if self._accepted and self.shared_shapes:
             # the strategy's aggregation (weighted mean: each key's dtype kept, see strategies/aggregate.py)
             aggregate = self._aggregator.aggregate(self.global_params)
-            bad = _non_finite_keys(aggregate)
+            bad = non_finite_keys(aggregate)
             if bad:  # never saved nor sent: the round keeps the previous global weights
                 dropped = f"the aggregate of {sorted(self._accepted)} is not finite in {bad[:5]}; round dropped"
                 logger.error(f"round {self.round}: {dropped}")
@@ -312,7 +321,7 @@ class ServerCore:
         Raises:
             ValueError: the global weights are not finite (nothing is written).
         """
-        bad = _non_finite_keys(self.global_params)
+        bad = non_finite_keys(self.global_params)
         if bad:
             raise ValueError(f"refusing to save non-finite global weights to {state_dir} (keys {bad[:5]}).")
         extra = {}
@@ -326,46 +335,27 @@ class ServerCore:
         )
 
     def load(self, state_dir: str | os.PathLike) -> bool:
-        """Resume from :meth:`save`'s output; returns False (state unchanged) when there is none.
+        """Resume from :meth:`save`'s output (or its ``.old`` copy); returns False (state unchanged) when none.
 
         Raises:
             ValueError: naming the file, when the saved state is unreadable, fails its checksum,
                 belongs to another strategy or model, holds NaN/Inf weights or a bad round.
         """
-        found = read_state(state_dir)
-        if found is None:
+        point = read_resume_point(
+            state_dir,
+            strategy=self.strategy.name,
+            shared_shapes=self.shared_shapes,
+            with_knowledge_base=self.knowledge_base is not None,
+        )
+        if point is None:
             return False
-        folder, saved = found
-        state_file = os.path.join(folder, "server_state.json")
-        if saved["strategy"] != self.strategy.name:
-            raise ValueError(f"{state_file} holds a {saved['strategy']!r} run, not {self.strategy.name!r}.")
-        history = saved["history"]
-        if not isinstance(history, list) or not isinstance(saved["round"], int) or saved["round"] < 0:
-            raise ValueError(f"{state_file} has round {saved['round']!r}; expected an integer >= 0 and a history list.")
-        params_file = os.path.join(folder, "global_params.npz")
-        params = read_npz_file(params_file)
-        shapes = {k: tuple(v.shape) for k, v in params.items()}
-        if shapes != self.shared_shapes:
-            raise ValueError(f"{params_file} holds weights of another model (shared keys or shapes differ).")
-        bad = _non_finite_keys(params)
-        if bad:
-            raise ValueError(f"{params_file} holds NaN or Inf in {bad[:5]}; restore an earlier state.")
-        queries = read_npz_file(os.path.join(folder, "site_queries.npz"))
-        kb = None
-        if self.knowledge_base is not None:
-            kb_file = os.path.join(folder, "knowledge_base.npz")
-            kb_state = read_npz_file(kb_file)
-            try:
-                kb = SpectralKnowledgeBase.from_state_dict(kb_state)
-            except ValueError as e:
-                raise ValueError(f"{kb_file} is not a valid knowledge base: {e}") from e
-        self.global_params = {k: v.astype(self.shared_dtypes[k], copy=False) for k, v in params.items()}
-        self.site_queries, self.round, self.history = queries, saved["round"], history
+        self.global_params = {k: v.astype(self.shared_dtypes[k], copy=False) for k, v in point.params.items()}
+        self.site_queries, self.round, self.history = point.queries, point.round, point.history
         self.site_num_samples = {}
-        for record in history:  # each site's first accepted sample count
+        for record in self.history:  # each site's first accepted sample count
             for site, accepted in (record.get("accepted") or {}).items():
                 self.site_num_samples.setdefault(site, int(accepted["num_samples"]))
-        if kb is not None:
-            self.knowledge_base = kb
+        if point.knowledge_base is not None:
+            self.knowledge_base = point.knowledge_base
         self._reset_round()
         return True

@@ -18,14 +18,39 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["STATE_FILE", "read_npz_file", "read_state", "write_state"]
+from omnifm_monai.knowledge import SpectralKnowledgeBase
+
+__all__ = [
+    "STATE_FILE",
+    "ResumePoint",
+    "non_finite_keys",
+    "read_npz_file",
+    "read_resume_point",
+    "read_state",
+    "write_state",
+]
 
 STATE_FILE = "server_state.json"
 logger = logging.getLogger(__name__)
+
+
+class ResumePoint(NamedTuple):
+    """A checked saved state: the round to run next, its history, weights, queries and knowledge base."""
+
+    round: int
+    history: list
+    params: dict[str, np.ndarray]
+    queries: dict[str, np.ndarray]
+    knowledge_base: SpectralKnowledgeBase | None
+
+
+def non_finite_keys(params: Mapping[str, np.ndarray]) -> list[str]:
+    """Keys of float arrays holding NaN or Inf."""
+    return [k for k, v in params.items() if np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all()]
 
 
 def _sha256(path: str) -> str:
@@ -129,3 +154,46 @@ def read_state(state_dir: str | os.PathLike) -> tuple[str, dict[str, Any]] | Non
                 f"{file} is missing or fails its SHA-256 checksum (corrupt); restore it or remove the state folder."
             )
     return folder, saved
+
+
+def read_resume_point(
+    state_dir: str | os.PathLike,
+    *,
+    strategy: str,
+    shared_shapes: Mapping[str, tuple[int, ...]],
+    with_knowledge_base: bool,
+) -> ResumePoint | None:
+    """The saved state of :func:`read_state`, every part checked for a run of ``strategy``; None when none.
+
+    Raises:
+        ValueError: naming the file, when it is unreadable or fails its checksum, belongs to another
+            strategy or model, holds NaN/Inf weights, a round that is not an integer >= 0, or an
+            invalid knowledge base.
+    """
+    found = read_state(state_dir)
+    if found is None:
+        return None
+    folder, saved = found
+    state_file = os.path.join(folder, STATE_FILE)
+    if saved["strategy"] != strategy:
+        raise ValueError(f"{state_file} holds a {saved['strategy']!r} run, not {strategy!r}.")
+    round_num, history = saved["round"], saved["history"]
+    if isinstance(round_num, bool) or not isinstance(round_num, int) or round_num < 0 or not isinstance(history, list):
+        raise ValueError(f"{state_file} has round {round_num!r}; expected an integer >= 0 and a history list.")
+    params_file = os.path.join(folder, "global_params.npz")
+    params = read_npz_file(params_file)
+    if {k: tuple(v.shape) for k, v in params.items()} != dict(shared_shapes):
+        raise ValueError(f"{params_file} holds weights of another model (shared keys or shapes differ).")
+    bad = non_finite_keys(params)
+    if bad:
+        raise ValueError(f"{params_file} holds NaN or Inf in {bad[:5]}; restore an earlier state.")
+    queries = read_npz_file(os.path.join(folder, "site_queries.npz"))
+    kb = None
+    if with_knowledge_base:
+        kb_file = os.path.join(folder, "knowledge_base.npz")
+        kb_state = read_npz_file(kb_file)
+        try:
+            kb = SpectralKnowledgeBase.from_state_dict(kb_state)
+        except ValueError as e:
+            raise ValueError(f"{kb_file} is not a valid knowledge base: {e}") from e
+    return ResumePoint(round_num, history, params, queries, kb)

@@ -131,14 +131,7 @@ class SpectralKnowledgeBase(EntryStore):
         is_new, match = collapse_duplicates(
             x, self._vectors[: self._n], threshold=self.duplicate_threshold, chunk_size=self.chunk_size
         )  # (N,), (N,)
-        out = np.empty(x.shape[0], np.int64)
-        out[is_new] = self._append(x[is_new], [s for s, new in zip(names, is_new) if new], round_num)
-        for i in np.flatnonzero(~is_new):
-            j = int(match[i]) if match[i] >= 0 else int(out[-1 - match[i]])
-            if self._names[self._codes[j]] == names[i]:  # the source's own token again: still current
-                self._rounds[j] = max(int(self._rounds[j]), round_num)
-            out[i] = j
-        return out
+        return self._append_collapsed(x, names, round_num, is_new, match)
 
     def retrieve(
         self,
@@ -146,6 +139,7 @@ class SpectralKnowledgeBase(EntryStore):
         k: int,
         *,
         exclude_source: str | None = None,
+        only_source: str | None = None,
         count: bool = True,
         round_num: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -156,6 +150,7 @@ class SpectralKnowledgeBase(EntryStore):
             k: neighbours per query (>= 0).
             exclude_source: entries from this source are not eligible (e.g. a client's own uploads);
                 a source with no entry in the base excludes nothing.
+            only_source: only this source's entries are eligible (none when it has no entry).
             count: when True, each returned index gets one more hit (per occurrence) and its
                 ``last_hit`` is set to ``round_num``.
             round_num: round of this retrieval (>= 0); None uses the latest round seen so far.
@@ -170,19 +165,21 @@ class SpectralKnowledgeBase(EntryStore):
         k = check_int("k", k, 0)
         if round_num is not None:
             round_num = check_int("round_num", round_num, 0)
-        if exclude_source is not None and (not isinstance(exclude_source, str) or not exclude_source):
-            raise ValueError(f"exclude_source must be a non-empty string or None, got {exclude_source!r}.")
+        for name, value in (("exclude_source", exclude_source), ("only_source", only_source)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"{name} must be a non-empty string or None, got {value!r}.")
         exclude = None
         code = self._code_of.get(exclude_source) if exclude_source is not None else None
         if code is not None:
             exclude = self._codes[: self._n] == code
+        if only_source is not None:
+            others = self._codes[: self._n] != self._code_of.get(only_source, -1)
+            exclude = others if exclude is None else exclude | others
         scores, idx = topk_cosine(
             queries, self._vectors[: self._n], k, self.chunk_size, exclude=exclude, keys_normalized=True
         )
-        if count and idx.size:
-            when = self._round if round_num is None else round_num
-            np.add.at(self._hits, idx.ravel(), 1)
-            self._last_hit[np.unique(idx)] = when
+        if count:
+            self.record_hits(idx, self._round if round_num is None else round_num)
         if round_num is not None:
             self._round = max(self._round, round_num)
         return scores, idx

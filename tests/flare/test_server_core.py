@@ -1,5 +1,7 @@
 """The server's round logic in-process, on toy parameters (no NVFlare)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -302,3 +304,86 @@ def test_an_empty_token_upload_keeps_the_sites_queries():
     core.close_round(["site-1"])
     # Assert
     np.testing.assert_array_equal(core.site_queries["site-1"], [[1, 0, 0, 0]])
+
+
+# ---------------------------------------------------------------------- issue 17: durability (item 4)
+def _saved_core(tmp_path, strategy="omnifm"):
+    core = _core(strategy)
+    params, meta = _omnifm_upload([[1, 0, 0, 0]])
+    core.submit("site-1", params, meta)
+    core.close_round(["site-1"])
+    core.save(tmp_path / "state")
+    return core
+
+
+def test_a_crash_between_the_two_renames_resumes_from_the_old_copy(tmp_path):
+    # Prepare: a complete state of round 1, then a save interrupted after its first rename
+    _saved_core(tmp_path)
+    (tmp_path / "state").rename(tmp_path / "state.old")
+    # Execute
+    resumed = _core("omnifm")
+    found = resumed.load(tmp_path / "state")
+    resumed.save(tmp_path / "state")  # the next save completes and removes the old copy
+    # Assert
+    assert found and resumed.round == 1 and len(resumed.knowledge_base) == 1
+    assert (tmp_path / "state" / "server_state.json").is_file() and not (tmp_path / "state.old").exists()
+
+
+def test_save_over_a_leftover_old_copy(tmp_path):
+    core = _saved_core(tmp_path)
+    (tmp_path / "state.old").mkdir()
+    (tmp_path / "state.old" / "junk").write_text("x")
+    core.save(tmp_path / "state")  # os.replace onto a non-empty folder failed on main
+    assert _core("omnifm").load(tmp_path / "state")
+
+
+@pytest.mark.parametrize("name", ["global_params.npz", "site_queries.npz", "knowledge_base.npz", "server_state.json"])
+def test_truncated_state_files_are_named(tmp_path, name):
+    # Prepare: the file cut to half its length
+    _saved_core(tmp_path)
+    path = tmp_path / "state" / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    # Execute / Assert: a ValueError naming the file (main: BadZipFile / JSONDecodeError without it)
+    with pytest.raises(ValueError, match=name):
+        _core("omnifm").load(tmp_path / "state")
+
+
+def test_a_flipped_byte_in_the_model_is_caught_by_the_checksum(tmp_path):
+    _saved_core(tmp_path)
+    path = tmp_path / "state" / "global_params.npz"
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="global_params.npz.*checksum"):
+        _core("omnifm").load(tmp_path / "state")
+
+
+def _rewrite_state(tmp_path, **changes):
+    """Edit server_state.json as an older version (no checksums) would have written it."""
+    path = tmp_path / "state" / "server_state.json"
+    saved = json.loads(path.read_text())
+    saved.pop("checksums")
+    path.write_text(json.dumps({**saved, **changes}))
+
+
+def test_a_nan_model_or_a_negative_round_is_refused_on_load(tmp_path):
+    # Prepare: NaN weights in a state without checksums
+    _saved_core(tmp_path)
+    np.savez(tmp_path / "state" / "global_params.npz", **{"layer.weight": np.full((2, 2), np.nan, np.float32),
+             "bn.num_batches_tracked": np.array(0)})  # fmt: skip
+    _rewrite_state(tmp_path)
+    with pytest.raises(ValueError, match="global_params.npz holds NaN"):
+        _core("omnifm").load(tmp_path / "state")
+    # Prepare: a negative round
+    _saved_core(tmp_path)
+    _rewrite_state(tmp_path, round=-1)
+    with pytest.raises(ValueError, match="server_state.json has round -1"):
+        _core("omnifm").load(tmp_path / "state")
+
+
+def test_save_refuses_non_finite_weights(tmp_path):
+    core = _saved_core(tmp_path)
+    core.global_params["layer.weight"] = np.full((2, 2), np.inf, np.float32)
+    with pytest.raises(ValueError, match="non-finite"):
+        core.save(tmp_path / "state")
+    assert _core("omnifm").load(tmp_path / "state")  # the previous state is intact
