@@ -144,11 +144,11 @@ class OmniFMController(ModelController):
 
     def _on_result(self, core: ServerCore, metrics: dict, task_name: str, result: FLModel) -> bool:
         site = result.meta.get("client_name", "unknown")
-        metrics[site] = dict(result.metrics or {})
+        metrics[site] = core.clean_site_metrics(site, result.metrics)  # JSON-safe: history, final_metrics.json
         if task_name != TaskName.TRAIN:
             return True
         try:
-            core.submit(site, result.params or {}, result.meta)
+            core.submit(site, result.params or {}, result.meta, metrics=result.metrics)
         except InvalidUploadError as e:
             self.warning(f"rejected upload from {site} in round {core.round}: {e}")
             return False

@@ -14,10 +14,9 @@ One round::
 
 from __future__ import annotations
 
-import json
+import logging
+import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,16 +24,46 @@ from typing import Any
 import numpy as np
 
 from omnifm_monai.flare.constants import MetaKey
-from omnifm_monai.flare.uploads import InvalidUploadError, validate_tokens, validate_upload
-from omnifm_monai.knowledge import SpectralKnowledgeBase
+from omnifm_monai.flare.server_persistence import non_finite_keys, read_resume_point, write_state
+from omnifm_monai.flare.uploads import (
+    InvalidUploadError,
+    clean_metrics,
+    validate_dp_report,
+    validate_num_samples,
+    validate_tokens,
+    validate_upload,
+)
+from omnifm_monai.knowledge import SpectralKnowledgeBase, check_int, pick_prototypes
 from omnifm_monai.strategies import Strategy
 from omnifm_monai.strategies.aggregate import AGGREGATOR_STATE_FILE
 
 __all__ = ["ServerCore"]
 
+logger = logging.getLogger(__name__)
+
+
+def _check_positive(name: str, value: Any) -> float:
+    """``value`` as a float; ValueError naming ``name`` unless it is a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+    return float(value)
+
+
+def _check_upload_limits(max_abs_value: Any, max_num_samples: Any, max_sample_change: Any) -> tuple[float, int, float]:
+    """The upload limits of :class:`ServerCore`, checked (a ValueError names the option)."""
+    max_abs_value = _check_positive("max_abs_value", max_abs_value)
+    if max_abs_value > float(np.finfo(np.float32).max) / 1e16:  # room for float32 sums of weighted uploads
+        raise ValueError(f"max_abs_value must be <= 3.4e22, got {max_abs_value!r}.")
+    max_sample_change = _check_positive("max_sample_change", max_sample_change)
+    if max_sample_change < 1:
+        raise ValueError(f"max_sample_change must be >= 1, got {max_sample_change!r}.")
+    return max_abs_value, check_int("max_num_samples", max_num_samples, 1), max_sample_change
+
 
 class ServerCore:
     """Global state and round logic of the OmniFM server, for every strategy.
+
+    Every option is checked here (a ValueError names it), before the run starts.
 
     Args:
         strategy: the federated strategy; its ``aggregator()`` turns accepted uploads into the next
@@ -48,6 +77,15 @@ class ServerCore:
         knowledge_base_size: entries kept after pruning.
         min_per_source: entries each site keeps through pruning (rare modalities survive).
         max_age: rounds an entry may go unretrieved before ageing drops it (None: never).
+        max_abs_value: largest accepted magnitude of an uploaded float value (an overflow guard).
+        max_num_samples: largest sample count a site may report.
+        max_sample_change: a site's later sample counts stay within this factor of its first one.
+        balance_sources: each site holds at most ``max(min_per_source, knowledge_base_size // sites)``
+            knowledge-base entries (one site cannot take the base over).
+        duplicate_threshold: an uploaded token with cosine >= this to a stored entry is collapsed into it
+            (None: never).
+        balance_prototypes: at most ``ceil(prototypes_per_site / other sources)`` of the prototypes a site
+            is sent come from one source (off: the nearest, whichever site they come from).
     """
 
     def __init__(
@@ -63,6 +101,12 @@ class ServerCore:
         knowledge_base_size: int = 2048,
         min_per_source: int = 8,
         max_age: int | None = 10,
+        max_abs_value: float = 1e8,
+        max_num_samples: int = 10_000_000,
+        max_sample_change: float = 2.0,
+        balance_sources: bool = True,
+        duplicate_threshold: float | None = 0.995,
+        balance_prototypes: bool = False,
     ) -> None:
         self.strategy = strategy
         self.private_keys = frozenset(private_keys)
@@ -70,23 +114,30 @@ class ServerCore:
             k: np.array(v, copy=True) for k, v in initial_params.items() if k not in self.private_keys
         }
         self.shared_shapes = {k: tuple(v.shape) for k, v in self.global_params.items()}
-        self.token_dim = token_dim
-        self.retrieval_k = retrieval_k
-        self.prototypes_per_site = prototypes_per_site
-        self.max_tokens_per_upload = max_tokens_per_upload
-        self.knowledge_base = (
-            SpectralKnowledgeBase(
-                token_dim,
-                max_size=knowledge_base_size,
-                min_per_source=min_per_source,
-                max_upload=max_tokens_per_upload,
-                max_age=max_age,
-            )
-            if strategy.uses_knowledge_base
-            else None
+        self.shared_dtypes = {k: v.dtype for k, v in self.global_params.items()}
+        self.token_dim = check_int("token_dim", token_dim, 1)
+        self.retrieval_k = check_int("retrieval_k", retrieval_k, 0)
+        self.prototypes_per_site = check_int("prototypes_per_site", prototypes_per_site, 0)
+        self.max_tokens_per_upload = check_int("max_tokens_per_upload", max_tokens_per_upload, 1)
+        self.max_abs_value, self.max_num_samples, self.max_sample_change = _check_upload_limits(
+            max_abs_value, max_num_samples, max_sample_change
         )
+        if not isinstance(balance_prototypes, bool):
+            raise ValueError(f"balance_prototypes must be a bool, got {balance_prototypes!r}.")
+        self.balance_prototypes = balance_prototypes
+        kb = SpectralKnowledgeBase(  # built for every strategy: its options are checked at start
+            token_dim,
+            max_size=check_int("knowledge_base_size", knowledge_base_size, 1),
+            min_per_source=check_int("min_per_source", min_per_source, 0),
+            max_upload=max_tokens_per_upload,
+            max_age=None if max_age is None else check_int("max_age", max_age, 0),
+            balance_sources=balance_sources,
+            duplicate_threshold=duplicate_threshold,
+        )
+        self.knowledge_base = kb if strategy.uses_knowledge_base else None
         self.round = 0  # the round now running (or the next to run)
         self.site_queries: dict[str, np.ndarray] = {}  # each site's latest upload, (N, d_s)
+        self.site_num_samples: dict[str, int] = {}  # each site's first accepted sample count
         self.history: list[dict[str, Any]] = []
         self._aggregator = strategy.aggregator()  # accepted uploads -> the next global state
         self._reset_round()
@@ -97,6 +148,7 @@ class ServerCore:
         self._accepted: dict[str, dict[str, Any]] = {}
         self._rejected: dict[str, str] = {}
         self._tokens: dict[str, np.ndarray] = {}
+        self._metrics: dict[str, dict[str, float | int]] = {}  # cleaned metrics of the accepted uploads
         self._retrieval_seconds = 0.0
 
     def payload(self, site: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -109,20 +161,42 @@ class ServerCore:
 
     def _prototypes_for(self, site: str) -> np.ndarray:
         """Top-k neighbours (from other sites) of each of the site's queries, deduplicated, (P, d_s)."""
-        queries = self.site_queries.get(site)
-        if queries is None or len(self.knowledge_base) == 0 or self.prototypes_per_site == 0:
+        kb, queries = self.knowledge_base, self.site_queries.get(site)
+        if queries is None or len(kb) == 0 or self.prototypes_per_site == 0:
             return np.zeros((0, self.token_dim), np.float32)
         start = time.perf_counter()
-        _, index = self.knowledge_base.retrieve(
-            queries, self.retrieval_k, exclude_source=site, round_num=self.round
-        )  # (Q, k')
-        # interleave ranks so every query keeps its best neighbours when the cap cuts the list
-        unique = list(dict.fromkeys(index.T.reshape(-1).tolist()))[: self.prototypes_per_site]
+        if self.balance_prototypes:
+            picked = self._balanced_prototypes(site, queries)
+        else:  # every retrieved neighbour counts a hit
+            _, index = kb.retrieve(queries, self.retrieval_k, exclude_source=site, round_num=self.round)  # (Q, k')
+            picked = pick_prototypes(index, limit=self.prototypes_per_site)  # (P,)
         self._retrieval_seconds += time.perf_counter() - start
-        return self.knowledge_base.get(np.asarray(unique, np.int64)).astype(np.float32)
+        return kb.get(picked).astype(np.float32)
 
-    def submit(self, site: str, params: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+    def _balanced_prototypes(self, site: str, queries: np.ndarray) -> np.ndarray:
+        """Each other source's top-k for every query, at most ceil(P / sources) from one source: (P,) rows."""
+        kb = self.knowledge_base
+        names, codes = np.unique(kb.sources, return_inverse=True)  # (S,), (N,)
+        others = [str(name) for name in names if name != site]
+        columns = np.full((len(queries), self.retrieval_k, max(len(others), 1)), -1, np.int64)  # (Q, k, S)
+        for s, name in enumerate(others):
+            _, index = kb.retrieve(queries, self.retrieval_k, only_source=name, count=False)  # (Q, k')
+            columns[:, : index.shape[1], s] = index
+        per_source = math.ceil(self.prototypes_per_site / max(len(others), 1))
+        picked = pick_prototypes(
+            columns.reshape(len(queries), -1), limit=self.prototypes_per_site, codes=codes, per_source=per_source
+        )  # rank-major: every source's best neighbours first
+        kb.record_hits(picked, self.round)  # only what is sent counts
+        return picked
+
+    def submit(
+        self, site: str, params: Mapping[str, Any], meta: Mapping[str, Any], *, metrics: Mapping | None = None
+    ) -> None:
         """Validate and stage one site's result; nothing global changes until :meth:`close_round`.
+
+        Everything (weights, sample count, tokens, DP report, metrics) is checked before anything is
+        staged: an upload is accepted whole or rejected whole. Unusable metrics are dropped with a
+        warning and never reject the upload.
 
         Raises:
             InvalidUploadError: the upload broke the protocol (recorded in the round's history too).
@@ -130,34 +204,52 @@ class ServerCore:
         try:
             if site in self._accepted:
                 raise InvalidUploadError(f"{site} already submitted in round {self.round}.")
+            if not isinstance(meta, Mapping):
+                raise InvalidUploadError(f"meta must be a mapping, got {type(meta).__name__}.")
             if meta.get(MetaKey.TRAINING_FAILED):
                 raise InvalidUploadError("the site's local training failed this round (details in the site's log).")
-            num_samples = meta.get(MetaKey.NUM_SAMPLES)
-            if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-                raise InvalidUploadError(f"{MetaKey.NUM_SAMPLES} must be a positive integer, got {num_samples!r}.")
-            arrays = validate_upload(params, self.shared_shapes, self.private_keys) if self.shared_shapes else {}
+            num_samples = validate_num_samples(
+                meta.get(MetaKey.NUM_SAMPLES),
+                max_num_samples=self.max_num_samples,
+                previous=self.site_num_samples.get(site),
+                max_change=self.max_sample_change,
+            )
+            arrays = {}
+            if self.shared_shapes:
+                arrays = validate_upload(
+                    params,
+                    self.shared_shapes,
+                    self.private_keys,
+                    dtypes=self.shared_dtypes,
+                    max_abs_value=self.max_abs_value,
+                )
             self._aggregator.validate_meta(site, meta, arrays)  # what the strategy sends beyond weights (SCAFFOLD)
             tokens = None
             if self.knowledge_base is not None and meta.get(MetaKey.DP_BUDGET_SPENT) is not True:
                 if meta.get(MetaKey.TOKENS) is None:
                     raise InvalidUploadError(f"{self.strategy.name} needs spectral tokens in meta.")
                 tokens = validate_tokens(meta[MetaKey.TOKENS], self.token_dim, self.max_tokens_per_upload)
+            dp = meta.get(MetaKey.DP_EPSILON)
+            dp = None if dp is None else validate_dp_report(dp)
         except InvalidUploadError as e:
             self._rejected[site] = str(e)
             raise
+        kept = self.clean_site_metrics(site, metrics)
         if arrays:
             self._aggregator.accept(site, arrays, weight=float(num_samples), round_num=self.round, meta=meta)
         if tokens is not None:
             self._tokens[site] = tokens
+        self.site_num_samples.setdefault(site, num_samples)
+        self._metrics[site] = kept
         self._accepted[site] = {
-            "num_samples": int(num_samples),
+            "num_samples": num_samples,
             "model_bytes": int(sum(a.nbytes for a in arrays.values())),
             "spectral_bytes": int(tokens.nbytes) if tokens is not None else 0,
         }
         if meta.get(MetaKey.DP_BUDGET_SPENT) is True:  # the site's DP filter stopped its token uploads
             self._accepted[site]["dp_budget_spent"] = True
-        if meta.get(MetaKey.DP_EPSILON) is not None:  # (per round, total, delta) the site's DP filter reports
-            self._accepted[site]["dp_epsilon"] = [float(v) for v in meta[MetaKey.DP_EPSILON]]
+        if dp is not None:  # (per round, total, delta) the site's DP filter reports
+            self._accepted[site]["dp_epsilon"] = dp
 
     def close_round(self, participants: Iterable[str] = (), metrics: Mapping[str, Mapping] | None = None) -> dict:
         """Aggregate the accepted uploads, update the knowledge base and start the next round.
@@ -170,9 +262,16 @@ class ServerCore:
             the round's record (also appended to :attr:`history`).
         """
         start = time.perf_counter()
+        dropped = None
         if self._accepted and self.shared_shapes:
             # the strategy's aggregation (weighted mean: each key's dtype kept, see strategies/aggregate.py)
-            self.global_params = self._aggregator.aggregate(self.global_params)
+            aggregate = self._aggregator.aggregate(self.global_params)
+            bad = non_finite_keys(aggregate)
+            if bad:  # never saved nor sent: the round keeps the previous global weights
+                dropped = f"the aggregate of {sorted(self._accepted)} is not finite in {bad[:5]}; round dropped"
+                logger.error(f"round {self.round}: {dropped}")
+            else:
+                self.global_params = aggregate
         aggregate_seconds = time.perf_counter() - start
         start = time.perf_counter()
         if self.knowledge_base is not None:
@@ -189,7 +288,8 @@ class ServerCore:
             "rejected": self._rejected,
             # asked to train but nothing came back in time (crashed, disconnected or timed out)
             "no_result": [s for s in participants if s not in self._accepted and s not in self._rejected],
-            "metrics": {k: dict(v) for k, v in (metrics or {}).items()},
+            "metrics": self._round_metrics(metrics),
+            "dropped": dropped,  # None, or why the aggregate was not adopted
             "knowledge_base_size": len(self.knowledge_base) if self.knowledge_base is not None else 0,
             "closed_at": time.time(),  # wall clock (s since the epoch): round durations, benchmarks/nvflare_overhead.py
             "seconds": {
@@ -203,57 +303,65 @@ class ServerCore:
         self._reset_round()
         return record
 
+    def _round_metrics(self, metrics: Mapping[str, Mapping] | None) -> dict[str, dict]:
+        """The round's metrics: the controller's ``{site: metrics}`` cleaned, the accepted uploads' own first."""
+        out = {str(site): self.clean_site_metrics(site, values) for site, values in (metrics or {}).items()}
+        out.update(self._metrics)
+        return out
+
+    def clean_site_metrics(self, site: str, metrics: Any) -> dict[str, float | int]:
+        """``site``'s metrics as JSON-safe Python numbers; unusable ones dropped with a warning."""
+        kept, dropped = clean_metrics(metrics)
+        if dropped:
+            logger.warning(f"{site} round {self.round}: dropped unusable metrics {dropped[:5]} (not finite numbers)")
+        return kept
+
     # ------------------------------------------------------------------ persistence
     def save(self, state_dir: str | os.PathLike) -> None:
-        """Write the global weights, knowledge base, queries and history; atomic (temp dir + rename)."""
-        state_dir = os.fspath(state_dir)
-        parent = os.path.dirname(os.path.abspath(state_dir))
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".server_state_", dir=parent)
-        np.savez(os.path.join(tmp, "global_params.npz"), **self.global_params)
-        np.savez(os.path.join(tmp, "site_queries.npz"), **self.site_queries)
-        self._aggregator.save_state(os.path.join(tmp, AGGREGATOR_STATE_FILE))  # server optimizer moments, c
-        if self.knowledge_base is not None:
-            self.knowledge_base.save(os.path.join(tmp, "knowledge_base.npz"))
-        with open(os.path.join(tmp, "server_state.json"), "w") as f:
-            json.dump({"round": self.round, "strategy": self.strategy.name, "history": self.history}, f, indent=1)
-        old = state_dir + ".old"
-        if os.path.exists(state_dir):
-            os.replace(state_dir, old)
-        os.replace(tmp, state_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        """Write the global weights, knowledge base, queries and history (one folder, swapped whole).
 
-    def load(self, state_dir: str | os.PathLike) -> bool:
-        """Resume from :meth:`save`'s output; returns False (state unchanged) when there is none.
+        See :mod:`omnifm_monai.flare.server_persistence` (checksums, the ``.old`` fallback).
 
         Raises:
-            ValueError: the saved state belongs to another strategy or model.
+            ValueError: the global weights are not finite (nothing is written).
         """
-        meta_path = os.path.join(state_dir, "server_state.json")
-        if not os.path.isfile(meta_path):
-            return False
-        with open(meta_path) as f:
-            saved = json.load(f)
-        if saved["strategy"] != self.strategy.name:
-            raise ValueError(f"{state_dir} holds a {saved['strategy']!r} run, not {self.strategy.name!r}.")
-        with np.load(os.path.join(state_dir, "global_params.npz")) as f:
-            params = {k: f[k] for k in f.files}
-        shapes = {k: tuple(v.shape) for k, v in params.items()}
-        if shapes != self.shared_shapes:
-            raise ValueError(f"{state_dir} holds weights of another model (shared keys or shapes differ).")
-        with np.load(os.path.join(state_dir, "site_queries.npz")) as f:
-            queries = {k: f[k] for k in f.files}
-        kb = None
+        bad = non_finite_keys(self.global_params)
+        if bad:
+            raise ValueError(f"refusing to save non-finite global weights to {state_dir} (keys {bad[:5]}).")
+        extra = {}
         if self.knowledge_base is not None:
-            kb = SpectralKnowledgeBase.load(os.path.join(state_dir, "knowledge_base.npz"))
-        self._aggregator.load_state(os.path.join(state_dir, AGGREGATOR_STATE_FILE), like=params)  # moments, c
-        self.global_params, self.site_queries, self.round, self.history = (
-            params,
-            queries,
-            int(saved["round"]),
-            saved["history"],
+            extra["knowledge_base.npz"] = self.knowledge_base.save
+        extra[AGGREGATOR_STATE_FILE] = self._aggregator.save_state  # server optimizer moments, control variates
+        write_state(
+            state_dir,
+            arrays={"global_params.npz": self.global_params, "site_queries.npz": self.site_queries},
+            extra_files=extra,
+            meta={"round": self.round, "strategy": self.strategy.name, "history": self.history},
         )
-        if kb is not None:
-            self.knowledge_base = kb
+
+    def load(self, state_dir: str | os.PathLike) -> bool:
+        """Resume from :meth:`save`'s output (or its ``.old`` copy); returns False (state unchanged) when none.
+
+        Raises:
+            ValueError: naming the file, when the saved state is unreadable, fails its checksum,
+                belongs to another strategy or model, holds NaN/Inf weights or a bad round.
+        """
+        point = read_resume_point(
+            state_dir,
+            strategy=self.strategy.name,
+            shared_shapes=self.shared_shapes,
+            with_knowledge_base=self.knowledge_base is not None,
+        )
+        if point is None:
+            return False
+        self._aggregator.load_state(os.path.join(point.folder, AGGREGATOR_STATE_FILE), like=point.params)
+        self.global_params = {k: v.astype(self.shared_dtypes[k], copy=False) for k, v in point.params.items()}
+        self.site_queries, self.round, self.history = point.queries, point.round, point.history
+        self.site_num_samples = {}
+        for record in self.history:  # each site's first accepted sample count
+            for site, accepted in (record.get("accepted") or {}).items():
+                self.site_num_samples.setdefault(site, int(accepted["num_samples"]))
+        if point.knowledge_base is not None:
+            self.knowledge_base = point.knowledge_base
         self._reset_round()
         return True

@@ -1,9 +1,10 @@
 """The server's global spectral knowledge base (GSKR): storage, retrieval, pruning, persistence."""
 
 from .base import SpectralKnowledgeBase
+from .duplicates import collapse_duplicates
 from .persistence import CONFIG_KEYS, DATA_KEYS, Entries, config_from_state, entries_from_state, read_npz, write_npz
-from .pruning import age_keep, frequency_keep, priority_order, rank_in_source, source_quotas
-from .retrieval import topk_cosine
+from .pruning import age_keep, frequency_keep, priority_order, rank_in_source, share_cap, share_keep, source_quotas
+from .retrieval import pick_prototypes, topk_cosine
 from .validation import EPS_NORM, as_unit_rows, as_unit_tokens, check_int, check_sources, is_int, row_norms
 
 __all__ = [
@@ -17,14 +18,18 @@ __all__ = [
     "as_unit_tokens",
     "check_int",
     "check_sources",
+    "collapse_duplicates",
     "config_from_state",
     "entries_from_state",
     "frequency_keep",
     "is_int",
+    "pick_prototypes",
     "priority_order",
     "rank_in_source",
     "read_npz",
     "row_norms",
+    "share_cap",
+    "share_keep",
     "source_quotas",
     "topk_cosine",
     "write_npz",

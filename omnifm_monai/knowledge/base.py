@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from omnifm_monai.knowledge.duplicates import collapse_duplicates
 from omnifm_monai.knowledge.persistence import config_from_state, entries_from_state, read_npz, write_npz
-from omnifm_monai.knowledge.pruning import age_keep, frequency_keep
+from omnifm_monai.knowledge.pruning import age_keep, frequency_keep, share_cap, share_keep
 from omnifm_monai.knowledge.retrieval import topk_cosine
 from omnifm_monai.knowledge.store import EntryStore
 from omnifm_monai.knowledge.validation import as_unit_tokens, check_int, check_sources
@@ -55,6 +56,12 @@ class SpectralKnowledgeBase(EntryStore):
         max_age: :meth:`age` drops entries neither retrieved nor added in the last ``max_age`` rounds;
             None disables ageing.
         chunk_size: number of stored vectors scored at once in :meth:`retrieve`.
+        balance_sources: :meth:`prune` first cuts every source to its share,
+            ``max(min_per_source, max_size // sources)`` entries (:func:`~.pruning.share_cap`), so one
+            site cannot take the base over.
+        duplicate_threshold: :meth:`add` collapses a row whose cosine to a stored entry (or an earlier
+            row of the upload) is at least this (:mod:`~omnifm_monai.knowledge.duplicates`); a
+            duplicate of the same source's entry refreshes that entry's round. None: never.
 
     Raises:
         ValueError: when an argument is not an integer in its range.
@@ -69,6 +76,8 @@ class SpectralKnowledgeBase(EntryStore):
         max_upload: int = 4096,
         max_age: int | None = None,
         chunk_size: int = 65536,
+        balance_sources: bool = False,
+        duplicate_threshold: float | None = None,
     ) -> None:
         self.dim = check_int("dim", dim, 1)
         self.max_size = check_int("max_size", max_size, 1)
@@ -76,6 +85,14 @@ class SpectralKnowledgeBase(EntryStore):
         self.max_upload = check_int("max_upload", max_upload, 1)
         self.max_age = None if max_age is None else check_int("max_age", max_age, 0)
         self.chunk_size = check_int("chunk_size", chunk_size, 1)
+        if not isinstance(balance_sources, (bool, np.bool_)):
+            raise ValueError(f"balance_sources must be a bool, got {balance_sources!r}.")
+        self.balance_sources = bool(balance_sources)
+        if duplicate_threshold is not None and not (
+            isinstance(duplicate_threshold, (int, float)) and 0 < duplicate_threshold <= 1
+        ):
+            raise ValueError(f"duplicate_threshold must be in (0, 1] or None, got {duplicate_threshold!r}.")
+        self.duplicate_threshold = None if duplicate_threshold is None else float(duplicate_threshold)
         super().__init__(self.dim)
         self._round = 0  # latest round seen; used as last_hit when retrieve() gets no round_num
 
@@ -97,7 +114,8 @@ class SpectralKnowledgeBase(EntryStore):
             round_num: federated round the tokens were uploaded in (>= 0).
 
         Returns:
-            int64 indices of the new rows, shape (N,).
+            int64 indices of the rows holding the upload, shape (N,): new rows, or for a collapsed
+            near-duplicate the entry it was collapsed into.
 
         Raises:
             ValueError: on a bad shape, NaN/Inf, a zero-norm row, an oversized upload, bad source ids
@@ -108,7 +126,12 @@ class SpectralKnowledgeBase(EntryStore):
         round_num = check_int("round_num", round_num, 0)
 
         self._round = max(self._round, round_num)
-        return self._append(x, names, round_num)
+        if self.duplicate_threshold is None:
+            return self._append(x, names, round_num)
+        is_new, match = collapse_duplicates(
+            x, self._vectors[: self._n], threshold=self.duplicate_threshold, chunk_size=self.chunk_size
+        )  # (N,), (N,)
+        return self._append_collapsed(x, names, round_num, is_new, match)
 
     def retrieve(
         self,
@@ -116,6 +139,7 @@ class SpectralKnowledgeBase(EntryStore):
         k: int,
         *,
         exclude_source: str | None = None,
+        only_source: str | None = None,
         count: bool = True,
         round_num: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -126,6 +150,7 @@ class SpectralKnowledgeBase(EntryStore):
             k: neighbours per query (>= 0).
             exclude_source: entries from this source are not eligible (e.g. a client's own uploads);
                 a source with no entry in the base excludes nothing.
+            only_source: only this source's entries are eligible (none when it has no entry).
             count: when True, each returned index gets one more hit (per occurrence) and its
                 ``last_hit`` is set to ``round_num``.
             round_num: round of this retrieval (>= 0); None uses the latest round seen so far.
@@ -140,19 +165,21 @@ class SpectralKnowledgeBase(EntryStore):
         k = check_int("k", k, 0)
         if round_num is not None:
             round_num = check_int("round_num", round_num, 0)
-        if exclude_source is not None and (not isinstance(exclude_source, str) or not exclude_source):
-            raise ValueError(f"exclude_source must be a non-empty string or None, got {exclude_source!r}.")
+        for name, value in (("exclude_source", exclude_source), ("only_source", only_source)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"{name} must be a non-empty string or None, got {value!r}.")
         exclude = None
         code = self._code_of.get(exclude_source) if exclude_source is not None else None
         if code is not None:
             exclude = self._codes[: self._n] == code
+        if only_source is not None:
+            others = self._codes[: self._n] != self._code_of.get(only_source, -1)
+            exclude = others if exclude is None else exclude | others
         scores, idx = topk_cosine(
             queries, self._vectors[: self._n], k, self.chunk_size, exclude=exclude, keys_normalized=True
         )
-        if count and idx.size:
-            when = self._round if round_num is None else round_num
-            np.add.at(self._hits, idx.ravel(), 1)
-            self._last_hit[np.unique(idx)] = when
+        if count:
+            self.record_hits(idx, self._round if round_num is None else round_num)
         if round_num is not None:
             self._round = max(self._round, round_num)
         return scores, idx
@@ -189,12 +216,16 @@ class SpectralKnowledgeBase(EntryStore):
             ValueError: when ``max_size`` is not an integer >= 1.
         """
         budget = self.max_size if max_size is None else check_int("max_size", max_size, 1)
+        removed = 0
+        if self.balance_sources and self._n:
+            cap = share_cap(num_sources=len(self._names), min_per_source=self.min_per_source, max_size=budget)
+            removed = self._compact(share_keep(**self._columns(), cap=cap))
         if self._n <= budget:
-            return 0
+            return removed
         keep = frequency_keep(
             **self._columns(), num_sources=len(self._names), min_per_source=self.min_per_source, budget=budget
         )
-        return self._compact(keep)
+        return removed + self._compact(keep)
 
     def age(self, current_round: int) -> int:
         """Drop entries whose last use is more than ``max_age`` rounds before ``current_round``.
@@ -255,6 +286,8 @@ class SpectralKnowledgeBase(EntryStore):
             "max_upload": np.asarray(self.max_upload, np.int64),
             "max_age": np.asarray(-1 if self.max_age is None else self.max_age, np.int64),
             "chunk_size": np.asarray(self.chunk_size, np.int64),
+            "balance_sources": np.asarray(self.balance_sources),
+            "duplicate_threshold": np.asarray(-1.0 if self.duplicate_threshold is None else self.duplicate_threshold),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:

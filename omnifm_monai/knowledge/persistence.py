@@ -100,6 +100,19 @@ def config_from_state(state: Mapping[str, Any]) -> dict[str, Any]:
         config[key] = int(value)
     if config["max_age"] < 0:
         config["max_age"] = None
+    # optional (states written before the share bound and duplicate collapse lack them)
+    if "balance_sources" in state:
+        value = np.asarray(state["balance_sources"])
+        if value.shape != () or value.dtype != np.bool_:
+            raise ValueError(f"state['balance_sources'] is {state['balance_sources']!r}; expected a bool scalar.")
+        config["balance_sources"] = bool(value)
+    if "duplicate_threshold" in state:
+        value = np.asarray(state["duplicate_threshold"])
+        if value.shape != () or value.dtype.kind != "f" or not (value == -1 or 0 < value <= 1):
+            raise ValueError(
+                f"state['duplicate_threshold'] is {state['duplicate_threshold']!r}; expected -1 or (0, 1]."
+            )
+        config["duplicate_threshold"] = None if value == -1 else float(value)
     return config
 
 

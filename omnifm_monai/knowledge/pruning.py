@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["age_keep", "frequency_keep", "priority_order", "rank_in_source", "source_quotas"]
+__all__ = ["age_keep", "frequency_keep", "priority_order", "rank_in_source", "share_cap", "share_keep", "source_quotas"]
 
 
 def priority_order(rounds: np.ndarray, hits: np.ndarray, first: np.ndarray | None = None) -> np.ndarray:
@@ -124,3 +124,13 @@ def age_keep(
     quotas = source_quotas(codes, hits, num_sources=num_sources, min_per_source=min_per_source, budget=None)
     protected = rank_in_source(codes, order) < quotas[codes]
     return ~stale | protected
+
+
+def share_cap(*, num_sources: int, min_per_source: int, max_size: int) -> int:
+    """Most entries one source may hold: ``max(min_per_source, max_size // num_sources)`` (the share bound)."""
+    return max(min_per_source, max_size // max(num_sources, 1))
+
+
+def share_keep(codes: np.ndarray, rounds: np.ndarray, hits: np.ndarray, *, cap: int) -> np.ndarray:
+    """Each source's ``cap`` best-ranked entries (hits, then recency; :func:`priority_order`): (N,) bool."""
+    return rank_in_source(codes, priority_order(rounds, hits)) < cap

@@ -6,7 +6,7 @@ import numpy as np
 
 from omnifm_monai.knowledge.validation import as_unit_rows, check_int, row_norms
 
-__all__ = ["topk_cosine"]
+__all__ = ["pick_prototypes", "topk_cosine"]
 
 
 def topk_cosine(
@@ -118,3 +118,28 @@ def topk_cosine(
 
     order = np.lexsort((best_i, -best_s), axis=-1)  # descending score, then ascending index
     return np.take_along_axis(best_s, order, axis=1), np.take_along_axis(best_i, order, axis=1)
+
+
+def pick_prototypes(
+    index: np.ndarray, *, limit: int, codes: np.ndarray | None = None, per_source: int | None = None
+) -> np.ndarray:
+    """The distinct entries a site is sent, from the top-k ``index`` (Q, k) of its queries: (P,) int64.
+
+    Ranks are interleaved (every query's best neighbour first, then every second best, ...), so each
+    query keeps its best neighbours when ``limit`` cuts the list; -1 (padding) is skipped. With
+    ``per_source``, at most that many entries come from one source (``codes`` (N,): each entry's
+    source code), so no site's entries fill another site's prototypes.
+    """
+    order = [row for row in dict.fromkeys(np.asarray(index).T.reshape(-1).tolist()) if row >= 0]
+    if per_source is None or codes is None:
+        return np.asarray(order[:limit], np.int64)
+    taken: dict[int, int] = {}
+    picked = []
+    for row in order:
+        code = int(codes[row])
+        if taken.get(code, 0) < per_source:
+            taken[code] = taken.get(code, 0) + 1
+            picked.append(row)
+            if len(picked) == limit:
+                break
+    return np.asarray(picked, np.int64)

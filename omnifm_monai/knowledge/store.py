@@ -98,6 +98,28 @@ class EntryStore:
         self._n = start + n_new
         return np.arange(start, start + n_new, dtype=np.int64)
 
+    def _append_collapsed(
+        self, x: np.ndarray, names: list[str], round_num: int, is_new: np.ndarray, match: np.ndarray
+    ) -> np.ndarray:
+        """Append the rows of x (N, dim) where ``is_new``; the others map to the entry ``match`` names
+        (see :func:`~omnifm_monai.knowledge.duplicates.collapse_duplicates`). A source's own entry seen
+        again gets ``round_num`` as its round. Returns the entry of every row, int64 (N,)."""
+        out = np.empty(x.shape[0], np.int64)
+        out[is_new] = self._append(x[is_new], [s for s, new in zip(names, is_new) if new], round_num)
+        for i in np.flatnonzero(~is_new):
+            j = int(match[i]) if match[i] >= 0 else int(out[-1 - match[i]])
+            if self._names[self._codes[j]] == names[i]:  # the source's own token again: still current
+                self._rounds[j] = max(int(self._rounds[j]), round_num)
+            out[i] = j
+        return out
+
+    def record_hits(self, indices: np.ndarray, round_num: int) -> None:
+        """One more hit per occurrence of each index, and ``round_num`` as their last retrieval."""
+        idx = np.asarray(indices, np.int64).ravel()
+        if idx.size:
+            np.add.at(self._hits, idx, 1)
+            self._last_hit[np.unique(idx)] = round_num
+
     def _replace(
         self,
         vectors: np.ndarray,

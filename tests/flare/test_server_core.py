@@ -1,5 +1,7 @@
 """The server's round logic in-process, on toy parameters (no NVFlare)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -180,3 +182,208 @@ def test_no_prototypes_when_gskr_is_ablated():
         core.submit(site, params, {**meta, MetaKey.TOKENS: np.eye(2, 4, dtype=np.float32)})
     core.close_round(["site-1", "site-2"])
     assert core.payload("site-1")[1][MetaKey.PROTOTYPES].shape == (0, 4) and len(core.knowledge_base) > 0
+
+
+# ---------------------------------------------------------------------- issue 17: poisoning (item 1)
+@pytest.mark.parametrize(
+    "weight, samples, reason",
+    [
+        (np.full((2, 2), 1e300), 1, "at most"),  # finite float64, inf in float32
+        (np.full((2, 2), 3e38, np.float32), 1, "at most"),
+        (np.ones((2, 2), np.float16), 1, "float32 or float64"),
+        (np.ones((2, 2), np.int64), 1, "float32 or float64"),
+        (np.ones((2, 2), bool), 1, "float32 or float64"),
+        (np.ones((2, 2), np.float32), 10**12, "max_num_samples"),  # would make the model the attacker's
+        (np.ones((2, 2), np.float32), 10**308, "max_num_samples"),  # would make it NaN
+        (np.ones((2, 2), np.float32), 10**400, "max_num_samples"),  # OverflowError on main
+        (np.ones((2, 2), np.float32), True, "positive integer"),
+    ],
+)
+def test_poisoned_uploads_are_rejected_and_the_model_stays_finite(weight, samples, reason):
+    # Prepare: one honest site uploads 2.0
+    core = _core()
+    core.submit("site-1", *_upload(2.0))
+    # Execute
+    with pytest.raises(InvalidUploadError, match=reason):
+        core.submit("site-2", {"layer.weight": weight, "bn.num_batches_tracked": 1}, {MetaKey.NUM_SAMPLES: samples})
+    record = core.close_round(["site-1", "site-2"])
+    # Assert: the honest upload alone, finite
+    np.testing.assert_array_equal(core.global_params["layer.weight"], np.full((2, 2), 2.0, np.float32))
+    assert list(record["accepted"]) == ["site-1"] and reason.split()[0] in record["rejected"]["site-2"]
+
+
+def test_a_site_cannot_inflate_its_sample_count_later():
+    # Prepare: site-1 reports 10 samples in round 0
+    core = _core()
+    core.submit("site-1", *_upload(1.0, samples=10))
+    core.close_round(["site-1"])
+    # Execute / Assert: 10**6 in round 1 is refused (at most a factor 2 of change), 20 is accepted
+    with pytest.raises(InvalidUploadError, match="inconsistent"):
+        core.submit("site-1", *_upload(1.0, samples=10**6))
+    core.submit("site-1", *_upload(1.0, samples=20))
+
+
+def test_a_non_finite_aggregate_drops_the_round(tmp_path, caplog):
+    # Prepare: a server aggregator (as FedAdam could) that returns NaN for finite uploads
+    core = _core()
+    core.submit("site-1", *_upload(1.0))
+    core.close_round(["site-1"])  # global weight 1.0
+    core.submit("site-1", *_upload(3.0))
+    core._aggregator.aggregate = lambda g: {**g, "layer.weight": np.full((2, 2), np.nan, np.float32)}
+    # Execute
+    record = core.close_round(["site-1"])
+    core.save(tmp_path / "state")
+    # Assert: the previous global weights are kept, sent and saved; the drop is recorded and logged
+    assert "not finite" in record["dropped"] and "layer.weight" in record["dropped"]
+    assert "round dropped" in caplog.text
+    np.testing.assert_array_equal(core.payload("site-1")[0]["layer.weight"], 1.0)
+    resumed = _core()
+    assert resumed.load(tmp_path / "state") and resumed.round == 2
+    np.testing.assert_array_equal(resumed.global_params["layer.weight"], 1.0)
+
+
+# ---------------------------------------------------------------------- issue 17: one site's field (item 2)
+def test_numpy_metrics_do_not_break_save(tmp_path):
+    # Prepare: metrics as numpy scalars, a NaN and a string, from the upload and from the controller
+    core = _core()
+    params, meta = _upload(2.0)
+    core.submit("site-1", params, meta, metrics={"accuracy": np.float32(0.5), "loss": np.nan, "x": "y"})
+    record = core.close_round(["site-1", "site-2"], {"site-2": {"accuracy": np.float64(0.25)}})
+    # Execute
+    core.save(tmp_path / "state")
+    resumed = _core()
+    resumed.load(tmp_path / "state")
+    # Assert: Python floats kept, the unusable ones dropped, the upload still accepted
+    assert record["metrics"] == {"site-1": {"accuracy": 0.5}, "site-2": {"accuracy": 0.25}}
+    assert resumed.history[0]["metrics"] == record["metrics"] and list(record["accepted"]) == ["site-1"]
+
+
+def test_a_bad_dp_report_rejects_the_whole_upload():
+    # Prepare: site-2's weights are fine, its dp_epsilon is not numeric
+    core = _core()
+    core.submit("site-1", *_upload(2.0))
+    params, meta = _upload(8.0)
+    # Execute
+    with pytest.raises(InvalidUploadError, match="dp_epsilon"):
+        core.submit("site-2", params, {**meta, MetaKey.DP_EPSILON: ["abc", 1.0, 1e-5]})
+    record = core.close_round(["site-1", "site-2"])
+    # Assert: nothing of site-2 was staged (main averaged its weights in: (2 + 8) / 2 = 5)
+    np.testing.assert_array_equal(core.global_params["layer.weight"], 2.0)
+    assert list(record["accepted"]) == ["site-1"] and "dp_epsilon" in record["rejected"]["site-2"]
+
+
+def test_a_good_dp_report_is_recorded_as_floats():
+    core = _core()
+    params, meta = _upload(2.0)
+    core.submit("site-1", params, {**meta, MetaKey.DP_EPSILON: np.array([0.5, 1.0, 1e-5], np.float32)})
+    assert core.close_round(["site-1"])["accepted"]["site-1"]["dp_epsilon"] == pytest.approx([0.5, 1.0, 1e-5])
+
+
+# ---------------------------------------------------------------------- issue 17: options (item 5)
+@pytest.mark.parametrize(
+    "option, value",
+    [("prototypes_per_site", -5), ("retrieval_k", -1), ("token_dim", 0), ("max_tokens_per_upload", 0),
+     ("knowledge_base_size", 0), ("min_per_source", -1), ("max_age", -2), ("max_abs_value", float("inf")),
+     ("max_abs_value", 0), ("max_num_samples", 0), ("max_sample_change", 0.5), ("duplicate_threshold", 1.5),
+     ("balance_sources", "yes"), ("prototypes_per_site", 2.5)],
+)  # fmt: skip
+def test_server_options_are_validated_at_start(option, value):
+    options = {"token_dim": 4, option: value}
+    with pytest.raises(ValueError, match=option):
+        ServerCore(get_strategy("omnifm"), INITIAL, PRIVATE, **options)
+
+
+def test_an_empty_token_upload_keeps_the_sites_queries():
+    # Prepare: site-1's queries from round 0
+    core = _core("omnifm")
+    core.submit("site-1", *_omnifm_upload([[1, 0, 0, 0]]))
+    core.close_round(["site-1"])
+    # Execute: a (0, d) upload in round 1
+    with pytest.raises(InvalidUploadError, match="at least one row"):
+        core.submit("site-1", *_omnifm_upload(np.zeros((0, 4))))
+    core.close_round(["site-1"])
+    # Assert
+    np.testing.assert_array_equal(core.site_queries["site-1"], [[1, 0, 0, 0]])
+
+
+# ---------------------------------------------------------------------- issue 17: durability (item 4)
+def _saved_core(tmp_path, strategy="omnifm"):
+    core = _core(strategy)
+    params, meta = _omnifm_upload([[1, 0, 0, 0]])
+    core.submit("site-1", params, meta)
+    core.close_round(["site-1"])
+    core.save(tmp_path / "state")
+    return core
+
+
+def test_a_crash_between_the_two_renames_resumes_from_the_old_copy(tmp_path):
+    # Prepare: a complete state of round 1, then a save interrupted after its first rename
+    _saved_core(tmp_path)
+    (tmp_path / "state").rename(tmp_path / "state.old")
+    # Execute
+    resumed = _core("omnifm")
+    found = resumed.load(tmp_path / "state")
+    resumed.save(tmp_path / "state")  # the next save completes and removes the old copy
+    # Assert
+    assert found and resumed.round == 1 and len(resumed.knowledge_base) == 1
+    assert (tmp_path / "state" / "server_state.json").is_file() and not (tmp_path / "state.old").exists()
+
+
+def test_save_over_a_leftover_old_copy(tmp_path):
+    core = _saved_core(tmp_path)
+    (tmp_path / "state.old").mkdir()
+    (tmp_path / "state.old" / "junk").write_text("x")
+    core.save(tmp_path / "state")  # os.replace onto a non-empty folder failed on main
+    assert _core("omnifm").load(tmp_path / "state")
+
+
+@pytest.mark.parametrize("name", ["global_params.npz", "site_queries.npz", "knowledge_base.npz", "server_state.json"])
+def test_truncated_state_files_are_named(tmp_path, name):
+    # Prepare: the file cut to half its length
+    _saved_core(tmp_path)
+    path = tmp_path / "state" / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    # Execute / Assert: a ValueError naming the file (main: BadZipFile / JSONDecodeError without it)
+    with pytest.raises(ValueError, match=name):
+        _core("omnifm").load(tmp_path / "state")
+
+
+def test_a_flipped_byte_in_the_model_is_caught_by_the_checksum(tmp_path):
+    _saved_core(tmp_path)
+    path = tmp_path / "state" / "global_params.npz"
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="global_params.npz.*checksum"):
+        _core("omnifm").load(tmp_path / "state")
+
+
+def _rewrite_state(tmp_path, **changes):
+    """Edit server_state.json as an older version (no checksums) would have written it."""
+    path = tmp_path / "state" / "server_state.json"
+    saved = json.loads(path.read_text())
+    saved.pop("checksums")
+    path.write_text(json.dumps({**saved, **changes}))
+
+
+def test_a_nan_model_or_a_negative_round_is_refused_on_load(tmp_path):
+    # Prepare: NaN weights in a state without checksums
+    _saved_core(tmp_path)
+    np.savez(tmp_path / "state" / "global_params.npz", **{"layer.weight": np.full((2, 2), np.nan, np.float32),
+             "bn.num_batches_tracked": np.array(0)})  # fmt: skip
+    _rewrite_state(tmp_path)
+    with pytest.raises(ValueError, match="global_params.npz holds NaN"):
+        _core("omnifm").load(tmp_path / "state")
+    # Prepare: a negative round
+    _saved_core(tmp_path)
+    _rewrite_state(tmp_path, round=-1)
+    with pytest.raises(ValueError, match="server_state.json has round -1"):
+        _core("omnifm").load(tmp_path / "state")
+
+
+def test_save_refuses_non_finite_weights(tmp_path):
+    core = _saved_core(tmp_path)
+    core.global_params["layer.weight"] = np.full((2, 2), np.inf, np.float32)
+    with pytest.raises(ValueError, match="non-finite"):
+        core.save(tmp_path / "state")
+    assert _core("omnifm").load(tmp_path / "state")  # the previous state is intact
