@@ -117,7 +117,7 @@ class SiteTrainer:
             "seed": args.seed,
             "ckpt_dir": os.path.join(site_dir, "models"),
             "output_dir": os.path.join(site_dir, "eval"),
-            "val_interval": args.local_epochs,  # the bundle's validation once per round
+            "val_interval": self.strategy.round_epochs(args.local_epochs),  # the bundle's validation once per round
             "progress_bar": False,  # NVFlare's log files, not a terminal
             **self.strategy.network_options(),
             **json.loads(args.bundle_overrides),
@@ -133,6 +133,7 @@ class SiteTrainer:
         workflow.initialize()
         self.trainer = workflow.trainer
         self.network = self.trainer.network
+        self.strategy.extend_network(self.network)  # GPFL's modules, before the keys and the restore
         self._score_on_test = self.task.test_evaluator(dataset_dir, workflow.parser)  # network -> metrics
         train_items = self.trainer.data_loader.dataset.data
         self.train_images = stack_images(train_items)  # (N, C, *S): the spectral centroids' input
@@ -143,6 +144,7 @@ class SiteTrainer:
         restored = self.store.load_into(self.network)
         logger.info(f"{site}: {self.num_train} training images, private keys restored: {len(restored)}")
         self.strategy.prepare_trainer(self.trainer)  # extra loss terms (FedProx)
+        self.strategy.attach_site(self.network, self.trainer, site_dir=site_dir)  # Ditto, MOON: per-site state
 
     def receive(self, params: dict, meta: dict) -> None:
         """Load the shared weights (``strict=False``: private keys keep the site's values), then the strategy's
@@ -154,13 +156,13 @@ class SiteTrainer:
 
     def evaluate(self) -> dict[str, float]:
         """The task's metrics of the current (received) model on the site's test split."""
-        return self._score_on_test(self.network)
+        return self._score_on_test(self.strategy.evaluation_network(self.network, self.trainer))
 
     def train(self) -> float:
         """``local_epochs`` more epochs of the bundle's trainer; saves the private keys. Returns seconds."""
         self.strategy.before_training(self.network, self.trainer)
         start = time.perf_counter()
-        self.trainer.state.max_epochs = self.trainer.state.epoch + self.args.local_epochs
+        self.trainer.state.max_epochs = self.trainer.state.epoch + self.strategy.round_epochs(self.args.local_epochs)
         self.trainer.run()
         self.strategy.after_training(self.network, self.trainer)
         self.store.save(self.network, self.private_keys)

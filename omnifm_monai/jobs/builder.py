@@ -73,7 +73,9 @@ def build_network(settings: JobSettings, num_classes: int):
     overrides.update(settings.bundle_overrides)
     for key, value in overrides.items():
         parser[key] = value
-    return parser.get_parsed_content("network_def"), strategy
+    network = parser.get_parsed_content("network_def")
+    strategy.extend_network(network)  # a strategy's own shared modules (GPFL), as at every site
+    return network, strategy
 
 
 def compact_json(value: Any) -> str:

@@ -15,22 +15,30 @@ from monai.utils import look_up_option
 
 from .aggregate import Aggregator, WeightedMean, weighted_mean
 from .base import Strategy, norm_layer_keys
+from .ditto import Ditto
 from .fedavg import FedAvg
 from .fedbn import FedBN
 from .fedper import TASK_HEAD_KEYS, FedPer
 from .fedprox import FedProx
+from .fedrep import FedRep
+from .gpfl import GPFL
 from .local import LocalOnly
+from .moon import MOON
 from .omnifm import OmniFM
 from .proximal import ProximalLoss
 
 __all__ = [
     "STRATEGIES",
     "TASK_HEAD_KEYS",
+    "GPFL",
+    "MOON",
     "Aggregator",
+    "Ditto",
     "FedAvg",
     "FedBN",
     "FedPer",
     "FedProx",
+    "FedRep",
     "LocalOnly",
     "OmniFM",
     "ProximalLoss",
@@ -52,6 +60,10 @@ STRATEGIES: dict[str, Strategy] = {
         OmniFM(),
         # OmniFM exactly as the paper describes it: only c (and the prototype bank) stays at the site
         OmniFM(name="omnifm_paper", private_patterns=(), private_norm_layers=False, recalibrate_norms=False),
+        Ditto(),
+        FedRep(),
+        MOON(),
+        GPFL(),
     )
 }
 

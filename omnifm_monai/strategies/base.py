@@ -4,10 +4,12 @@ A strategy is a frozen dataclass with keyword-only options. The client script
 (:mod:`omnifm_monai.flare.client`) and the server core (:mod:`omnifm_monai.flare.server_core`) never
 read those options; they call the hooks below, in this order::
 
-    site, once:        network_options() -> the bundle's network; private_keys(network); prepare_trainer(trainer)
-    server, once:      uses_knowledge_base; aggregator()
-    site, each round:  on_receive(network, trainer, meta) -> evaluate -> before_training(network, trainer)
-                       -> the bundle's trainer -> after_training(network, trainer)
+    site, once:        network_options() -> the bundle's network; extend_network(network); private_keys(network);
+                       prepare_trainer(trainer); attach_site(network, trainer, site_dir=...)
+    server, once:      uses_knowledge_base; aggregator(); the initial model through extend_network(network)
+    site, each round:  on_receive(network, trainer, meta) -> evaluate evaluation_network(network, trainer)
+                       -> before_training(network, trainer) -> the bundle's trainer for
+                       round_epochs(local_epochs) epochs -> after_training(network, trainer)
                        -> spectral_summary(network, images, groups) -> the payload
     server, each round: aggregator.accept(...) per accepted upload -> aggregator.aggregate(global_params)
 
@@ -106,6 +108,9 @@ class Strategy:
             private |= norm_layer_keys(model)
         return private
 
+    def extend_network(self, network: nn.Module) -> None:
+        """Add the strategy's own modules to the bundle's network, on the server and at every site (GPFL)."""
+
     def prepare_trainer(self, trainer: SupervisedTrainer) -> None:
         """Adapt the bundle's trainer once, before the first round: extra loss terms (FedProx)."""
         if self.proximal_mu > 0:
@@ -113,7 +118,19 @@ class Strategy:
                 task_loss=trainer.loss_function, network=trainer.network, mu=self.proximal_mu
             )
 
+    def attach_site(self, network: nn.Module, trainer: SupervisedTrainer, *, site_dir: str) -> None:
+        """Once, after the site's private keys are restored: per-site state that lives beside the trainer and
+        in files under ``site_dir`` (Ditto's personal model, MOON's previous local model)."""
+
     # ------------------------------------------------------------------ site, each round
+    def round_epochs(self, local_epochs: int) -> int:
+        """How many epochs the bundle's trainer runs in a round (FedRep: its head epochs, then the body's)."""
+        return local_epochs
+
+    def evaluation_network(self, network: nn.Module, trainer: SupervisedTrainer) -> nn.Module:
+        """The model the site scores on its test split and reports (Ditto: its personal model)."""
+        return network
+
     def on_receive(self, network: nn.Module, trainer: SupervisedTrainer, meta: Mapping[str, Any]) -> None:
         """After the shared weights are loaded: recalibrate BatchNorm statistics, set the prototype bank."""
         if self.recalibrate_norms:
