@@ -41,6 +41,14 @@ class _TrainerLoss(_Loss):
         return self._loss[0](pred, label)
 
 
+def _same_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module) -> torch.optim.Optimizer:
+    """A new optimizer of ``optimizer``'s class over ``model`` with its first group's hyperparameters."""
+    fresh = type(optimizer)(model.parameters())
+    group = fresh.param_groups[0]
+    group.update({k: v for k, v in optimizer.param_groups[0].items() if k != "params" and k in group})
+    return fresh
+
+
 class PersonalModel(PTDittoHelper):
     """NVFlare's ``PTDittoHelper`` over a MONAI trainer: v trains on the trainer's own batches and inferer.
 
@@ -52,7 +60,7 @@ class PersonalModel(PTDittoHelper):
 
     def __init__(self, trainer: SupervisedTrainer, *, ditto_lambda: float, site_dir: str) -> None:
         model = copy.deepcopy(trainer.network)
-        optimizer = type(trainer.optimizer)(model.parameters(), **trainer.optimizer.defaults)
+        optimizer = _same_optimizer(trainer.optimizer, model)
         device = trainer.state.device or next(model.parameters()).device
         super().__init__(
             criterion=_TrainerLoss(getattr(trainer.loss_function, "task_loss", trainer.loss_function)),

@@ -17,6 +17,7 @@ def test_server_side_per_strategy():
     assert uses_kb == {
         "fedavg": False, "fedprox": False, "fedper": False, "fedbn": False, "local": False,
         "omnifm": True, "omnifm_paper": True,
+        "ditto": False, "fedrep": False, "moon": False, "gpfl": False,
     }  # fmt: skip
     assert all(isinstance(s.aggregator(), WeightedMean) for s in STRATEGIES.values())
     assert not get_strategy("omnifm", spectral=False).uses_knowledge_base  # the ablation without GSKR

@@ -12,7 +12,10 @@ def _network(strategy):
 
 
 def test_registry_has_every_baseline():
-    assert set(STRATEGIES) == {"fedavg", "fedprox", "fedper", "fedbn", "local", "omnifm", "omnifm_paper"}
+    assert set(STRATEGIES) == {
+        "fedavg", "fedprox", "fedper", "fedbn", "local", "omnifm", "omnifm_paper",
+        "ditto", "fedrep", "moon", "gpfl",
+    }  # fmt: skip
 
 
 def test_private_keys_per_strategy():
