@@ -1,6 +1,5 @@
 """One NVFlare simulator round (2 sites) per personalised strategy, checked from saved results and logs."""
 
-import glob
 import json
 import math
 import re
@@ -26,10 +25,8 @@ def _one_round(strategy: str, tmp_path: Path) -> str:
         "--state-root", str(tmp_path / "state"), "--workspace", str(tmp_path / "ws"),
     ]  # fmt: skip
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-    logs = done.stdout + done.stderr
-    for path in glob.glob(str(tmp_path / "ws" / "**" / "log*.txt"), recursive=True):
-        logs += Path(path).read_text(errors="replace")
-    return logs
+    workspace_logs = [path.read_text(errors="replace") for path in sorted((tmp_path / "ws").rglob("log*.txt"))]
+    return "\n".join([done.stdout, done.stderr, *workspace_logs])  # the simulator's and every site's log
 
 
 @pytest.mark.parametrize("strategy", ["ditto", "fedrep", "moon", "gpfl"])
