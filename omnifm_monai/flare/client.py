@@ -9,9 +9,10 @@ Client API):
 2. load them with ``strict=False`` over the site's private parameters (restored from disk); the
    strategy's ``on_receive`` hook (:mod:`omnifm_monai.strategies`) then sets the prototypes and, with
    ``recalibrate_norms`` (``omnifm``), re-estimates the BatchNorm statistics on the site's own data;
-3. evaluate that personalised model on the site's test split with the task's metrics
-   (:mod:`omnifm_monai.tasks`: the only task-specific code on the client);
-4. train ``local_epochs`` more epochs with the bundle's own ``SupervisedTrainer``, built by
+3. evaluate that personalised model (the strategy's ``evaluation_network``: Ditto's personal model) on the
+   site's test split with the task's metrics (:mod:`omnifm_monai.tasks`: the only task-specific code on
+   the client);
+4. train ``local_epochs`` more epochs (the strategy's ``round_epochs``: FedRep adds its head epochs) with the bundle's own ``SupervisedTrainer``, built by
    ``monai.bundle.ConfigWorkflow`` from ``configs/train.json`` with this site's overrides (loss:
    task + lambda * SPAlign, plus the strategy's extra terms such as FedProx's), between the strategy's
    ``before_training`` and ``after_training`` hooks;
