@@ -12,10 +12,10 @@ Client API):
 3. evaluate that personalised model (the strategy's ``evaluation_network``: Ditto's personal model) on the
    site's test split with the task's metrics (:mod:`omnifm_monai.tasks`: the only task-specific code on
    the client);
-4. train ``local_epochs`` more epochs (the strategy's ``round_epochs``: FedRep adds its head epochs) with the bundle's own ``SupervisedTrainer``, built by
-   ``monai.bundle.ConfigWorkflow`` from ``configs/train.json`` with this site's overrides (loss:
-   task + lambda * SPAlign, plus the strategy's extra terms such as FedProx's), between the strategy's
-   ``before_training`` and ``after_training`` hooks;
+4. train ``local_epochs`` more epochs (the strategy's ``round_epochs``: FedRep adds its head epochs) with
+   the bundle's own ``SupervisedTrainer``, built by ``monai.bundle.ConfigWorkflow`` from
+   ``configs/train.json`` with this site's overrides (loss: task + lambda * SPAlign, plus the strategy's
+   extra terms such as FedProx's), between the strategy's ``before_training`` and ``after_training`` hooks;
 5. save the private parameters to disk, ``flare.send()`` only what
    :func:`omnifm_monai.flare.payload.outgoing_payload` allows (with the strategy's ``spectral_summary``).
 
