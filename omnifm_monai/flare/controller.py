@@ -80,7 +80,8 @@ class OmniFMController(ModelController):
 
     def run(self) -> None:
         initial = self.load_model()
-        core = ServerCore(self.fl_strategy, initial.params, self.private_keys, **(self.server_options or {}))
+        params = self.fl_strategy.initial_params(initial.params)  # GPFL: its modules' initial values
+        core = ServerCore(self.fl_strategy, params, self.private_keys, **(self.server_options or {}))
         state_dir = self.state_dir or os.path.join(self.get_run_dir(), "omnifm_state")
         if core.load(state_dir):
             self.info(f"resumed from {state_dir} at round {core.round}")

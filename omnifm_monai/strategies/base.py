@@ -161,6 +161,14 @@ class Strategy:
         """The server keeps a spectral knowledge base and the sites upload spectral tokens (GSKR)."""
         return self.spectral
 
+    def initial_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The server's initial state from the persisted model; adds what ``extend_network`` adds (GPFL).
+
+        NVFlare's job export rebuilds the initial model from its class and constructor arguments, so modules
+        a strategy attached to it are not in the persisted model.
+        """
+        return dict(params)
+
     def aggregator(self) -> Aggregator:
         """A new aggregator for a run: how accepted uploads become the next global state."""
         return WeightedMean()

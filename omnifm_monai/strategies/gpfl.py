@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -141,6 +142,16 @@ class GPFL(Strategy):
         split = GlobalPersonalSplit(head.in_features, head.out_features).to(head.weight.device)
         network.gpfl = split
         head.register_forward_pre_hook(split.route)
+
+    def initial_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        params = dict(params)
+        head = params.get(f"{TASK_HEAD}.weight")
+        if head is None or any(k.startswith("gpfl.") for k in params):
+            return params
+        num_classes, feature_dim = np.shape(head)  # (C, F) of the Linear head
+        fresh = GlobalPersonalSplit(feature_dim, num_classes).state_dict()  # sites load these shared values
+        params.update({f"gpfl.{k}": v.numpy() for k, v in fresh.items()})  # ServerCore drops the private ones
+        return params
 
     def attach_site(self, network: nn.Module, trainer: SupervisedTrainer, *, site_dir: str) -> None:
         trainer.optimizer.add_param_group({"params": list(network.gpfl.parameters())})

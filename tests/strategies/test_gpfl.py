@@ -65,6 +65,19 @@ def test_split_in_the_network_shared_and_private_keys():
     assert not any(k.startswith("task_head") or "private" in k for k in shared)
 
 
+def test_server_initial_params_gain_the_shared_modules():
+    # Prepare: the persisted model is the bundle's network without GPFL's modules (NVFlare's job export)
+    plain = OmniFMClassifier(num_classes=3, spectral=False, prompt=False, **SMALL)
+    extended = OmniFMClassifier(num_classes=3, spectral=False, prompt=False, **SMALL)
+    strategy = get_strategy("gpfl")
+    strategy.extend_network(extended)
+    # Execute
+    params = strategy.initial_params({k: v.numpy() for k, v in plain.state_dict().items()})
+    # Assert: the same keys and shapes as a site's network
+    assert {k: v.shape for k, v in params.items()} == {k: tuple(v.shape) for k, v in extended.state_dict().items()}
+    assert strategy.initial_params(params).keys() == params.keys()  # already there: unchanged
+
+
 def test_ill_inputs():
     with pytest.raises(ValueError, match="Linear"):
         get_strategy("gpfl").extend_network(nn.Sequential(nn.Conv2d(1, 1, 1)))
