@@ -6,7 +6,8 @@ read those options; they call the hooks below, in this order::
 
     site, once:        network_options() -> the bundle's network; extend_network(network); private_keys(network);
                        prepare_trainer(trainer); attach_site(network, trainer, site_dir=...)
-    server, once:      uses_knowledge_base; aggregator(); the initial model through extend_network(network)
+    server, once:      uses_knowledge_base; aggregator(); the job's initial model through extend_network(network),
+                       the controller's initial state through initial_params(params)
     site, each round:  on_receive(network, trainer, meta) -> evaluate evaluation_network(network, trainer)
                        -> before_training(network, trainer) -> the bundle's trainer for
                        round_epochs(local_epochs) epochs -> after_training(network, trainer)
