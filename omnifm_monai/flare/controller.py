@@ -94,7 +94,8 @@ class OmniFMController(ModelController):
             participants = [sites[i] for i in chosen]
             metrics = self._broadcast(core, participants, TaskName.TRAIN)
             record = core.close_round(participants, metrics)
-            self.save_model(FLModel(params=core.global_params, params_type=ParamsType.FULL))
+            persisted = {k: v for k, v in core.global_params.items() if k in initial.params}  # not GPFL's modules
+            self.save_model(FLModel(params=persisted, params_type=ParamsType.FULL))
             core.save(state_dir)
             self.info(
                 f"round {record['round']}: accepted {sorted(record['accepted'])}, rejected {record['rejected']}, "
