@@ -9,12 +9,13 @@ Client API):
 2. load them with ``strict=False`` over the site's private parameters (restored from disk); the
    strategy's ``on_receive`` hook (:mod:`omnifm_monai.strategies`) then sets the prototypes and, with
    ``recalibrate_norms`` (``omnifm``), re-estimates the BatchNorm statistics on the site's own data;
-3. evaluate that personalised model on the site's test split with the task's metrics
-   (:mod:`omnifm_monai.tasks`: the only task-specific code on the client);
-4. train ``local_epochs`` more epochs with the bundle's own ``SupervisedTrainer``, built by
-   ``monai.bundle.ConfigWorkflow`` from ``configs/train.json`` with this site's overrides (loss:
-   task + lambda * SPAlign, plus the strategy's extra terms such as FedProx's), between the strategy's
-   ``before_training`` and ``after_training`` hooks;
+3. evaluate that personalised model (the strategy's ``evaluation_network``: Ditto's personal model) on the
+   site's test split with the task's metrics (:mod:`omnifm_monai.tasks`: the only task-specific code on
+   the client);
+4. train ``local_epochs`` more epochs (the strategy's ``round_epochs``: FedRep adds its head epochs) with
+   the bundle's own ``SupervisedTrainer``, built by ``monai.bundle.ConfigWorkflow`` from
+   ``configs/train.json`` with this site's overrides (loss: task + lambda * SPAlign, plus the strategy's
+   extra terms such as FedProx's), between the strategy's ``before_training`` and ``after_training`` hooks;
 5. save the private parameters to disk, ``flare.send()`` only what
    :func:`omnifm_monai.flare.payload.outgoing_payload` allows (with the strategy's ``spectral_summary``).
 
@@ -119,7 +120,7 @@ class SiteTrainer:
             "seed": args.seed,
             "ckpt_dir": os.path.join(site_dir, "models"),
             "output_dir": os.path.join(site_dir, "eval"),
-            "val_interval": args.local_epochs,  # the bundle's validation once per round
+            "val_interval": self.strategy.round_epochs(args.local_epochs),  # the bundle's validation once per round
             "progress_bar": False,  # NVFlare's log files, not a terminal
             **self.strategy.network_options(),
             **json.loads(args.bundle_overrides),
@@ -135,6 +136,7 @@ class SiteTrainer:
         workflow.initialize()
         self.trainer = workflow.trainer
         self.network = self.trainer.network
+        self.strategy.extend_network(self.network)  # GPFL's modules, before the keys and the restore
         self._score_on_test = self.task.test_evaluator(dataset_dir, workflow.parser)  # network -> metrics
         train_items = self.trainer.data_loader.dataset.data
         self.train_images = stack_images(train_items)  # (N, C, *S): the spectral centroids' input
@@ -145,6 +147,7 @@ class SiteTrainer:
         restored = self.store.load_into(self.network)
         logger.info(f"{site}: {self.num_train} training images, private keys restored: {len(restored)}")
         self.strategy.prepare_trainer(self.trainer)  # extra loss terms (FedProx), SCAFFOLD's correction
+        self.strategy.attach_site(self.network, self.trainer, site_dir=site_dir)  # Ditto, MOON: per-site state
         # the strategy's private state beyond the network (SCAFFOLD's c_i, FedDyn's h_i), on this site's disk
         self.strategy_state_path = os.path.join(site_dir, f"private_{self.strategy.name}_strategy.pt")
         self._load_strategy_state()
@@ -171,13 +174,13 @@ class SiteTrainer:
 
     def evaluate(self) -> dict[str, float]:
         """The task's metrics of the current (received) model on the site's test split."""
-        return self._score_on_test(self.network)
+        return self._score_on_test(self.strategy.evaluation_network(self.network, self.trainer))
 
     def train(self) -> float:
         """``local_epochs`` more epochs of the bundle's trainer; saves the private keys. Returns seconds."""
         self.strategy.before_training(self.network, self.trainer)
         start = time.perf_counter()
-        self.trainer.state.max_epochs = self.trainer.state.epoch + self.args.local_epochs
+        self.trainer.state.max_epochs = self.trainer.state.epoch + self.strategy.round_epochs(self.args.local_epochs)
         self.trainer.run()
         self.strategy.after_training(self.network, self.trainer)
         self.store.save(self.network, self.private_keys)

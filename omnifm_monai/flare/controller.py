@@ -83,7 +83,8 @@ class OmniFMController(ModelController):
 
     def run(self) -> None:
         initial = self.load_model()
-        core = ServerCore(self.fl_strategy, initial.params, self.private_keys, **(self.server_options or {}))
+        params = self.fl_strategy.initial_params(initial.params)  # GPFL: its modules' initial values
+        core = ServerCore(self.fl_strategy, params, self.private_keys, **(self.server_options or {}))
         state_dir = self.state_dir or os.path.join(self.get_run_dir(), "omnifm_state")
         if core.load(state_dir):
             self.info(f"resumed from {state_dir} at round {core.round}")
@@ -102,7 +103,8 @@ class OmniFMController(ModelController):
                 )
                 return
             record = core.close_round(participants, metrics)
-            self.save_model(FLModel(params=core.global_params, params_type=ParamsType.FULL))
+            persisted = {k: v for k, v in core.global_params.items() if k in initial.params}  # not GPFL's modules
+            self.save_model(FLModel(params=persisted, params_type=ParamsType.FULL))
             core.save(state_dir)
             self.info(
                 f"round {record['round']}: accepted {sorted(record['accepted'])}, rejected {record['rejected']}, "

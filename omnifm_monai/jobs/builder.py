@@ -82,6 +82,7 @@ def build_network(settings: JobSettings, num_classes: int):
     with torch.random.fork_rng():
         torch.manual_seed(settings.seed)
         network = parser.get_parsed_content("network_def")
+    strategy.extend_network(network)  # a strategy's own shared modules (GPFL), as at every site
     return network, strategy
 
 

@@ -15,13 +15,17 @@ from monai.utils import look_up_option
 
 from .aggregate import Aggregator, WeightedMean, weighted_mean
 from .base import Strategy, norm_layer_keys
+from .ditto import Ditto
 from .fedavg import FedAvg
 from .fedbn import FedBN
 from .feddyn import FedDyn
 from .fedopt import FedAdam, FedAvgM, FedYogi, ServerOptimizer
 from .fedper import TASK_HEAD_KEYS, FedPer
 from .fedprox import FedProx
+from .fedrep import FedRep
+from .gpfl import GPFL
 from .local import LocalOnly
+from .moon import MOON
 from .omnifm import OmniFM
 from .proximal import ProximalLoss
 from .scaffold import Scaffold
@@ -29,7 +33,10 @@ from .scaffold import Scaffold
 __all__ = [
     "STRATEGIES",
     "TASK_HEAD_KEYS",
+    "GPFL",
+    "MOON",
     "Aggregator",
+    "Ditto",
     "FedAvg",
     "FedAdam",
     "FedAvgM",
@@ -38,6 +45,7 @@ __all__ = [
     "FedPer",
     "FedProx",
     "FedYogi",
+    "FedRep",
     "LocalOnly",
     "OmniFM",
     "ProximalLoss",
@@ -67,6 +75,10 @@ STRATEGIES: dict[str, Strategy] = {
         FedAvgM(),
         Scaffold(),
         FedDyn(),
+        Ditto(),
+        FedRep(),
+        MOON(),
+        GPFL(),
     )
 }
 

@@ -4,11 +4,14 @@ A strategy is a frozen dataclass with keyword-only options. The client script
 (:mod:`omnifm_monai.flare.client`) and the server core (:mod:`omnifm_monai.flare.server_core`) never
 read those options; they call the hooks below, in this order::
 
-    site, once:        network_options() -> the bundle's network; private_keys(network); prepare_trainer(trainer)
-                       -> load_site_state(trainer, state) (the strategy's private state from the site's disk)
-    server, once:      uses_knowledge_base; aggregator()
-    site, each round:  on_receive(network, trainer, meta) -> evaluate -> before_training(network, trainer)
-                       -> the bundle's trainer -> after_training(network, trainer) -> site_state(trainer) to disk
+    site, once:        network_options() -> the bundle's network; extend_network(network); private_keys(network);
+                       prepare_trainer(trainer); attach_site(network, trainer, site_dir=...);
+                       load_site_state(trainer, state) (the strategy's private state from the site's disk)
+    server, once:      uses_knowledge_base; aggregator(); the job's initial model through extend_network(network),
+                       the controller's initial state through initial_params(params)
+    site, each round:  on_receive(network, trainer, meta) -> evaluate evaluation_network(network, trainer)
+                       -> before_training(network, trainer) -> the bundle's trainer for
+                       round_epochs(local_epochs) epochs -> after_training(network, trainer) -> site_state(trainer) to disk
                        -> spectral_summary(network, images, groups), upload_meta(trainer) -> the payload
     server, each round: aggregator.accept(...) per accepted upload -> aggregator.aggregate(global_params)
 
@@ -107,6 +110,9 @@ class Strategy:
             private |= norm_layer_keys(model)
         return private
 
+    def extend_network(self, network: nn.Module) -> None:
+        """Add the strategy's own modules to the bundle's network, on the server and at every site (GPFL)."""
+
     def prepare_trainer(self, trainer: SupervisedTrainer) -> None:
         """Adapt the bundle's trainer once, before the first round: extra loss terms (FedProx)."""
         if self.proximal_mu > 0:
@@ -114,7 +120,19 @@ class Strategy:
                 task_loss=trainer.loss_function, network=trainer.network, mu=self.proximal_mu
             )
 
+    def attach_site(self, network: nn.Module, trainer: SupervisedTrainer, *, site_dir: str) -> None:
+        """Once, after the site's private keys are restored: per-site state that lives beside the trainer and
+        in files under ``site_dir`` (Ditto's personal model, MOON's previous local model)."""
+
     # ------------------------------------------------------------------ site, each round
+    def round_epochs(self, local_epochs: int) -> int:
+        """How many epochs the bundle's trainer runs in a round (FedRep: its head epochs, then the body's)."""
+        return local_epochs
+
+    def evaluation_network(self, network: nn.Module, trainer: SupervisedTrainer) -> nn.Module:
+        """The model the site scores on its test split and reports (Ditto: its personal model)."""
+        return network
+
     def on_receive(self, network: nn.Module, trainer: SupervisedTrainer, meta: Mapping[str, Any]) -> None:
         """After the shared weights are loaded: recalibrate BatchNorm statistics, set the prototype bank."""
         if self.recalibrate_norms:
@@ -165,6 +183,14 @@ class Strategy:
     def uses_knowledge_base(self) -> bool:
         """The server keeps a spectral knowledge base and the sites upload spectral tokens (GSKR)."""
         return self.spectral
+
+    def initial_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The server's initial state from the persisted model; adds what ``extend_network`` adds (GPFL).
+
+        NVFlare's job export rebuilds the initial model from its class and constructor arguments, so modules
+        a strategy attached to it are not in the persisted model.
+        """
+        return dict(params)
 
     def aggregator(self) -> Aggregator:
         """A new aggregator for a run: how accepted uploads become the next global state."""

@@ -72,8 +72,15 @@ def test_only_shared_weights_and_documented_meta_leave_the_site(strategy, site_d
     state = site.network.state_dict()
     assert set(sent.params or {}) == set(state) - site.private_keys
     assert not any("private" in k for k in sent.params or {}), "the PSP suffix and the prototype bank stay home"
-    if strategy in ("fedper", "omnifm"):
+    if strategy in ("fedper", "omnifm", "fedrep", "gpfl"):
         assert not {"task_head.weight", "task_head.bias"} & set(sent.params)
+    if strategy == "gpfl":  # CoV and GCE are shared, the conditional inputs are not
+        assert {"gpfl.gce.weight", "gpfl.gamma.0.weight"} <= set(sent.params)
+    if strategy == "ditto":  # the personal model is a separate file at the site, never in the message
+        assert site.strategy.evaluation_network(site.network, site.trainer) is not site.network
+        assert (site_data[0] / strategy / "personalized_model.pt").is_file()
+    if strategy == "moon":  # the previous local model stays in the site's folder
+        assert (site_data[0] / strategy / "moon_previous.pt").is_file()
     if strategy in ("fedbn", "omnifm"):
         assert not norm_layer_keys(site.network) & set(sent.params)
     if strategy == "local":

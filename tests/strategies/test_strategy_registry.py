@@ -15,6 +15,7 @@ def test_registry_has_every_baseline():
     assert set(STRATEGIES) == {
         "fedavg", "fedprox", "fedper", "fedbn", "local", "omnifm", "omnifm_paper",
         "fedadam", "fedyogi", "fedavgm", "scaffold", "feddyn",
+        "ditto", "fedrep", "moon", "gpfl",
     }  # fmt: skip
 
 
