@@ -11,7 +11,8 @@ read those options; they call the hooks below, in this order::
                        the controller's initial state through initial_params(params)
     site, each round:  on_receive(network, trainer, meta) -> evaluate evaluation_network(network, trainer)
                        -> before_training(network, trainer) -> the bundle's trainer for
-                       round_epochs(local_epochs) epochs -> after_training(network, trainer) -> site_state(trainer) to disk
+                       round_epochs(local_epochs) epochs -> after_training(network, trainer)
+                       -> site_state(trainer) to disk
                        -> spectral_summary(network, images, groups), upload_meta(trainer) -> the payload
     server, each round: aggregator.accept(...) per accepted upload -> aggregator.aggregate(global_params)
 
