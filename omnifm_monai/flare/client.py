@@ -177,7 +177,8 @@ class SiteTrainer:
         tokens = self.strategy.spectral_summary(
             self.network, self.train_images, self.centroid_groups, seed=self.args.seed
         )  # (K, d_s) or None
-        return outgoing_payload(self.network, self.private_keys, self.num_train, tokens)
+        extra = self.strategy.site_upload(self.network, self.train_images, seed=self.args.seed)  # FedDG: amplitudes
+        return outgoing_payload(self.network, self.private_keys, self.num_train, tokens, extra)
 
 
 def main(argv: list[str] | None = None) -> None:

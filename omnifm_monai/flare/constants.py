@@ -19,6 +19,8 @@ class MetaKey:
     NUM_SAMPLES = "omnifm_num_samples"  # client -> server, int
     UPLOAD_BYTES = "omnifm_upload_bytes"  # client -> server, {"model": int, "spectral": int}
     DP_EPSILON = "omnifm_dp_epsilon"  # client filter -> server, [epsilon this round, epsilon so far, delta]
+    AMPLITUDE_SPECTRA = "omnifm_amplitude_spectra"  # client -> server, float32 (M, C, *W): FedDG's low-band amplitudes
+    AMPLITUDE_BANK = "omnifm_amplitude_bank"  # server -> client, float32 (M', C, *W): other sites' amplitudes
     TRAINING_FAILED = "omnifm_training_failed"  # client -> server, True: no update this round (see the site's log)
 
 

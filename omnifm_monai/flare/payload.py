@@ -2,13 +2,16 @@
 
 Only shared parameters (never a key the strategy marks private), the spectral summary (one
 centroid per local class, or per cluster of the site's tokens for tasks without image labels;
-never per-image tokens), the sample count, the upload sizes and the evaluation metrics are sent
-(after a failed round: the metrics and ``MetaKey.TRAINING_FAILED`` only). No image, label, file
-name, DICOM tag or error message is ever put in a payload.
+never per-image tokens), the strategy's declared extra arrays (``Strategy.site_upload``: only
+FedDG-ELCFS, the low-band amplitude spectra of a sample of its images), the sample count, the
+upload sizes and the evaluation metrics are sent (after a failed round: the metrics and
+``MetaKey.TRAINING_FAILED`` only). No image, label, file name, DICOM tag or error message is ever
+put in a payload.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -91,15 +94,25 @@ def spectral_centroids(
 
 
 def outgoing_payload(
-    network: nn.Module, private_keys: set[str], num_samples: int, tokens: np.ndarray | None = None
+    network: nn.Module,
+    private_keys: set[str],
+    num_samples: int,
+    tokens: np.ndarray | None = None,
+    extra: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """``(params, meta)`` a site sends after local training, and nothing else."""
+    """``(params, meta)`` a site sends after local training, and nothing else.
+
+    ``extra``: the strategy's ``site_upload`` arrays (FedDG-ELCFS's amplitude spectra), counted as spectral bytes.
+    """
     params = shared_state(network, private_keys)
     meta: dict[str, Any] = {MetaKey.NUM_SAMPLES: int(num_samples)}
     if tokens is not None:
         meta[MetaKey.TOKENS] = np.asarray(tokens, np.float32)
+    extra = {k: np.asarray(v, np.float32) for k, v in (extra or {}).items()}
+    meta.update(extra)
     meta[MetaKey.UPLOAD_BYTES] = {
         "model": int(sum(v.numel() * v.element_size() for v in params.values())),
-        "spectral": int(meta[MetaKey.TOKENS].nbytes) if tokens is not None else 0,
+        "spectral": (int(meta[MetaKey.TOKENS].nbytes) if tokens is not None else 0)
+        + int(sum(v.nbytes for v in extra.values())),
     }
     return params, meta

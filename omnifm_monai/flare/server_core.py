@@ -140,6 +140,10 @@ class ServerCore:
                 if meta.get(MetaKey.TOKENS) is None:
                     raise InvalidUploadError(f"{self.strategy.name} needs spectral tokens in meta.")
                 tokens = validate_tokens(meta[MetaKey.TOKENS], self.token_dim, self.max_tokens_per_upload)
+            try:  # the strategy's own payload beyond weights (FedDG-ELCFS: amplitude spectra)
+                extra_bytes = self._aggregator.check_meta(site, meta)
+            except ValueError as e:
+                raise InvalidUploadError(str(e)) from e
         except InvalidUploadError as e:
             self._rejected[site] = str(e)
             raise
@@ -150,7 +154,7 @@ class ServerCore:
         self._accepted[site] = {
             "num_samples": int(num_samples),
             "model_bytes": int(sum(a.nbytes for a in arrays.values())),
-            "spectral_bytes": int(tokens.nbytes) if tokens is not None else 0,
+            "spectral_bytes": (int(tokens.nbytes) if tokens is not None else 0) + int(extra_bytes),
         }
         if meta.get(MetaKey.DP_EPSILON) is not None:  # (per round, total, delta) the site's DP filter reports
             self._accepted[site]["dp_epsilon"] = [float(v) for v in meta[MetaKey.DP_EPSILON]]

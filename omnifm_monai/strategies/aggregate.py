@@ -53,6 +53,16 @@ class Aggregator:
         """Forget the staged uploads (start of every round; a server optimizer keeps its moments)."""
         raise NotImplementedError
 
+    def check_meta(self, site: str, meta: Mapping[str, Any]) -> int:
+        """Check what an upload carries in ``meta`` beyond weights and tokens; returns its size in bytes.
+
+        Called by the server before :meth:`accept` (none here; FedDG-ELCFS: its amplitude spectra).
+
+        Raises:
+            ValueError: the extra payload is missing or malformed (the server rejects the upload).
+        """
+        return 0
+
     def outgoing_meta(self, site: str) -> dict[str, Any]:
         """Extra ``FLModel.meta`` entries the server sends ``site`` (none here; SCAFFOLD: its control variate)."""
         return {}

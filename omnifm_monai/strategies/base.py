@@ -8,8 +8,9 @@ read those options; they call the hooks below, in this order::
     server, once:      uses_knowledge_base; aggregator()
     site, each round:  on_receive(network, trainer, meta) -> evaluate -> before_training(network, trainer)
                        -> the bundle's trainer -> after_training(network, trainer)
-                       -> spectral_summary(network, images, groups) -> the payload
-    server, each round: aggregator.accept(...) per accepted upload -> aggregator.aggregate(global_params)
+                       -> spectral_summary(network, images, groups), site_upload(network, images) -> the payload
+    server, each round: aggregator.check_meta(...) and accept(...) per upload -> aggregator.aggregate(global_params);
+                        aggregator.outgoing_meta(site) in what each site is sent
 
 The options are the ``--strategy-options`` every strategy takes (``{"recalibrate_norms": true}`` gives
 FedAvg the BatchNorm recalibration, ``{"spectral": false}`` is OmniFM's ablation without the spectral
@@ -137,6 +138,14 @@ class Strategy:
         if not self.spectral:
             return None
         return spectral_centroids(network, images, groups, seed=seed)
+
+    def site_upload(self, network: nn.Module, images: torch.Tensor, *, seed: int) -> dict[str, np.ndarray]:
+        """Extra ``meta`` arrays the payload carries from the site's training images (N, C, *S).
+
+        None here; FedDG-ELCFS: the low-band amplitude spectra of a sample of its images. The server's
+        aggregator checks them (``Aggregator.check_meta``) and counts their bytes.
+        """
+        return {}
 
     # ------------------------------------------------------------------ server
     @property
