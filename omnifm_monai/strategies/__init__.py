@@ -14,27 +14,35 @@ from typing import Any
 from monai.utils import look_up_option
 
 from .aggregate import Aggregator, WeightedMean, weighted_mean
+from .amplitude_bank import AmplitudeBank
 from .base import Strategy, norm_layer_keys
 from .fedavg import FedAvg
 from .fedbn import FedBN
+from .feddg_elcfs import FedDGELCFS
 from .fedper import TASK_HEAD_KEYS, FedPer
 from .fedprox import FedProx
+from .harmofl import HarmoFL
 from .local import LocalOnly
 from .omnifm import OmniFM
 from .proximal import ProximalLoss
+from .weight_perturbation import WeightPerturbation
 
 __all__ = [
     "STRATEGIES",
     "TASK_HEAD_KEYS",
     "Aggregator",
+    "AmplitudeBank",
     "FedAvg",
     "FedBN",
+    "FedDGELCFS",
     "FedPer",
     "FedProx",
+    "HarmoFL",
     "LocalOnly",
     "OmniFM",
     "ProximalLoss",
     "Strategy",
+    "WeightPerturbation",
     "WeightedMean",
     "get_strategy",
     "norm_layer_keys",
@@ -52,6 +60,9 @@ STRATEGIES: dict[str, Strategy] = {
         OmniFM(),
         # OmniFM exactly as the paper describes it: only c (and the prototype bank) stays at the site
         OmniFM(name="omnifm_paper", private_patterns=(), private_norm_layers=False, recalibrate_norms=False),
+        # the frequency-domain peers (docs/method.md, "Baselines: defaults, sources, what leaves a site")
+        FedDGELCFS(),
+        HarmoFL(),
     )
 }
 

@@ -14,7 +14,9 @@ from omnifm_monai.flare.constants import MetaKey
 from omnifm_monai.jobs import bundle_root
 from omnifm_monai.strategies import STRATEGIES, norm_layer_keys
 
-DOCUMENTED_META = {MetaKey.NUM_SAMPLES, MetaKey.UPLOAD_BYTES, MetaKey.TOKENS}  # see omnifm_monai/flare/payload.py
+DOCUMENTED_META = {
+    MetaKey.NUM_SAMPLES, MetaKey.UPLOAD_BYTES, MetaKey.TOKENS, MetaKey.AMPLITUDE_SPECTRA,
+}  # fmt: skip  # see omnifm_monai/flare/payload.py
 IMAGE_SIZE = 32
 
 
@@ -83,6 +85,12 @@ def test_only_shared_weights_and_documented_meta_leave_the_site(strategy, site_d
     else:
         assert tokens is None
     assert sent.meta[MetaKey.NUM_SAMPLES] == site.num_train
+    spectra = sent.meta.get(MetaKey.AMPLITUDE_SPECTRA)  # FedDG-ELCFS only: low-band amplitudes of 1/8 of the images
+    if strategy == "feddg_elcfs":
+        assert spectra.dtype == np.float32 and spectra.shape == (site.num_train // 8, site.train_images.shape[1], 1, 1)
+        assert sent.meta[MetaKey.UPLOAD_BYTES]["spectral"] == spectra.nbytes
+    else:
+        assert spectra is None
     # nothing textual leaves: no file name, DICOM tag or label name in meta or metrics
     for value in _leaves([dxo.meta, sent.metrics]):
         assert not isinstance(value, (str, bytes)), value

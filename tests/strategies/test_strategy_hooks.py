@@ -16,7 +16,7 @@ def test_server_side_per_strategy():
     uses_kb = {name: s.uses_knowledge_base for name, s in STRATEGIES.items()}
     assert uses_kb == {
         "fedavg": False, "fedprox": False, "fedper": False, "fedbn": False, "local": False,
-        "omnifm": True, "omnifm_paper": True,
+        "omnifm": True, "omnifm_paper": True, "feddg_elcfs": False, "harmofl": False,
     }  # fmt: skip
     assert all(isinstance(s.aggregator(), WeightedMean) for s in STRATEGIES.values())
     assert not get_strategy("omnifm", spectral=False).uses_knowledge_base  # the ablation without GSKR

@@ -12,12 +12,15 @@ def _network(strategy):
 
 
 def test_registry_has_every_baseline():
-    assert set(STRATEGIES) == {"fedavg", "fedprox", "fedper", "fedbn", "local", "omnifm", "omnifm_paper"}
+    assert set(STRATEGIES) == {
+        "fedavg", "fedprox", "fedper", "fedbn", "local", "omnifm", "omnifm_paper", "feddg_elcfs", "harmofl",
+    }  # fmt: skip
 
 
 def test_private_keys_per_strategy():
     keys = {name: get_strategy(name).private_keys(_network(get_strategy(name))) for name in STRATEGIES}
     assert keys["fedavg"] == set() and keys["fedprox"] == set()
+    assert keys["feddg_elcfs"] == set() and keys["harmofl"] == set()
     assert keys["fedper"] == {"task_head.weight", "task_head.bias"}
     assert keys["omnifm_paper"] == {
         "psp.private_suffix",
