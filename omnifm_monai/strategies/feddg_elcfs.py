@@ -114,12 +114,15 @@ class FedDGELCFS(Strategy):
             count = 0 if augment.bank is None else len(augment.bank)
             logger.info(f"feddg_elcfs: {count} amplitude spectra of other sites in the bank")
 
+    def upload_indices(self, num_images: int, *, seed: int) -> torch.Tensor:
+        """Which of the site's images have their spectra uploaded: a fixed seeded sample (M,), sorted."""
+        m = min(num_images, self.max_spectra, max(1, math.floor(num_images * self.spectra_fraction)))
+        return torch.randperm(num_images, generator=torch.Generator().manual_seed(seed))[:m].sort().values
+
     @torch.no_grad()
     def site_upload(self, network: nn.Module, images: torch.Tensor, *, seed: int) -> dict[str, np.ndarray]:
         """The low-band amplitudes (M, C, *W) of a fixed seeded sample of the site's images (N, C, *S)."""
-        n = len(images)
-        m = min(n, self.max_spectra, max(1, math.floor(n * self.spectra_fraction)))
-        pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:m].sort().values
+        pick = self.upload_indices(len(images), seed=seed)
         amplitudes = low_band_amplitude(images[pick].float(), self.band_ratio)  # (M, C, *W)
         return {MetaKey.AMPLITUDE_SPECTRA: amplitudes.numpy().astype(np.float32)}
 
