@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 
 __all__ = [
+    "check_band_ratio",
     "band_half_width",
     "low_band_slices",
     "amplitude_phase",
@@ -30,15 +31,24 @@ __all__ = [
 ]
 
 
-def band_half_width(spatial_shape: Sequence[int], band_ratio: float) -> int:
-    """``b = floor(min(S) * band_ratio)``: the window spans ``2b + 1`` bins per spatial dim.
+def check_band_ratio(band_ratio: float) -> float:
+    """``band_ratio`` itself, if it is in [0, 0.5) (the window stays inside the spectrum).
 
     Raises:
         ValueError: ``band_ratio`` is outside [0, 0.5).
     """
     if not 0.0 <= band_ratio < 0.5:
         raise ValueError(f"band_ratio must be in [0, 0.5), got {band_ratio!r}.")
-    return int(math.floor(min(spatial_shape) * band_ratio))
+    return band_ratio
+
+
+def band_half_width(spatial_shape: Sequence[int], band_ratio: float) -> int:
+    """``b = floor(min(S) * band_ratio)``: the window spans ``2b + 1`` bins per spatial dim.
+
+    Raises:
+        ValueError: ``band_ratio`` is outside [0, 0.5).
+    """
+    return int(math.floor(min(spatial_shape) * check_band_ratio(band_ratio)))
 
 
 def low_band_slices(spatial_shape: Sequence[int], band_ratio: float) -> tuple[slice, ...]:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from omnifm_monai.flare.constants import MetaKey
-from omnifm_monai.spectral_augment import interpolate_low_band, low_band_amplitude
+from omnifm_monai.spectral_augment import check_band_ratio, interpolate_low_band, low_band_amplitude
 from omnifm_monai.strategies.amplitude_bank import AmplitudeBank
 from omnifm_monai.strategies.base import Strategy
 
@@ -91,8 +91,7 @@ class FedDGELCFS(Strategy):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 <= self.band_ratio < 0.5:
-            raise ValueError(f"band_ratio must be in [0, 0.5), got {self.band_ratio!r}.")
+        check_band_ratio(self.band_ratio)
         if not 0.0 <= self.interpolation_probability <= 1.0:
             raise ValueError(f"interpolation_probability must be in [0, 1], got {self.interpolation_probability!r}.")
         if not 0.0 < self.spectra_fraction <= 1.0:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from omnifm_monai.spectral_augment import amplitude_phase, normalise_low_band
+from omnifm_monai.spectral_augment import amplitude_phase, check_band_ratio, normalise_low_band
 from omnifm_monai.strategies.base import Strategy
 from omnifm_monai.strategies.weight_perturbation import WeightPerturbation, trainer_loss_closure
 
@@ -81,8 +81,7 @@ class HarmoFL(Strategy):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 <= self.band_ratio < 0.5:
-            raise ValueError(f"band_ratio must be in [0, 0.5), got {self.band_ratio!r}.")
+        check_band_ratio(self.band_ratio)
         if not self.perturbation_rho > 0:
             raise ValueError(f"perturbation_rho must be > 0, got {self.perturbation_rho!r}.")
 

@@ -1,40 +1,22 @@
 """The frequency-domain peers (feddg_elcfs, harmofl) through the NVFlare simulator: one round, two sites."""
 
-import glob
 import json
 import math
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from simulator_run import simulate
 
-REPO = Path(__file__).resolve().parents[2]
 SAMPLES = 24  # per site; FedDG-ELCFS uploads the spectra of 1/8 of a site's training images
 
 pytestmark = pytest.mark.slow
 
 
-def _simulate(tmp_path: Path, strategy: str) -> str:
-    command = [
-        sys.executable, "-m", "nvflare_jobs.omnifm_job", "--strategy", strategy,
-        "--clients", "2", "--rounds", "1", "--threads", "2",
-        "--image-size", "32", "--samples-per-client", str(SAMPLES),
-        "--state-root", str(tmp_path / "state"), "--workspace", str(tmp_path / "ws"),
-    ]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-    logs = done.stdout + done.stderr
-    for path in glob.glob(str(tmp_path / "ws" / "**" / "log*.txt"), recursive=True):
-        logs += Path(path).read_text(errors="replace")
-    return logs
-
-
 @pytest.mark.parametrize("strategy", ["feddg_elcfs", "harmofl"])
 def test_one_round_of_each_frequency_strategy(strategy, tmp_path):
     # Execute
-    logs = _simulate(tmp_path, strategy)
+    logs = simulate(tmp_path, "--strategy", strategy, "--samples-per-client", str(SAMPLES))
     # Assert: the clients finished (the simulator can exit 0 after a client crashed)
     assert "Traceback (most recent call last)" not in logs, logs[-3000:]
     server = tmp_path / "state" / "server"
