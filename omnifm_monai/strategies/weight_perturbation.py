@@ -39,7 +39,10 @@ class WeightPerturbation:
         self.optimizer, self.closure, self.rho = optimizer, closure, float(rho)
 
     def __getattr__(self, name: str) -> Any:  # param_groups, state, state_dict, ...
-        return getattr(self.__dict__["optimizer"], name)
+        optimizer = self.__dict__.get("optimizer")  # absent while copy/pickle rebuild the object
+        if optimizer is None:
+            raise AttributeError(name)
+        return getattr(optimizer, name)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
