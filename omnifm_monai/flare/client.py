@@ -199,7 +199,8 @@ class SiteTrainer:
         tokens = self.strategy.spectral_summary(
             self.network, self.train_images, self.centroid_groups, seed=self.args.seed
         )  # (K, d_s) or None
-        extra = self.strategy.upload_meta(self.trainer)  # SCAFFOLD: its control-variate delta
+        # what the strategy sends beyond weights (SCAFFOLD: its control-variate delta; FedDG: amplitude spectra)
+        extra = self.strategy.upload_meta(self.network, self.trainer, self.train_images, seed=self.args.seed)
         return outgoing_payload(self.network, self.private_keys, self.num_train, tokens, extra_meta=extra)
 
 

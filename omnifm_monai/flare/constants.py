@@ -21,6 +21,8 @@ class MetaKey:
     DP_EPSILON = "omnifm_dp_epsilon"  # client filter -> server, [epsilon this round, epsilon so far, delta]
     DP_RDP_EPSILON = "omnifm_dp_rdp_epsilon"  # client filter -> server, float: epsilon so far by Renyi DP (Opacus)
     DP_BUDGET_SPENT = "omnifm_dp_budget_spent"  # client filter -> server, True: the DP budget is spent, no tokens
+    AMPLITUDE_SPECTRA = "omnifm_amplitude_spectra"  # client -> server, float32 (M, C, *W): FedDG's low-band amplitudes
+    AMPLITUDE_BANK = "omnifm_amplitude_bank"  # server -> client, float32 (M', C, *W): other sites' amplitudes
     TRAINING_FAILED = "omnifm_training_failed"  # client -> server, True: no update this round (see the site's log)
     CONTROL_VARIATE = "omnifm_control_variate"  # server -> client (SCAFFOLD), {key: float32 array}: the server's c
     CONTROL_DELTA = "omnifm_control_delta"  # client -> server (SCAFFOLD), {key: float32 array}: c_i+ - c_i

@@ -2,14 +2,16 @@
 
 Only shared parameters (never a key the strategy marks private), the spectral summary (one
 centroid per local class, or per cluster of the site's tokens for tasks without image labels;
-never per-image tokens), SCAFFOLD's control-variate delta (``MetaKey.CONTROL_DELTA``, one array per
-shared float parameter), the sample count, the upload sizes and the evaluation metrics are sent
-(after a failed round: the metrics and ``MetaKey.TRAINING_FAILED`` only). No image, label, file
-name, DICOM tag or error message is ever put in a payload.
+never per-image tokens), the strategy's documented extra uploads (:data:`EXTRA_META`: SCAFFOLD's
+control-variate delta, one array per shared float parameter; FedDG-ELCFS's low-band amplitude
+spectra of a sample of its images), the sample count, the upload sizes and the evaluation metrics
+are sent (after a failed round: the metrics and ``MetaKey.TRAINING_FAILED`` only). No image, label,
+file name, DICOM tag or error message is ever put in a payload.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -29,8 +31,8 @@ __all__ = [
     "DEFAULT_NUM_CLUSTERS",
 ]
 
-EXTRA_META = (MetaKey.CONTROL_DELTA,)
-"""The ``{key: array}`` entries a strategy's ``upload_meta`` may add; only the shared keys' arrays are sent."""
+EXTRA_META = {MetaKey.CONTROL_DELTA: "control", MetaKey.AMPLITUDE_SPECTRA: "spectral"}
+"""The entries a strategy's ``upload_meta`` may add, and the byte count each is reported under."""
 
 DEFAULT_NUM_CLUSTERS = 4
 """Centroids a site uploads per round when its task has no image-level labels (segmentation, SR, ...)."""
@@ -107,13 +109,14 @@ def outgoing_payload(
     num_samples: int,
     tokens: np.ndarray | None = None,
     *,
-    extra_meta: dict[str, Any] | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(params, meta)`` a site sends after local training, and nothing else.
 
     Args:
-        extra_meta: the strategy's ``upload_meta`` (keys in :data:`EXTRA_META`, each ``{key: array}``);
-            entries of private or unknown keys are dropped here, the rest sent as float32.
+        extra_meta: the strategy's ``upload_meta``, keys in :data:`EXTRA_META`: a ``{key: array}`` entry
+            keeps only the shared keys' arrays, an array entry is sent as it is; all as float32, and
+            counted in ``MetaKey.UPLOAD_BYTES`` under the entry's kind.
 
     Raises:
         ValueError: ``extra_meta`` holds a key outside :data:`EXTRA_META`.
@@ -122,15 +125,21 @@ def outgoing_payload(
     meta: dict[str, Any] = {MetaKey.NUM_SAMPLES: int(num_samples)}
     if tokens is not None:
         meta[MetaKey.TOKENS] = np.asarray(tokens, np.float32)
-    extra_bytes = 0
-    for name, arrays in (extra_meta or {}).items():
+    extra_bytes = {"spectral": 0, "control": 0}
+    for name, value in (extra_meta or {}).items():
         if name not in EXTRA_META:
-            raise ValueError(f"extra_meta key {name!r} is not a documented upload; expected one of {EXTRA_META}.")
-        meta[name] = {k: np.asarray(v, np.float32) for k, v in arrays.items() if k in params}  # shared keys only
-        extra_bytes += sum(a.nbytes for a in meta[name].values())
+            raise ValueError(
+                f"extra_meta key {name!r} is not a documented upload; expected one of {sorted(EXTRA_META)}."
+            )
+        if isinstance(value, Mapping):  # per-parameter arrays: shared keys only
+            meta[name] = {k: np.asarray(v, np.float32) for k, v in value.items() if k in params}
+            extra_bytes[EXTRA_META[name]] += sum(a.nbytes for a in meta[name].values())
+        else:
+            meta[name] = np.asarray(value, np.float32)
+            extra_bytes[EXTRA_META[name]] += meta[name].nbytes
     meta[MetaKey.UPLOAD_BYTES] = {
         "model": int(sum(v.numel() * v.element_size() for v in params.values())),
-        "spectral": int(meta[MetaKey.TOKENS].nbytes) if tokens is not None else 0,
-        "control": int(extra_bytes),
+        "spectral": (int(meta[MetaKey.TOKENS].nbytes) if tokens is not None else 0) + int(extra_bytes["spectral"]),
+        "control": int(extra_bytes["control"]),
     }
     return params, meta

@@ -223,7 +223,12 @@ class ServerCore:
                     dtypes=self.shared_dtypes,
                     max_abs_value=self.max_abs_value,
                 )
-            self._aggregator.validate_meta(site, meta, arrays)  # what the strategy sends beyond weights (SCAFFOLD)
+            try:  # what the strategy sends beyond weights (SCAFFOLD's delta, FedDG's amplitude spectra)
+                extra_bytes = self._aggregator.validate_meta(site, meta, arrays)
+            except InvalidUploadError:
+                raise
+            except ValueError as e:
+                raise InvalidUploadError(str(e)) from e
             tokens = None
             if self.knowledge_base is not None and meta.get(MetaKey.DP_BUDGET_SPENT) is not True:
                 if meta.get(MetaKey.TOKENS) is None:
@@ -244,8 +249,10 @@ class ServerCore:
         self._accepted[site] = {
             "num_samples": num_samples,
             "model_bytes": int(sum(a.nbytes for a in arrays.values())),
-            "spectral_bytes": int(tokens.nbytes) if tokens is not None else 0,
+            "spectral_bytes": (int(tokens.nbytes) if tokens is not None else 0) + int(extra_bytes.get("spectral", 0)),
         }
+        if extra_bytes.get("control"):  # SCAFFOLD's control-variate delta
+            self._accepted[site]["control_bytes"] = int(extra_bytes["control"])
         if meta.get(MetaKey.DP_BUDGET_SPENT) is True:  # the site's DP filter stopped its token uploads
             self._accepted[site]["dp_budget_spent"] = True
         if dp is not None:  # (per round, total, delta) the site's DP filter reports

@@ -14,21 +14,25 @@ from typing import Any
 from monai.utils import look_up_option
 
 from .aggregate import Aggregator, WeightedMean, weighted_mean
+from .amplitude_bank import AmplitudeBank
 from .base import Strategy, norm_layer_keys
 from .ditto import Ditto
 from .fedavg import FedAvg
 from .fedbn import FedBN
+from .feddg_elcfs import FedDGELCFS
 from .feddyn import FedDyn
 from .fedopt import FedAdam, FedAvgM, FedYogi, ServerOptimizer
 from .fedper import TASK_HEAD_KEYS, FedPer
 from .fedprox import FedProx
 from .fedrep import FedRep
 from .gpfl import GPFL
+from .harmofl import HarmoFL
 from .local import LocalOnly
 from .moon import MOON
 from .omnifm import OmniFM
 from .proximal import ProximalLoss
 from .scaffold import Scaffold
+from .weight_perturbation import WeightPerturbation
 
 __all__ = [
     "STRATEGIES",
@@ -36,22 +40,26 @@ __all__ = [
     "GPFL",
     "MOON",
     "Aggregator",
+    "AmplitudeBank",
     "Ditto",
     "FedAvg",
     "FedAdam",
     "FedAvgM",
     "FedBN",
+    "FedDGELCFS",
     "FedDyn",
     "FedPer",
     "FedProx",
-    "FedYogi",
     "FedRep",
+    "FedYogi",
+    "HarmoFL",
     "LocalOnly",
     "OmniFM",
     "ProximalLoss",
     "Scaffold",
     "ServerOptimizer",
     "Strategy",
+    "WeightPerturbation",
     "WeightedMean",
     "get_strategy",
     "norm_layer_keys",
@@ -75,10 +83,14 @@ STRATEGIES: dict[str, Strategy] = {
         FedAvgM(),
         Scaffold(),
         FedDyn(),
+        # personalised baselines: a personal model, a private head, a contrastive term, GPFL's feature split
         Ditto(),
         FedRep(),
         MOON(),
         GPFL(),
+        # the frequency-domain peers (docs/method.md, "Frequency-domain baselines")
+        FedDGELCFS(),
+        HarmoFL(),
     )
 }
 

@@ -84,12 +84,19 @@ class Aggregator:
         """Extra ``FLModel.meta`` entries the server sends ``site`` (none here; SCAFFOLD: its control variate)."""
         return {}
 
-    def validate_meta(self, site: str, meta: Mapping[str, Any], params: Mapping[str, np.ndarray]) -> None:
-        """Check what an upload carries beyond weights (``params``: its validated weights); none here.
+    def validate_meta(self, site: str, meta: Mapping[str, Any], params: Mapping[str, np.ndarray]) -> dict[str, int]:
+        """Check what an upload carries beyond weights and tokens (``params``: its validated weights).
+
+        Called by the server before :meth:`accept`; none here (SCAFFOLD: its control-variate delta,
+        FedDG-ELCFS: its amplitude spectra).
+
+        Returns:
+            the extra entries' bytes by kind (``{"control": n}``, ``{"spectral": n}``) for the round's record.
 
         Raises:
-            InvalidUploadError: the extra entries break the protocol (SCAFFOLD: wrong control-variate keys).
+            ValueError: the extra entries are missing or break the protocol (the server rejects the upload).
         """
+        return {}
 
     # ------------------------------------------------------------------ state across a server restart
     def state_dict(self) -> dict[str, np.ndarray]:

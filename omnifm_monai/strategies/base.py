@@ -13,8 +13,10 @@ read those options; they call the hooks below, in this order::
                        -> before_training(network, trainer) -> the bundle's trainer for
                        round_epochs(local_epochs) epochs -> after_training(network, trainer)
                        -> site_state(trainer) to disk
-                       -> spectral_summary(network, images, groups), upload_meta(trainer) -> the payload
-    server, each round: aggregator.accept(...) per accepted upload -> aggregator.aggregate(global_params)
+                       -> spectral_summary(network, images, groups), upload_meta(network, trainer, images)
+                       -> the payload
+    server, each round: aggregator.validate_meta(...) and accept(...) per upload -> aggregator.aggregate(global_params);
+                        aggregator.outgoing_meta(site) in what each site is sent
 
 The options are the ``--strategy-options`` every strategy takes (``{"recalibrate_norms": true}`` gives
 FedAvg the BatchNorm recalibration, ``{"spectral": false}`` is OmniFM's ablation without the spectral
@@ -158,11 +160,14 @@ class Strategy:
             return None
         return spectral_centroids(network, images, groups, seed=seed)
 
-    def upload_meta(self, trainer: SupervisedTrainer) -> dict[str, Any]:
-        """Extra ``FLModel.meta`` entries the site sends after training (SCAFFOLD: its control-variate delta).
+    def upload_meta(
+        self, network: nn.Module, trainer: SupervisedTrainer, images: torch.Tensor, *, seed: int
+    ) -> dict[str, Any]:
+        """Extra ``FLModel.meta`` entries the site sends after training; ``images`` (N, C, *S) are its own.
 
-        Each one must be documented in :mod:`omnifm_monai.flare.payload` and checked by the server's
-        ``Aggregator.validate_meta``.
+        None here; SCAFFOLD: its control-variate delta; FedDG-ELCFS: the low-band amplitude spectra of a
+        sample of its images. Each key must be in :data:`omnifm_monai.flare.payload.EXTRA_META` and is
+        checked by the server's ``Aggregator.validate_meta``.
         """
         return {}
 

@@ -120,12 +120,12 @@ class ScaffoldAggregator(VariateMean):
             return {}  # c = 0 before the first aggregation
         return {MetaKey.CONTROL_VARIATE: {k: v.astype(np.float32) for k, v in self.variate.items()}}
 
-    def validate_meta(self, site: str, meta: Mapping[str, Any], params: Mapping[str, np.ndarray]) -> None:
+    def validate_meta(self, site: str, meta: Mapping[str, Any], params: Mapping[str, np.ndarray]) -> dict[str, int]:
         """``MetaKey.CONTROL_DELTA`` must hold exactly the upload's float parameters: shapes, finite floats."""
         shapes = {k: tuple(np.shape(params[k])) for k in optimized_keys(params)}
         delta = meta.get(MetaKey.CONTROL_DELTA)
         if not shapes:
-            return
+            return {}
         if not isinstance(delta, Mapping):
             raise InvalidUploadError(f"scaffold needs {MetaKey.CONTROL_DELTA} in meta, got {type(delta).__name__}.")
         try:
@@ -134,6 +134,7 @@ class ScaffoldAggregator(VariateMean):
             raise InvalidUploadError(f"{MetaKey.CONTROL_DELTA}: {e}") from e
         if any(a.dtype.kind != "f" for a in arrays.values()):
             raise InvalidUploadError(f"{MetaKey.CONTROL_DELTA} must hold float arrays.")
+        return {"control": int(sum(a.nbytes for a in arrays.values()))}
 
     def add(self, site: str, params: Mapping[str, np.ndarray], weight: float, round_num: int, meta: Mapping) -> None:
         super().add(site, params, weight, round_num, meta)
@@ -191,7 +192,9 @@ class Scaffold(Strategy):
         super().after_training(network, trainer)
         _correction(trainer).end_round(trainer.optimizer)
 
-    def upload_meta(self, trainer: SupervisedTrainer) -> dict[str, Any]:
+    def upload_meta(
+        self, network: nn.Module, trainer: SupervisedTrainer, images: torch.Tensor, *, seed: int
+    ) -> dict[str, Any]:
         return {MetaKey.CONTROL_DELTA: _correction(trainer).delta()}
 
     def site_state(self, trainer: SupervisedTrainer) -> dict[str, torch.Tensor]:

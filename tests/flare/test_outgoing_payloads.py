@@ -20,6 +20,7 @@ DOCUMENTED_META = {
     MetaKey.UPLOAD_BYTES,
     MetaKey.TOKENS,
     MetaKey.CONTROL_DELTA,
+    MetaKey.AMPLITUDE_SPECTRA,
 }  # see omnifm_monai/flare/payload.py
 IMAGE_SIZE = 32
 
@@ -109,6 +110,12 @@ def test_only_shared_weights_and_documented_meta_leave_the_site(strategy, site_d
         assert Path(site.strategy_state_path).is_file()  # c_i stays on the site's disk
     else:
         assert delta is None and sent.meta[MetaKey.UPLOAD_BYTES]["control"] == 0
+    spectra = sent.meta.get(MetaKey.AMPLITUDE_SPECTRA)  # FedDG-ELCFS only: low-band amplitudes of 1/8 of the images
+    if strategy == "feddg_elcfs":
+        assert spectra.dtype == np.float32 and spectra.shape == (site.num_train // 8, site.train_images.shape[1], 1, 1)
+        assert sent.meta[MetaKey.UPLOAD_BYTES]["spectral"] == spectra.nbytes
+    else:
+        assert spectra is None
     # nothing textual leaves: no file name, DICOM tag or label name in meta or metrics
     for value in _leaves([dxo.meta, sent.metrics]):
         assert not isinstance(value, (str, bytes)), value

@@ -1,19 +1,15 @@
 """Every non-classification task through the same NVFlare job, controller and client (only --task changes)."""
 
-import glob
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from simulator_run import simulate
 
 from omnifm_monai.tasks import get_task
 
-REPO = Path(__file__).resolve().parents[2]
 PRIVATE_KEYS = {"psp.private_suffix", "spectral_memory.private_prototypes", "spectral_memory.private_num_prototypes"}
 
 pytestmark = pytest.mark.slow
@@ -22,16 +18,7 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize("task", ["segmentation", "super_resolution", "vqa", "fusion"])
 def test_one_omnifm_round_of_each_task(task, tmp_path):
     # Execute: 2 sites (two modalities or modality pairs), 1 round, tiny data
-    command = [
-        sys.executable, "-m", "nvflare_jobs.omnifm_job", "--task", task,
-        "--strategy", "omnifm", "--clients", "2", "--rounds", "1", "--threads", "2",
-        "--image-size", "32", "--samples-per-client", "30",
-        "--state-root", str(tmp_path / "state"), "--workspace", str(tmp_path / "ws"),
-    ]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-    logs = done.stdout + done.stderr
-    for path in glob.glob(str(tmp_path / "ws" / "**" / "log*.txt"), recursive=True):
-        logs += Path(path).read_text(errors="replace")
+    logs = simulate(tmp_path, "--task", task, "--strategy", "omnifm", "--samples-per-client", "30")
     # Assert: the clients finished (the simulator can exit 0 after a client crashed)
     assert "Traceback (most recent call last)" not in logs, logs[-3000:]
     server = tmp_path / "state" / "server"

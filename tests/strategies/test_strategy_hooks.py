@@ -19,6 +19,7 @@ def test_server_side_per_strategy():
         "omnifm": True, "omnifm_paper": True,
         "fedadam": False, "fedyogi": False, "fedavgm": False, "scaffold": False, "feddyn": False,
         "ditto": False, "fedrep": False, "moon": False, "gpfl": False,
+        "feddg_elcfs": False, "harmofl": False,
     }  # fmt: skip
     assert all(isinstance(s.aggregator(), WeightedMean) for s in STRATEGIES.values())
     assert not get_strategy("omnifm", spectral=False).uses_knowledge_base  # the ablation without GSKR

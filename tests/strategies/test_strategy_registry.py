@@ -16,6 +16,7 @@ def test_registry_has_every_baseline():
         "fedavg", "fedprox", "fedper", "fedbn", "local", "omnifm", "omnifm_paper",
         "fedadam", "fedyogi", "fedavgm", "scaffold", "feddyn",
         "ditto", "fedrep", "moon", "gpfl",
+        "feddg_elcfs", "harmofl",
     }  # fmt: skip
 
 
@@ -23,6 +24,7 @@ def test_private_keys_per_strategy():
     keys = {name: get_strategy(name).private_keys(_network(get_strategy(name))) for name in STRATEGIES}
     assert keys["fedavg"] == set() and keys["fedprox"] == set()
     assert all(keys[name] == set() for name in ("fedadam", "fedyogi", "fedavgm", "scaffold", "feddyn"))
+    assert keys["feddg_elcfs"] == set() and keys["harmofl"] == set()
     assert keys["fedper"] == {"task_head.weight", "task_head.bias"}
     assert keys["omnifm_paper"] == {
         "psp.private_suffix",
