@@ -1,7 +1,7 @@
 """The main job: every strategy on the same federation in the NVFlare simulator, then a report.
 
-    python -m nvflare_jobs.main_job                      # phantom, the fixed task (README)
-    python -m nvflare_jobs.main_job --scenario cross_modality_hard   # the earlier demo: own label spaces
+    python -m nvflare_jobs.main_job                      # phantom, each site its own label space (README)
+    python -m nvflare_jobs.main_job --scenario cross_modality_shared   # the fixed task, with references
     python -m nvflare_jobs.main_job --federation-data ../shared/data/medmnist --clients 10 --image-size 28
     python -m nvflare_jobs.main_job --task segmentation --out runs/main_segmentation
 
@@ -10,7 +10,7 @@ progress is read from the server's persisted round history. A run counts only if
 returned its final evaluation and no site logged a traceback: the simulator can exit 0 while a
 client crashed. The runs and the report are :mod:`omnifm_monai.jobs.comparison`'s.
 
-On the fixed task (``cross_modality_shared``, the default) two references follow the strategies: each site
+On the fixed task (``--scenario cross_modality_shared``) two references follow the strategies: each site
 alone and all sites pooled, trained centrally to convergence (early stopping on their own validation split,
 at most ``--reference-epochs``, by default rounds x local epochs); ``--reference-epochs 0`` leaves them out.
 """

@@ -6,13 +6,25 @@ import sys
 def test_main_job_defaults_and_forwarded_options():
     from nvflare_jobs.main_job import parse_args
 
-    args, job_args, settings = parse_args(["--strategies", "local", "omnifm", "--clients", "10", "--image-size", "28"])
+    args, job_args, settings = parse_args(
+        [
+            "--strategies",
+            "local",
+            "omnifm",
+            "--clients",
+            "10",
+            "--image-size",
+            "28",
+            "--scenario",
+            "cross_modality_shared",
+        ]
+    )
     assert args.strategies == ["local", "omnifm"]
     assert (settings.num_clients, settings.num_rounds, settings.local_epochs) == (10, 8, 3)
     assert settings.image_size == 28 and settings.threads == 10
     assert job_args[-2:] == ["--threads", "10"]
     assert args.reference_epochs == 8 * 3  # the fixed task's references: capped at rounds x local epochs
-    assert parse_args(["--scenario", "cross_modality_hard"])[0].reference_epochs == 0  # the earlier demo: none
+    assert parse_args([])[0].reference_epochs == 0  # the default demo (own label spaces): none
 
 
 def test_a_new_main_job_run_never_reports_an_earlier_runs_state(tmp_path, monkeypatch):
@@ -39,14 +51,14 @@ def test_a_new_main_job_run_never_reports_an_earlier_runs_state(tmp_path, monkey
     assert not (stale / "final_metrics.json").exists()
 
 
-def test_the_demo_defaults_to_the_fixed_task_and_keeps_the_old_scenario():
+def test_the_fixed_task_demo_is_one_option_away():
     from omnifm_monai.jobs import comparison_job_args
 
-    _, settings = comparison_job_args([])
-    assert (settings.scenario, settings.site_sizes) == ("cross_modality_shared", "400,400,120,120,120,120")
-    _, settings = comparison_job_args(["--scenario", "cross_modality_hard"])  # the earlier demo
+    _, settings = comparison_job_args([])  # the default demo: each site its own label space
     assert (settings.scenario, settings.site_sizes, settings.samples_per_client) == ("cross_modality_hard", "", 400)
-    _, settings = comparison_job_args(["--clients", "10"])  # 6 default sizes cannot fit 10 sites: equal sizes
+    _, settings = comparison_job_args(["--scenario", "cross_modality_shared"])
+    assert (settings.scenario, settings.site_sizes) == ("cross_modality_shared", "400,400,120,120,120,120")
+    _, settings = comparison_job_args(["--scenario", "cross_modality_shared", "--clients", "10"])  # equal sizes
     assert (settings.scenario, settings.site_sizes) == ("cross_modality_shared", "")
     _, settings = comparison_job_args(["--task", "segmentation"])  # other tasks keep their own scenarios
     assert settings.scenario == "cross_modality_hard"
