@@ -33,7 +33,7 @@ from omnifm_monai.flare.uploads import (
     validate_tokens,
     validate_upload,
 )
-from omnifm_monai.knowledge import SpectralKnowledgeBase, check_int, pick_prototypes
+from omnifm_monai.knowledge import SpectralKnowledgeBase, check_int, site_prototypes
 from omnifm_monai.strategies import Strategy
 from omnifm_monai.strategies.aggregate import AGGREGATOR_STATE_FILE
 
@@ -165,29 +165,17 @@ class ServerCore:
         if queries is None or len(kb) == 0 or self.prototypes_per_site == 0:
             return np.zeros((0, self.token_dim), np.float32)
         start = time.perf_counter()
-        if self.balance_prototypes:
-            picked = self._balanced_prototypes(site, queries)
-        else:  # every retrieved neighbour counts a hit
-            _, index = kb.retrieve(queries, self.retrieval_k, exclude_source=site, round_num=self.round)  # (Q, k')
-            picked = pick_prototypes(index, limit=self.prototypes_per_site)  # (P,)
+        prototypes = site_prototypes(
+            kb,
+            queries,
+            site=site,
+            retrieval_k=self.retrieval_k,
+            limit=self.prototypes_per_site,
+            round_num=self.round,
+            balanced=self.balance_prototypes,
+        )
         self._retrieval_seconds += time.perf_counter() - start
-        return kb.get(picked).astype(np.float32)
-
-    def _balanced_prototypes(self, site: str, queries: np.ndarray) -> np.ndarray:
-        """Each other source's top-k for every query, at most ceil(P / sources) from one source: (P,) rows."""
-        kb = self.knowledge_base
-        names, codes = np.unique(kb.sources, return_inverse=True)  # (S,), (N,)
-        others = [str(name) for name in names if name != site]
-        columns = np.full((len(queries), self.retrieval_k, max(len(others), 1)), -1, np.int64)  # (Q, k, S)
-        for s, name in enumerate(others):
-            _, index = kb.retrieve(queries, self.retrieval_k, only_source=name, count=False)  # (Q, k')
-            columns[:, : index.shape[1], s] = index
-        per_source = math.ceil(self.prototypes_per_site / max(len(others), 1))
-        picked = pick_prototypes(
-            columns.reshape(len(queries), -1), limit=self.prototypes_per_site, codes=codes, per_source=per_source
-        )  # rank-major: every source's best neighbours first
-        kb.record_hits(picked, self.round)  # only what is sent counts
-        return picked
+        return prototypes
 
     def submit(
         self, site: str, params: Mapping[str, Any], meta: Mapping[str, Any], *, metrics: Mapping | None = None
