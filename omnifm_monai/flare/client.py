@@ -103,6 +103,7 @@ class SiteTrainer:
         from monai.bundle import ConfigWorkflow
 
         from omnifm_monai.flare.site_state import PrivateStateStore
+        from omnifm_monai.flare.training_state import restore_training_state
         from omnifm_monai.strategies import get_strategy
         from omnifm_monai.tasks import get_task
         from omnifm_monai.tasks.classification import stack_images
@@ -151,6 +152,10 @@ class SiteTrainer:
         # the strategy's private state beyond the network (SCAFFOLD's c_i, FedDyn's h_i), on this site's disk
         self.strategy_state_path = os.path.join(site_dir, f"private_{self.strategy.name}_strategy.pt")
         self._load_strategy_state()
+        # the optimizer, the epoch counters and the random streams, as an uninterrupted client keeps them
+        self.training_store = PrivateStateStore(os.path.join(site_dir, f"private_{self.strategy.name}_training.pt"))
+        if restore_training_state(self.trainer, self.training_store.read()):
+            logger.info(f"{site}: training state restored at epoch {self.trainer.state.epoch}")
 
     def _load_strategy_state(self) -> None:
         if os.path.isfile(self.strategy_state_path):
@@ -187,10 +192,21 @@ class SiteTrainer:
         self._save_strategy_state()
         return time.perf_counter() - start
 
+    def save_training_state(self) -> None:
+        """Save what the trainer carries to the next round (:mod:`omnifm_monai.flare.training_state`); called
+        once the round's payload is built, so a restarted client resumes the random streams where an
+        uninterrupted one would."""
+        from omnifm_monai.flare.training_state import training_state
+
+        self.training_store.write(training_state(self.trainer))
+
     def restore_private_state(self) -> None:
         """Back to the private state of the last successful round (after a failed one)."""
+        from omnifm_monai.flare.training_state import restore_training_state
+
         self.store.load_into(self.network)
         self._load_strategy_state()
+        restore_training_state(self.trainer, self.training_store.read())
 
     def payload(self) -> tuple[dict, dict]:
         """``(params, meta)`` to send: see :func:`omnifm_monai.flare.payload.outgoing_payload`."""
@@ -231,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             metrics["train_seconds"] = site.train()
             params, meta = site.payload()
+            site.save_training_state()
         except Exception:  # one failed round must not end this site's part in the federation
             logger.exception(f"{site.site} round {current_round}: local training failed; no update sent")
             site.restore_private_state()

@@ -28,10 +28,12 @@ class OmniFMController(ModelController):
     Each site gets its own task (``send_model(targets=[site])``) because OmniFM sends every site
     the prototypes retrieved for it. Client errors never stop the run: a crashed or timed-out
     site is skipped for the round (``ignore_result_error=True``), a malformed upload is rejected
-    and logged. A site whose job process dies is skipped too (NVFlare ends its task as
-    ``CLIENT_DEAD``) as long as the job's ``min_clients`` sites are alive; below that NVFlare
-    aborts the job, and a round cut by an abort is neither closed nor saved (a resubmitted job
-    redoes it). After the last round every site evaluates the final model (task ``validate``).
+    and logged; so is a site whose trainer process died (``--execution-mode external_process``:
+    its task ends ``EXECUTION_EXCEPTION``, the next round starts a new trainer). When NVFlare
+    fails or aborts the job (a site's NVFlare job process died, fewer than ``min_clients`` sites
+    alive: docs/running.md, section 5), a round cut by it is neither closed nor saved (a
+    resubmitted job redoes it). After the last round every site evaluates the final model (task
+    ``validate``).
 
     Args:
         strategy: a name in :data:`omnifm_monai.strategies.STRATEGIES`.

@@ -66,10 +66,18 @@ class PrivateStateStore:
         Raises:
             ValueError: a private entry holds NaN or Inf (the last good file is kept).
         """
-        state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items() if k in private_keys}
+        self.write({k: v for k, v in network.state_dict().items() if k in private_keys})
+
+    def write(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Write ``{key: tensor}`` with its checksum (atomic replace, synced to disk).
+
+        Raises:
+            ValueError: an entry holds NaN or Inf (the last good file is kept).
+        """
+        state = {k: v.detach().cpu().clone() for k, v in state.items()}
         bad = _non_finite(state)
         if bad:
-            raise ValueError(f"refusing to save NaN/Inf private state to {self.path} (keys {bad[:5]}).")
+            raise ValueError(f"refusing to save NaN/Inf state to {self.path} (keys {bad[:5]}).")
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
         record = {**state, CHECKSUM_KEY: torch.tensor(list(bytes.fromhex(state_digest(state))), dtype=torch.uint8)}

@@ -221,13 +221,19 @@ def build_job(settings: JobSettings):
     site_files = stage_site_files(settings)
     for site in sites:
         job.to(site_files, site)
+        script_args = client_args(settings, site, num_classes)
+        if settings.execution_mode == ExecutionMode.EXTERNAL_PROCESS:
+            # a trainer process per round (launch_once=False): one that dies fails its task only, and the
+            # next round starts a new one, which resumes from the site's saved private and training state
+            where = {"command": f"python3 -u custom/{CLIENT_SCRIPT} {script_args}", "launch_once": False}
+        else:
+            where = {"task_script_path": CLIENT_SCRIPT, "task_script_args": script_args}
         executor = ClientAPIExecutor(
-            task_script_path=CLIENT_SCRIPT,
-            task_script_args=client_args(settings, site, num_classes),
-            execution_mode=ExecutionMode.IN_PROCESS,
+            execution_mode=settings.execution_mode,
             params_exchange_format=ExchangeFormat.PYTORCH,
             server_expected_format=ExchangeFormat.NUMPY,
             params_transfer_type=TransferType.FULL,
+            **where,
         )
         job.to(executor, site, tasks=["*"])
         if settings.spectral_dp_noise > 0 and strategy.uses_knowledge_base:

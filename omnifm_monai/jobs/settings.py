@@ -8,7 +8,10 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["JobSettings", "job_argument_parser", "parse_job_args"]
+__all__ = ["EXECUTION_MODES", "JobSettings", "job_argument_parser", "parse_job_args"]
+
+EXECUTION_MODES = ("in_process", "external_process")
+"""Where a site's training runs (``JobSettings.execution_mode``): NVFlare's ``ClientAPIExecutor`` modes."""
 
 
 @dataclass
@@ -38,6 +41,10 @@ class JobSettings:
     # NVFlare's job meta min_clients: sites that must be connected for the job to start and alive for it to
     # go on (a site whose process dies is skipped while this many live; docs/running.md). 0: every site.
     min_clients: int = 1
+    # where a site's training runs: "in_process" (inside NVFlare's job process, the simulator's default) or
+    # "external_process" (a trainer process per round, started by that job process: a trainer killed or out
+    # of memory costs the site one round, not the job; docs/running.md, "Failure modes")
+    execution_mode: str = "in_process"
     dataset_dir: str = ""  # each site's own data instead of a simulation; "{site}" becomes the site name
     site_names: list[str] = field(default_factory=list)  # provisioned names (with dataset_dir); default site-N
     num_classes: int = 0  # the federation's label-space size, required with dataset_dir if the task has one
@@ -103,6 +110,13 @@ def job_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--min-clients", type=int, default=1, help="live sites the job needs to start and to go on (0: every site)"
     )
+    parser.add_argument(
+        "--execution-mode",
+        default=defaults.execution_mode,
+        choices=EXECUTION_MODES,
+        help="in_process: train inside NVFlare's job process; external_process: a trainer process per round "
+        "(a dead trainer costs its site one round, not the job)",
+    )
     parser.add_argument("--client-script", default="", help="entry script run at each site (default: ours)")
     parser.add_argument("--workspace", default="", help="simulator workspace (default: runs/<job name>/workspace)")
     parser.add_argument("--export", default="", help="export the job folder here instead of simulating")
@@ -141,6 +155,7 @@ def parse_job_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse
         client_script=args.client_script,
         train_timeout=args.train_timeout,
         min_clients=args.min_clients,
+        execution_mode=args.execution_mode,
         site_names=site_names,
     )
     settings.state_root = args.state_root or os.path.join("runs", settings.name, "state")

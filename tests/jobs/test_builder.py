@@ -118,3 +118,18 @@ def test_exported_job_declares_no_log_streaming(tmp_path):
     server, client = _configs(job_dir)
     components = [c["path"] for c in server.get("components", []) + client.get("components", [])]
     assert not [path for path in components if "LogStreamer" in path or "LogReceiver" in path], components
+
+
+def test_external_process_mode_starts_a_trainer_per_round(tmp_path):
+    # a trainer process per round (launch_once off): a trainer that dies costs its site one round, not the job
+    settings, job_dir, _ = _export(tmp_path, execution_mode="external_process")
+    _, client = _configs(job_dir)
+    executor = client["executors"][0]["executor"]["args"]
+    assert executor["execution_mode"] == "external_process" and executor["launch_once"] is False
+    assert executor["command"] == f"python3 -u custom/{CLIENT_SCRIPT} {client_args(settings, 'site-1', 6)}"
+    _, client = _configs(_export(tmp_path / "default")[1])  # the default runs inside NVFlare's job process
+    assert client["executors"][0]["executor"]["args"]["execution_mode"] == "in_process"
+    with pytest.raises(SystemExit):  # argparse: one line naming the choices
+        from omnifm_monai.jobs.settings import parse_job_args
+
+        parse_job_args(["--execution-mode", "subprocess"])
