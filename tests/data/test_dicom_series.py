@@ -13,8 +13,10 @@ from monai.transforms import LoadImage
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
+from omnifm_monai.data.classification import load_classification_split
 from omnifm_monai.data.dicom_series import DicomSeriesReader, is_series_folder, series_folder_files
 from omnifm_monai.data.image_io import find_input_files, image_reader_kind, load_image_file
+from omnifm_monai.data.super_resolution import load_super_resolution_split
 
 SIZE = 16
 
@@ -114,3 +116,17 @@ def test_load_image_file_gives_the_middle_slice_of_a_series(tmp_path):
     assert image.shape == (1, 8, 8) and 0.0 <= image.min() and image.max() <= 1.0
     with pytest.raises(ValueError, match="not a DICOM series"):
         load_image_file(tmp_path, image_size=8, in_channels=1)
+
+
+def test_the_2d_loaders_take_a_series_folder_as_one_sample(tmp_path):
+    for split in ("train", "val", "test"):
+        write_series(tmp_path / "cls" / split / "ct" / "patient" / "series")
+        (tmp_path / "cls" / split / "ct" / "patient" / "series" / "README.txt").write_text("stray")
+        shutil.copy(get_testdata_file("MR_small.dcm", download=False), tmp_path / "cls" / split / "mr.dcm")
+        (tmp_path / "cls" / split / "mr").mkdir()
+        shutil.copy(get_testdata_file("MR_small.dcm", download=False), tmp_path / "cls" / split / "mr" / "a.dcm")
+    items = load_classification_split(tmp_path / "cls", "train", image_size=8, in_channels=1)
+    assert sorted(int(d["label"]) for d in items) == [0, 1]  # the series once (class ct), the MR file once
+    write_series(tmp_path / "sr" / "train" / "series")
+    hr = load_super_resolution_split(tmp_path / "sr", "train", image_size=8, in_channels=1)
+    assert len(hr) == 1 and hr[0]["label"].shape == (1, 8, 8)
