@@ -61,7 +61,25 @@ class SeriesFiles:
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    with os.scandir(folder) as entries:  # DirEntry.is_file() needs no stat on most file systems
+        return sorted(Path(e.path) for e in entries if e.is_file() and not e.name.startswith("."))
+
+
+_NOT_DICOM_EXTENSIONS = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".nii",
+    ".gz",
+    ".npz",
+    ".json",
+    ".csv",
+    ".txt",
+)
+"""Extensions never tried as DICOM: a folder of 20,000 PNG files is not opened file by file."""
 
 
 def _may_be_dicom(path: Path) -> bool:
@@ -69,7 +87,9 @@ def _may_be_dicom(path: Path) -> bool:
     import pydicom
 
     suffix = path.suffix.lower()
-    return suffix in DICOM_EXTENSIONS or not suffix or pydicom.misc.is_dicom(path)
+    if suffix in DICOM_EXTENSIONS or not suffix:
+        return True
+    return suffix not in _NOT_DICOM_EXTENSIONS and pydicom.misc.is_dicom(path)
 
 
 def _header(path: Path):

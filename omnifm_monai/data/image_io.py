@@ -327,5 +327,5 @@ def find_input_files(input_path: str | os.PathLike) -> list[Path]:
         if is_series_folder(folder):
             inputs.append(Path(folder))  # one series: its files (strays too) are read as one volume
         else:
-            inputs += [Path(folder) / n for n in names if not n.startswith(".") and (Path(folder) / n).is_file()]
+            inputs += [Path(folder) / n for n in names if not n.startswith(".")]  # os.walk: files only
     return sorted(inputs)
