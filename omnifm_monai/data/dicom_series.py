@@ -18,6 +18,12 @@ other file of the folder is a *stray* and is named in a warning and skipped, nev
 :class:`DicomSeriesReader` is MONAI's ``PydicomReader`` with that check in front: the slices left are
 stacked by MONAI as usual (sorted by ``InstanceNumber``, the modality rescale applied, the affine built
 from the headers). Files and anything that is not a single folder go to ``PydicomReader`` unchanged.
+
+Why not MONAI's readers as they are (tried on a 5-slice series with one stray of each kind): on a folder
+``PydicomReader`` stacks every DICOM file, so a file of another series fails the stack ("all input arrays
+must have the same shape"; at the same size it would be stacked silently) and one truncated slice fails
+the whole series; ``ITKReader`` (GDCM) reads the series but drops such files without naming them, and
+zero-fills truncated data elsewhere (see :mod:`omnifm_monai.data.image_io`).
 """
 
 from __future__ import annotations
