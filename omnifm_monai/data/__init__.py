@@ -3,6 +3,7 @@ task and the simulated federations (:mod:`omnifm_monai.data.federation`)."""
 
 from .classification import class_names_for, load_classification_split
 from .degradation import degrade_bicubic
+from .dicom_series import DicomSeriesReader, is_series_folder, series_folder_files
 from .federation import (
     SCENARIOS,
     Federation,
@@ -22,6 +23,7 @@ from .phantom import FINDINGS, MODALITIES, PhantomDataset, generate_anatomy, mak
 from .site_archive import SPLITS, split_cuts
 
 __all__ = [
+    "DicomSeriesReader",
     "FINDINGS",
     "MODALITIES",
     "SCENARIOS",
@@ -44,12 +46,14 @@ __all__ = [
     "from_uint8",
     "generate_anatomy",
     "image_reader_kind",
+    "is_series_folder",
     "load_classification_split",
     "load_image_file",
     "load_medmnist",
     "make_phantom_dataset",
     "render",
     "resize_images",
+    "series_folder_files",
     "split_cuts",
     "to_uint8",
 ]

@@ -5,7 +5,8 @@
 - ``None``, ``""`` or ``"phantom"``: a centralised phantom (all modalities, all findings).
 - a ``.npz`` file in the MedMNIST-v2 layout (an official file or one site's export of a federation).
 - a folder of image files laid out ``<dir>/<split>/<class_name>/...`` (files may sit in sub-folders of a
-  class folder), the way a hospital exports images: PNG/JPEG/TIFF/BMP, NIfTI and single DICOM files.
+  class folder), the way a hospital exports images: PNG/JPEG/TIFF/BMP, NIfTI, single DICOM files and DICOM
+  series folders (one sample: the middle slice, as for a NIfTI volume).
 
 Image files are read and preprocessed by :mod:`omnifm_monai.data.image_io` (readers by extension, then
 magic bytes; [0, 1] scaling, ``in_channels`` channels, ``image_size`` x ``image_size``). A file that cannot be
@@ -22,6 +23,7 @@ import numpy as np
 
 from omnifm_monai.data.image_io import (
     check_image_args,
+    find_input_files,
     fix_channels,
     from_uint8,
     image_reader_kind,
@@ -102,8 +104,7 @@ def _folder_split(folder: Path, split: str, image_size: int, in_channels: int) -
         class_dir = split_dir / class_name
         if not class_dir.is_dir():
             continue
-        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
-        for path in files:
+        for path in find_input_files(class_dir):  # files, and each DICOM series folder as one input
             kind = image_reader_kind(path)
             if kind is None:
                 logger.warning("Skipping '%s': not a PNG/JPEG/TIFF/BMP, NIfTI or DICOM file.", path)

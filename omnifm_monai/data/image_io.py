@@ -13,6 +13,10 @@ another reader, so a file the chosen reader rejects is skipped rather than silen
   (slope/intercept) is applied; ``MONOCHROME1`` images (minimum shown white, common for radiographs)
   are inverted so that bright is high as in ``MONOCHROME2``; RGB files keep their 3 channels; a
   multi-frame file gives its middle frame.
+- A DICOM series folder (two or more positioned slices of one series, see
+  :mod:`omnifm_monai.data.dicom_series`) with its ``DicomSeriesReader(swap_ij=False)``: the volume's middle
+  slice, as for a NIfTI volume; its stray files are named in a warning and skipped.
+  :func:`find_input_files` lists such a folder as one input.
 
 Every image is then scaled to [0, 1] per image (``ScaleIntensity``), made channel-first, given
 ``in_channels`` channels (:func:`fix_channels`) and resized (:func:`resize_images`: ``area`` when
@@ -34,7 +38,9 @@ import numpy as np
 import torch
 from monai.data import NibabelReader, PILReader, PydicomReader
 from monai.transforms import LoadImage, Resize, ScaleIntensity
-from monai.utils import convert_to_numpy
+from monai.utils import convert_to_numpy, ensure_tuple
+
+from omnifm_monai.data.dicom_series import DICOM_EXTENSIONS, DicomSeriesReader, is_series_folder
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -59,9 +65,6 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", "
 NIFTI_EXTENSIONS: tuple[str, ...] = (".nii", ".nii.gz")
 """NIfTI files read with nibabel."""
 
-DICOM_EXTENSIONS: tuple[str, ...] = (".dcm", ".dicom")
-"""DICOM files read with pydicom (files without an extension are tried as DICOM too)."""
-
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "pil"),
@@ -73,7 +76,10 @@ _MAGIC = (
 
 
 def image_reader_kind(path: Path) -> str | None:
-    """``"pil"``, ``"nibabel"``, ``"pydicom"`` or ``None`` (not an image file we read)."""
+    """``"pil"``, ``"nibabel"``, ``"pydicom"``, ``"dicom_series"`` (a series folder) or ``None`` (not an image
+    file or series folder we read)."""
+    if path.is_dir():
+        return "dicom_series" if is_series_folder(path) else None
     name = path.name.lower()
     if name.endswith(NIFTI_EXTENSIONS):
         return "nibabel"
@@ -114,6 +120,7 @@ class _ImageFileReader:
             "nibabel": NibabelReader(),
             "dicom_gray": PydicomReader(swap_ij=False),
             "dicom_rgb": PydicomReader(swap_ij=False, channel_dim=-1),
+            "dicom_series": DicomSeriesReader(swap_ij=False),
         }
         self.scale = ScaleIntensity(minv=0.0, maxv=1.0)
 
@@ -127,6 +134,14 @@ class _ImageFileReader:
             kind = "dicom_rgb" if rgb else "dicom_gray"
             inverted = str(getattr(header, "PhotometricInterpretation", "")) == "MONOCHROME1"  # 0 shown white
         image = convert_to_numpy(self.loader(path, reader=self.readers[kind]), dtype=np.float32)
+        if kind == "dicom_series":
+            import pydicom
+
+            first = ensure_tuple(self.readers[kind].filenames[0])[0]  # (rows, cols, slices) read from these files
+            header = pydicom.dcmread(first, stop_before_pixels=True, force=True)
+            if int(getattr(header, "SamplesPerPixel", 1)) != 1:
+                raise ValueError("RGB DICOM series are not supported; expected gray slices")
+            inverted = str(getattr(header, "PhotometricInterpretation", "")) == "MONOCHROME1"
         if inverted:
             image = -image  # MONOCHROME1 -> MONOCHROME2 (bright = high) before scaling to [0, 1]
         if kind == "pil":
@@ -136,7 +151,7 @@ class _ImageFileReader:
         else:
             image = image[None]  # (H, W[, D]) -> (1, H, W[, D])
         if image.ndim == 4:  # a volume: keep the middle slice
-            if kind == "nibabel":
+            if kind in ("nibabel", "dicom_series"):
                 image = image[..., image.shape[-1] // 2]  # (C, X, Y, Z) -> (C, X, Y)
             else:
                 image = image[:, image.shape[1] // 2]  # DICOM frames: (C, F, H, W) -> (C, H, W)
@@ -157,11 +172,12 @@ def load_image_file(path: str | os.PathLike, *, image_size: int = 64, in_channel
     """One image file, read and preprocessed exactly like an image of a folder data set (for inference).
 
     The reader is picked as for folders (extension, then magic bytes; see the module docstring): PNG/JPEG/
-    TIFF/BMP, NIfTI (a volume gives its middle slice) or DICOM; the image is scaled to [0, 1], given
-    ``in_channels`` channels and resized to ``image_size`` x ``image_size``.
+    TIFF/BMP, NIfTI (a volume gives its middle slice), DICOM or a DICOM series folder (its middle slice);
+    the image is scaled to [0, 1], given ``in_channels`` channels and resized to ``image_size`` x
+    ``image_size``.
 
     Args:
-        path: the image file.
+        path: the image file or DICOM series folder.
         image_size: output spatial size (square).
         in_channels: 1 or 3 channels out.
 
@@ -169,15 +185,18 @@ def load_image_file(path: str | os.PathLike, *, image_size: int = 64, in_channel
         float32 ``(in_channels, image_size, image_size)`` in [0, 1].
 
     Raises:
-        FileNotFoundError: when ``path`` is not an existing file.
-        ValueError: for a bad argument, a file that is not an image file we read, or a file its reader
-            rejects (the message names the file, the reader and the reader's error).
+        FileNotFoundError: when ``path`` is not an existing file or folder.
+        ValueError: for a bad argument, a file that is not an image file we read, a folder that is not a
+            DICOM series, or a file its reader rejects (the message names the file, the reader and the
+            reader's error).
     """
     check_image_args(image_size, in_channels)
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"'{path}' is not an existing file.")
     kind = image_reader_kind(path)
+    if kind is None and path.is_dir():
+        raise ValueError(f"'{path}' is a folder but not a DICOM series (two or more positioned slices of one series).")
     if kind is None:
         raise ValueError(f"'{path}' is not a PNG/JPEG/TIFF/BMP, NIfTI or DICOM file.")
     try:
@@ -288,7 +307,8 @@ def from_uint8(images: np.ndarray) -> np.ndarray:
 
 
 def find_input_files(input_path: str | os.PathLike) -> list[Path]:
-    """``[input_path]`` for a file; for a folder, every file below it, sorted (hidden files/folders skipped).
+    """``[input_path]`` for a file or a DICOM series folder; for another folder, every file below it, sorted,
+    with each DICOM series folder below it in place of its files (hidden files/folders skipped).
 
     Raises:
         ValueError: when ``input_path`` is empty.
@@ -301,9 +321,11 @@ def find_input_files(input_path: str | os.PathLike) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"input_dir '{path}' does not exist.")
-    files = []
-    for file in sorted(path.rglob("*")):
-        hidden = any(part.startswith(".") for part in file.relative_to(path).parts)
-        if file.is_file() and not hidden:
-            files.append(file)
-    return files
+    inputs = []
+    for folder, subfolders, names in os.walk(path):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        if is_series_folder(folder):
+            inputs.append(Path(folder))  # one series: its files (strays too) are read as one volume
+        else:
+            inputs += [Path(folder) / n for n in names if not n.startswith(".")]  # os.walk: files only
+    return sorted(inputs)

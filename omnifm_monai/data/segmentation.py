@@ -17,7 +17,8 @@
 
   split into train/val/test by a seeded permutation of the sorted case names (60/20/20).
 
-Volumes are read with ``LoadImaged`` (``NibabelReader`` for NIfTI, ``PydicomReader`` for a DICOM series),
+Volumes are read with ``LoadImaged`` (``NibabelReader`` for NIfTI, :class:`~omnifm_monai.data.dicom_series.
+DicomSeriesReader` for a DICOM series: MONAI's ``PydicomReader`` with stray files named in a warning and skipped),
 reoriented with ``Orientationd(axcodes="RAS")``, scaled to [0, 1] per image and channel, given
 ``in_channels`` channels and resized to ``image_size`` (``area`` for images, ``nearest`` for labels).
 ``spatial_dims=3`` keeps whole volumes (``image_size`` on every axis); ``spatial_dims=2`` takes axial
@@ -57,6 +58,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _DICOM_LABEL_NAMES = ("label.nii.gz", "label.nii")
+
+DICOM_SERIES_READER = "omnifm_monai.data.dicom_series.DicomSeriesReader"
+"""The reader of DICOM series folders (``LoadImage`` finds it by this path): stray files named and skipped."""
 
 
 def _check_args(split: str, image_size: int, in_channels: int, spatial_dims: int) -> None:
@@ -348,7 +352,7 @@ def load_segmentation_split(
         return _volume_split(path, cases, *args, "NibabelReader", empty_slice_fraction)
     if any((p / "image").is_dir() for p in path.iterdir()):
         cases = _dicom_cases(path, split, seed)
-        return _volume_split(path, cases, *args, "PydicomReader", empty_slice_fraction)
+        return _volume_split(path, cases, *args, DICOM_SERIES_READER, empty_slice_fraction)
     raise ValueError(
         f"'{path}' is neither a Decathlon folder (no dataset.json) nor a DICOM series folder "
         "(<dir>/<case>/image/ + <dir>/<case>/label.nii.gz)."
@@ -401,7 +405,8 @@ def segmentation_inference_datalist(input_path: str | os.PathLike) -> list[dict]
         raise FileNotFoundError(f"input_dir '{path}' does not exist.")
     candidates: list[tuple[Path, str]] = []
     if path.is_file():
-        candidates.append((path, "NibabelReader" if path.name.lower().endswith(NIFTI_EXTENSIONS) else "PydicomReader"))
+        nifti = path.name.lower().endswith(NIFTI_EXTENSIONS)
+        candidates.append((path, "NibabelReader" if nifti else DICOM_SERIES_READER))
     else:
         folders = [path, *sorted(p for p in path.rglob("*") if p.is_dir())]
         for folder in folders:
@@ -412,7 +417,7 @@ def segmentation_inference_datalist(input_path: str | os.PathLike) -> list[dict]
             candidates += [(p, "NibabelReader") for p in nifti]
             others = [p for p in files if p not in nifti]
             if any(image_reader_kind(p) == "pydicom" for p in others):
-                candidates.append((folder, "PydicomReader"))  # the folder's files are one series
+                candidates.append((folder, DICOM_SERIES_READER))  # the folder's files are one series
             elif others:
                 logger.warning("Skipping %d non-NIfTI, non-DICOM file(s) in '%s'.", len(others), folder)
     items = []

@@ -9,7 +9,8 @@ Sources (:func:`load_super_resolution_split`), each giving ``[{"image": LR float
 - ``None`` / ``""`` / ``"phantom"``: ``num_samples`` phantom HR images over all seven modalities (pathology
   RGB, the others gray), shuffled with ``seed`` and split 60/20/20;
 - a site ``.npz`` written by :meth:`SuperResolutionData.save_npz` (uint8 HR images per split);
-- a folder of PNG/JPEG/TIFF/BMP or NIfTI (middle slice) or DICOM images, laid out ``<dir>/<split>/...``
+- a folder of PNG/JPEG/TIFF/BMP, NIfTI (middle slice), DICOM images or DICOM series folders (middle slice),
+  laid out ``<dir>/<split>/...``
   (searched recursively) or flat (every file below the folder, split 60/20/20 by a seeded permutation of
   the sorted file list). Each image is scaled to [0, 1] (min-max, the classification readers), centre
   cropped to a square and resized (area) to ``image_size``. Unreadable files are logged and skipped.
@@ -28,8 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from monai.utils import convert_to_numpy, ensure_tuple
 
 from omnifm_monai.data.degradation import degrade_bicubic
+from omnifm_monai.data.dicom_series import DicomSeriesReader
 from omnifm_monai.data.image_io import (
     find_input_files,
     fix_channels,
@@ -166,19 +169,13 @@ def _read_hr(path: Path, image_size: int, in_channels: int) -> np.ndarray | None
     return fix_channels(resize_images(square_crop(image)[None], image_size), in_channels)[0]
 
 
-def _files_below(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and not any(q.startswith(".") for q in p.relative_to(folder).parts)
-    )
-
-
 def _folder_hr(folder: Path, split: str, image_size: int, in_channels: int, seed: int) -> np.ndarray:
     """HR images (N, C, S, S) of one split of a folder (``<dir>/<split>/...`` or flat, seeded split)."""
     if any((folder / s).is_dir() for s in SPLITS):
-        files = _files_below(folder / split) if (folder / split).is_dir() else []
+        files = find_input_files(folder / split) if (folder / split).is_dir() else []
         where = folder / split
     else:
-        every = _files_below(folder)
+        every = find_input_files(folder)
         order = np.random.default_rng([seed, 0xF1]).permutation(len(every))
         files = [every[i] for i in sorted(np.split(order, split_cuts(len(every)))[SPLITS.index(split)])]
         where = folder
@@ -249,14 +246,31 @@ def load_super_resolution_split(
 # ---- inference I/O --------------------------------------------------------------------------------------
 
 
-def _read_for_inference(path: Path, in_channels: int) -> list[dict]:
-    """One file -> one item per 2D image (a NIfTI volume gives one per slice along its last axis)."""
-    name = path.name.lower()
-    if name.endswith((".nii", ".nii.gz")):
+def _read_volume(path: Path, kind: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """A NIfTI file, DICOM file or DICOM series folder: float32 (X, Y[, Z][, 1]), its affine, MONOCHROME1."""
+    if kind == "nibabel":
         import nibabel as nib
 
         nii = nib.load(str(path))
-        data = np.asarray(nii.get_fdata(dtype=np.float32))
+        return np.asarray(nii.get_fdata(dtype=np.float32)), nii.affine.astype(np.float64), False
+    import pydicom
+    from monai.transforms import LoadImage
+
+    reader = DicomSeriesReader()  # a file as PydicomReader reads it; a folder with its stray files skipped
+    volume = LoadImage(reader=reader, image_only=True)(str(path))  # (X, Y[, Z]) stored values, rescaled
+    first = ensure_tuple(reader.filenames[0])[0]
+    header = pydicom.dcmread(first, stop_before_pixels=True, force=True)
+    if int(getattr(header, "SamplesPerPixel", 1)) != 1:
+        raise ValueError("RGB DICOM is not supported for super-resolution inference; expected gray images")
+    inverted = str(getattr(header, "PhotometricInterpretation", "")) == "MONOCHROME1"
+    return convert_to_numpy(volume, dtype=np.float32), convert_to_numpy(volume.affine, dtype=np.float64), inverted
+
+
+def _read_for_inference(path: Path, in_channels: int) -> list[dict]:
+    """One input -> one item per 2D image (a NIfTI volume or DICOM series gives one per slice along its last axis)."""
+    kind = image_reader_kind(path)
+    if kind in ("nibabel", "pydicom", "dicom_series"):
+        data, affine, inverted = _read_volume(path, kind)
         if data.ndim == 4 and data.shape[-1] == 1:
             data = data[..., 0]
         if data.ndim == 2:
@@ -265,10 +279,12 @@ def _read_for_inference(path: Path, in_channels: int) -> list[dict]:
             raise ValueError(f"expected a finite 2D image or 3D volume, got shape {data.shape}")
         low, high = float(data.min()), float(data.max())
         norm = (data - low) / (high - low) if high > low else np.zeros_like(data)
+        if inverted:  # MONOCHROME1 (minimum shown white): bright = high for the network; range reversed for output
+            norm, low, high = 1.0 - norm, high, low
         meta = {
             "filename": str(path),
-            "kind": "nifti",
-            "affine": nii.affine.astype(np.float64),
+            "kind": "nifti" if kind == "nibabel" else "dicom",
+            "affine": affine,
             "range": np.array([low, high]),
         }
         slices = [norm[None, ..., k] for k in range(norm.shape[-1])]  # (1, X, Y) each
@@ -294,12 +310,14 @@ def super_resolution_inference_datalist(
     """The LR images to super-resolve, at their own size (run them with batch size 1).
 
     Args:
-        input_path: a PNG/JPEG/TIFF/BMP or NIfTI file, or a folder searched recursively for them.
+        input_path: a PNG/JPEG/TIFF/BMP, NIfTI or DICOM file, a DICOM series folder, or a folder searched
+            recursively for them (each DICOM series folder below it is one input).
         in_channels: the network's channels.
 
     Returns:
         ``(items, skipped)``: items ``{"image": float32 (C, H, W) in [0, 1], "filename", "kind", "slice",
-        "num_slices", ...}`` (NIfTI: one per slice, with ``affine`` and the intensity ``range``);
+        "num_slices", ...}`` (NIfTI and DICOM: one per slice along the last voxel axis, with ``affine`` and
+        the intensity ``range``; ``kind`` is ``"png"``, ``"nifti"`` or ``"dicom"``);
         skipped ``{"filename", "reason"}`` (each also logged as a warning).
 
     Raises:
@@ -309,8 +327,8 @@ def super_resolution_inference_datalist(
     files = find_input_files(input_path)
     for file in files:
         try:
-            if image_reader_kind(file) not in ("pil", "nibabel"):
-                raise ValueError("not a PNG/JPEG/TIFF/BMP or NIfTI file")
+            if image_reader_kind(file) is None:
+                raise ValueError("not a PNG/JPEG/TIFF/BMP, NIfTI or DICOM file or a DICOM series folder")
             items += _read_for_inference(file, in_channels)
         except Exception as e:  # any failure of one file must not stop the others
             logger.warning("Skipping '%s': %s: %s", file, type(e).__name__, e)
@@ -318,6 +336,6 @@ def super_resolution_inference_datalist(
     if not items:
         raise ValueError(
             f"no readable image in '{input_path}': {len(files)} file(s) found, {len(skipped)} skipped "
-            "(expected PNG/JPEG/TIFF/BMP or NIfTI files)."
+            "(expected PNG/JPEG/TIFF/BMP, NIfTI or DICOM files or DICOM series folders)."
         )
     return items, skipped

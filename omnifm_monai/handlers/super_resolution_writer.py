@@ -20,6 +20,9 @@ def _output_name(filename: str, kind: str) -> str:
     for ext in (".nii.gz", ".nii"):
         if name.lower().endswith(ext):
             return name[: -len(ext)] + "_sr" + ext
+    if kind == "dicom":  # a DICOM file (with or without .dcm) or a series folder -> NIfTI
+        stem = name[: -len(Path(name).suffix)] if Path(name).suffix.lower() in (".dcm", ".dicom") else name
+        return stem + "_sr.nii.gz"
     return Path(name).stem + "_sr.png"
 
 
@@ -36,8 +39,9 @@ class SuperResolutionWriter:
     """Ignite handler: writes each super-resolved image into ``output_dir`` when the evaluator's epoch ends.
 
     PNG (and other PIL) inputs are written as 8-bit PNG ``<stem>_sr.png`` (gray if the input was gray);
-    NIfTI inputs as ``<name>_sr.nii.gz`` with every slice super-resolved in-plane, the intensities mapped back
-    to the input's range and the affine's in-plane spacing divided by ``scale``. ``skipped`` (from
+    NIfTI inputs, DICOM files and DICOM series folders as ``<name>_sr.nii.gz`` with every slice super-resolved
+    in-plane, the intensities mapped back to the input's range (DICOM: the rescaled stored values) and the
+    affine's in-plane spacing divided by ``scale``. ``skipped`` (from
     :func:`super_resolution_inference_datalist`) is written to ``skipped.csv``.
     """
 
@@ -65,7 +69,7 @@ class SuperResolutionWriter:
         for filename, entry in self._slices.items():
             item, slices = entry["item"], entry["slices"]
             out = self.output_dir / _output_name(filename, item["kind"])
-            if item["kind"] == "nifti":
+            if item["kind"] in ("nifti", "dicom"):
                 low, high = (float(v) for v in item["range"])
                 volume = np.stack([slices[k].mean(axis=0) for k in sorted(slices)], axis=-1)  # (X', Y', Z)
                 volume = volume * (high - low) + low

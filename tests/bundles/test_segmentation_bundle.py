@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import torch
 from bundle_checks import (
@@ -22,6 +23,8 @@ from bundle_checks import (
     train_tiny,
     verify_metadata_offline,
 )
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
 
 from omnifm_monai.data.phantom import TISSUES
 
@@ -88,6 +91,24 @@ def test_inference_writes_masks_with_the_input_affine(trained, tmp_path, monkeyp
     np.testing.assert_allclose(mask.affine, affine, atol=1e-5)
     data = np.asarray(mask.dataobj)
     assert data.shape == volume.shape and data.min() >= 0 and data.max() < len(TISSUES)
+
+
+def test_inference_on_a_dicom_series_with_a_stray_file(trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    series = tmp_path / "in" / "ct"
+    series.mkdir(parents=True)
+    template = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
+    uid, rng = generate_uid(), np.random.default_rng(0)
+    for i in range(4):
+        ds = template.copy()
+        ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.InstanceNumber = uid, generate_uid(), i + 1
+        ds.ImagePositionPatient, ds.Rows, ds.Columns = [0.0, 0.0, 2.0 * i], 24, 20
+        ds.PixelData = rng.integers(0, 1000, (24, 20), dtype=np.int16).tobytes()
+        ds.save_as(series / f"slice{i}.dcm")
+    (series / "README.txt").write_text("a stray file: named in a warning and skipped, not fatal")
+    run_inference(BUNDLE, trained["ckpt"], tmp_path / "out", logging_file=False, input_dir=str(series), image_size=32)
+    outputs = sorted((tmp_path / "out").rglob("*.nii.gz"))  # in output_dir, not beside the series folder
+    assert [p.name for p in outputs] == ["ct_seg.nii.gz"] and nib.load(outputs[0]).shape == (20, 24, 4)
 
 
 def test_inference_network_matches_training():

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import torch
 from bundle_checks import (
@@ -28,7 +29,10 @@ from bundle_checks import (
     train_tiny,
     verify_metadata_offline,
 )
+from monai.transforms import LoadImage
 from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
 
 BUNDLE = Bundle("omnifm_super_resolution")
 TINY = {"image_size": 32, "num_samples": 20}
@@ -150,6 +154,40 @@ def test_inference_on_a_folder_writes_png_and_nifti(trained, tmp_path, monkeypat
     with torch.no_grad():
         expected = net(torch.as_tensor(lr)[None, None].repeat(1, 3, 1, 1)).clamp(0, 1)[0].mean(0).numpy()
     assert np.abs(gray.astype(np.float32) - np.round(expected * 255)).max() <= 1
+
+
+def _series(folder: Path, num_slices: int = 3) -> None:
+    """``num_slices`` 12 x 12 slices of one CT series (``CT_small.dcm`` headers), 2 mm apart."""
+    folder.mkdir(parents=True)
+    template = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
+    uid, rng = generate_uid(), np.random.default_rng(0)
+    for i in range(num_slices):
+        ds = template.copy()
+        ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.InstanceNumber = uid, generate_uid(), i + 1
+        ds.ImagePositionPatient = [0.0, 0.0, 2.0 * i]
+        ds.Rows = ds.Columns = 12
+        ds.PixelData = rng.integers(0, 1000, (12, 12), dtype=np.int16).tobytes()
+        ds.save_as(folder / f"slice{i}.dcm")
+
+
+def test_inference_on_a_dicom_file_and_a_series_folder_writes_nifti(trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    no_network(monkeypatch)
+    dicom = get_testdata_file("CT_small.dcm", download=False)
+    out = tmp_path / "sr"
+    _run_inference(trained, Path(dicom), out, logging_file=False)
+    sr = nib.load(out / "CT_small_sr.nii.gz")
+    spacing = float(pydicom.dcmread(dicom).PixelSpacing[0])
+    assert sr.shape == (256, 256, 1)
+    np.testing.assert_allclose(np.abs(np.diag(sr.affine)[:2]), [spacing / 2] * 2, rtol=1e-5)
+    stored = LoadImage(reader="PydicomReader", image_only=True)(dicom)  # rescaled stored values (HU)
+    assert float(stored.min()) - 0.5 <= sr.get_fdata().min() and sr.get_fdata().max() <= float(stored.max()) + 0.5
+
+    folder = tmp_path / "input"
+    _series(folder / "patient" / "series")
+    (folder / "patient" / "series" / "README.txt").write_text("a stray file: named and skipped")
+    _run_inference(trained, folder, tmp_path / "sr_series", logging_file=False)
+    assert nib.load(tmp_path / "sr_series" / "series_sr.nii.gz").shape == (24, 24, 3)
 
 
 def test_inference_without_readable_input_says_so(trained, tmp_path, monkeypatch):

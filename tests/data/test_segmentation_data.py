@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -205,6 +206,20 @@ def test_dicom_series_folder(tmp_path):
     assert any(d["label"].max() == 1 for d in items)
     volumes = load_segmentation_split(root, "train", image_size=SIZE, spatial_dims=3)
     _check_items(volumes, 1, (SIZE,) * 3)
+
+
+def test_a_stray_file_in_a_series_folder_is_named_and_skipped(tmp_path, caplog):
+    root = _dicom_folder(tmp_path / "dicom", num_cases=3)
+    image = root / "case0" / "image"
+    (image / "README.txt").write_text("exported by PACS")
+    shutil.copy(get_testdata_file("MR_small.dcm", download=False), image / "other_series.dcm")
+    caplog.set_level(logging.WARNING)
+    cases = [load_segmentation_split(root, s, image_size=SIZE, spatial_dims=3) for s in ("train", "val", "test")]
+    assert sum(len(c) for c in cases) == 3  # case0 still read: its stray files skipped, not the case
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("README.txt" in m and "not a DICOM" in m for m in messages)
+    assert any("other_series.dcm" in m and "another series" in m for m in messages)
+    assert len(segmentation_inference_datalist(image)) == 1
 
 
 def test_inference_datalist_finds_nifti_and_series_and_skips_bad_files(tmp_path, caplog):
