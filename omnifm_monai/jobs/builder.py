@@ -20,10 +20,12 @@ __all__ = [
     "BUNDLE_OUTPUTS",
     "CLIENT_ENTRY",
     "CLIENT_SCRIPT",
+    "INITIAL_MODEL_FILE",
     "REPO_ROOT",
     "analytics_receiver",
     "build_job",
     "build_network",
+    "bundle_network",
     "bundle_root",
     "client_args",
     "compact_json",
@@ -31,6 +33,7 @@ __all__ = [
     "federation_for",
     "job_min_clients",
     "run_simulation",
+    "stage_server_files",
     "stage_site_files",
 ]
 
@@ -38,6 +41,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # left out of the shipped bundle: outputs, and logging.conf (NVFlare parses every .conf under custom/)
 BUNDLE_OUTPUTS = ("models", "eval", "logs", "__pycache__", "*.pt", "*.ts", "logging.conf")
 CLIENT_SCRIPT = "omnifm_client.py"  # the entry script's name inside each site's custom/ folder
+INITIAL_MODEL_FILE = "omnifm_initial_model.pt"  # the seeded initial global weights in the server's custom/ folder
 CLIENT_ENTRY = REPO_ROOT / "nvflare_jobs" / "client_entry.py"  # what is copied there by default
 DP_LEDGER_FILE = "dp_ledger.json"  # a site's spectral DP releases so far, in its site folder (survives restarts)
 
@@ -56,13 +60,16 @@ def federation_for(settings: JobSettings):
     return get_task(settings.task).federation_from(settings)
 
 
-def build_network(settings: JobSettings, num_classes: int):
-    """The bundle's own network definition with this job's overrides.
+def bundle_network(settings: JobSettings, num_classes: int):
+    """The bundle's own network definition with this job's overrides, before a strategy extends it.
 
-    Its weights are drawn from ``settings.seed`` (the global torch RNG is left as it was), so this copy
-    (its private keys, the plain-loop benchmark's initial model) is the same for the same settings. The
-    NVFlare server does not receive these weights: its persistor rebuilds the network from its class and
-    arguments in the server process. ``num_classes`` is ignored for tasks without a label space.
+    Its weights are drawn from ``settings.seed`` (the global torch RNG is left as it was), so the same
+    settings give the same network: the job's initial global model (:func:`build_job` ships its weights
+    to the server as ``custom/omnifm_initial_model.pt``) and the plain-loop benchmark's initial model.
+    ``num_classes`` is ignored for tasks without a label space.
+
+    Returns:
+        ``(network, strategy)``.
     """
     import torch
     from monai.bundle import ConfigParser
@@ -82,7 +89,13 @@ def build_network(settings: JobSettings, num_classes: int):
     with torch.random.fork_rng():
         torch.manual_seed(settings.seed)
         network = parser.get_parsed_content("network_def")
-    strategy.extend_network(network)  # a strategy's own shared modules (GPFL), as at every site
+    return network, strategy
+
+
+def build_network(settings: JobSettings, num_classes: int):
+    """:func:`bundle_network` with the strategy's own shared modules (GPFL's), as at every site."""
+    network, strategy = bundle_network(settings, num_classes)
+    strategy.extend_network(network)
     return network, strategy
 
 
@@ -138,6 +151,18 @@ def stage_site_files(settings: JobSettings) -> str:
     return stage
 
 
+def stage_server_files(settings: JobSettings, initial_weights: dict) -> str:
+    """A folder with what the server's ``custom/`` folder receives: the initial global weights
+    (``INITIAL_MODEL_FILE``, read by the job's ``PTFileModelPersistor``)."""
+    import torch
+
+    stage = os.path.abspath(os.path.join(settings.state_root, "server_files"))
+    shutil.rmtree(stage, ignore_errors=True)
+    os.makedirs(stage)
+    torch.save({k: v.detach().cpu() for k, v in initial_weights.items()}, os.path.join(stage, INITIAL_MODEL_FILE))
+    return stage
+
+
 def analytics_receiver(settings: JobSettings):
     """NVFlare experiment tracking on the server: the sites' metrics as TensorBoard events or in MLflow."""
     events = ["fed.analytix_log_stats"]
@@ -174,6 +199,7 @@ def build_job(settings: JobSettings):
         ``(job, federation)``; ``federation`` is None when the sites use their own data (``dataset_dir``).
     """
     from nvflare.app_common.executors.client_api_executor import ClientAPIExecutor, ExecutionMode
+    from nvflare.app_opt.pt import PTFileModelPersistor
     from nvflare.app_opt.pt.job_config.base_fed_job import BaseFedJob
     from nvflare.client.config import ExchangeFormat, TransferType
     from nvflare.job_config.defs import FilterType
@@ -199,8 +225,11 @@ def build_job(settings: JobSettings):
         federation = federation_for(settings)
         sites, num_classes = [c.name for c in federation.clients], federation.num_classes
     network, strategy = build_network(settings, num_classes)
+    initial, _ = bundle_network(settings, num_classes)  # what the server's persistor holds (no GPFL modules)
     job = BaseFedJob(
-        initial_model=network,
+        initial_model=initial,
+        # the seeded weights, not a network the server process would draw from its own RNG state
+        model_persistor=PTFileModelPersistor(model=initial, source_ckpt_file_full_name=INITIAL_MODEL_FILE),
         name=settings.name,
         min_clients=job_min_clients(settings),
         key_metric=task.headline_metric,
@@ -218,6 +247,7 @@ def build_job(settings: JobSettings):
         server_options=settings.server_options or None,
     )
     job.to_server(controller)
+    job.to(stage_server_files(settings, initial.state_dict()), "server")
     site_files = stage_site_files(settings)
     for site in sites:
         job.to(site_files, site)

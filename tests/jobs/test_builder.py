@@ -133,3 +133,26 @@ def test_external_process_mode_starts_a_trainer_per_round(tmp_path):
         from omnifm_monai.jobs.settings import parse_job_args
 
         parse_job_args(["--execution-mode", "subprocess"])
+
+
+def test_the_server_starts_from_the_seeded_initial_weights(tmp_path):
+    # the server's persistor loads the builder's seeded weights, not a network drawn from the server process's RNG
+    from nvflare.apis.fl_constant import FLContextKey
+    from nvflare.apis.fl_context import FLContext
+    from nvflare.app_opt.pt import PTFileModelPersistor
+
+    from omnifm_monai.jobs import INITIAL_MODEL_FILE, build_network
+
+    settings, job_dir, federation = _export(tmp_path)
+    server, _ = _configs(job_dir)
+    persistor = next(c for c in server["components"] if c["id"] == "persistor")
+    assert persistor["args"]["source_ckpt_file_full_name"] == INITIAL_MODEL_FILE
+    assert (job_dir / "app_server" / "custom" / INITIAL_MODEL_FILE).is_file()
+    torch.manual_seed(1234)  # the server process's RNG state: irrelevant now
+    unseeded, _ = build_network(JobSettings(image_size=32, seed=99), federation.num_classes)
+    context = FLContext()
+    context.set_prop(FLContextKey.APP_ROOT, str(job_dir / "app_server"), private=True, sticky=False)
+    loaded = PTFileModelPersistor(model=unseeded, source_ckpt_file_full_name=INITIAL_MODEL_FILE).load_model(context)
+    expected, _ = build_network(settings, federation.num_classes)
+    for key, value in expected.state_dict().items():
+        assert torch.equal(torch.as_tensor(loaded["weights"][key]), value), key
