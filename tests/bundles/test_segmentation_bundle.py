@@ -6,6 +6,9 @@ folder is only read. Tiny settings (32 x 32 slices, 28 phantom images, one epoch
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -88,6 +91,10 @@ def test_inference_writes_masks_with_the_input_affine(trained, tmp_path, monkeyp
     np.testing.assert_allclose(mask.affine, affine, atol=1e-5)
     data = np.asarray(mask.dataobj)
     assert data.shape == volume.shape and data.min() >= 0 and data.max() < len(TISSUES)
+    with (tmp_path / "out" / "skipped.csv").open() as f:
+        skipped = list(csv.DictReader(f))
+    assert [Path(r["file"]).name for r in skipped] == ["broken.nii.gz"]
+    assert "cannot be read by NibabelReader" in skipped[0]["reason"]
 
 
 def test_inference_network_matches_training():
