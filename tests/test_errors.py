@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from omnifm_monai.data.classification import load_classification_split
 from omnifm_monai.errors import SiteDataError, install_bundle_error_hook, one_line_reason, root_cause
 

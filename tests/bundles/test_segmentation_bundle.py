@@ -16,6 +16,7 @@ import torch
 from bundle_checks import (
     Bundle,
     assert_inference_matches_training,
+    assert_training_record,
     check_ckpt_export,
     check_net_in_out,
     eager_network,
@@ -64,7 +65,9 @@ def test_train_defines_the_federated_ids_and_writes_a_checkpoint(trained):
     assert all(trained["ids"].values()), trained["ids"]
     assert len({d["image"].shape for d in trained["images"]}) == 1  # one shape: the spectral centroids stack them
     assert trained["ckpt"].is_file()
-    assert list((trained["root"] / "eval").glob("events.out.tfevents.*"))
+    meta = assert_training_record(trained, "segmentation", {"class_names": list(TISSUES), "image_size": 32})
+    assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == len(TISSUES)
+    assert list((trained["root"] / "eval" / "tensorboard").glob("*/events.out.tfevents.*"))  # one folder per run
     with torch.no_grad():
         assert eager_network(BUNDLE, trained["ckpt"])(torch.rand(2, 1, 32, 32)).shape == (2, len(TISSUES), 32, 32)
 

@@ -15,6 +15,7 @@ import torch
 from bundle_checks import (
     Bundle,
     assert_inference_matches_training,
+    assert_training_record,
     eager_network,
     no_network,
     run_evaluation,
@@ -68,8 +69,10 @@ def test_train_defines_the_pipeline_ids_and_writes_checkpoint_and_vocabulary(tra
     assert trained["missing"] == []
     assert all(trained["ids"].values()), trained["ids"]
     assert trained["ckpt"].is_file()
+    meta = assert_training_record(trained, "vqa", {"image_size": 32, "num_classes": 40, "max_question_length": 20})
+    assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == 40
     assert VQAVocabularies.load(trained["ckpt"].parent / "vocab.json").to_dict() == phantom_vocabularies().to_dict()
-    assert list((trained["root"] / "eval").glob("events.out.tfevents.*"))
+    assert list((trained["root"] / "eval" / "tensorboard").glob("*/events.out.tfevents.*"))  # one folder per run
     net = _eager_network(trained["ckpt"])
     with torch.no_grad():
         assert net(torch.rand(2, 3, 32, 32), torch.ones(2, 20, dtype=torch.long)).shape == (2, 40)

@@ -204,7 +204,9 @@ def test_unreadable_case_warning_names_the_file_and_one_reader(tmp_path, caplog,
             load_segmentation_split(root, split, image_size=SIZE, spatial_dims=3)
         except ValueError as e:
             assert str(e).count("\n") == 0 and "no readable case" in str(e)
-    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "Skipping" in r.getMessage()]
+    (warning,) = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "Skipping" in r.getMessage()
+    ]
     assert "'" + str(root / "labelsTr" / "case_1.nii.gz") + "' cannot be read by NibabelReader" in warning
     assert "LoadImage" not in warning and "applying transform" not in warning and "\n" not in warning
     assert not [r for r in caplog.records if "unable to load" in r.getMessage()]  # no fallback to other readers
