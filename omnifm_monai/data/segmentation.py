@@ -433,7 +433,7 @@ def segmentation_inference_datalist(input_path: str | os.PathLike) -> tuple[list
             if volume.ndim not in (2, 3, 4):
                 raise SiteDataError(f"'{candidate}': expected a 2D or 3D image, got shape {tuple(volume.shape)}")
         except ValueError as e:  # one bad file must not stop the run
-            logger.warning("Skipping %s", e)
+            logger.warning("Skipping input: %s", e)
             skipped.append({"filename": str(candidate), "reason": str(e)})
             continue
         items.append({"image": str(candidate)})

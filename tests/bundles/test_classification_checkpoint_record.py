@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bundle_checks import Bundle, no_network, run_evaluation, run_inference, train_tiny
-from monai.bundle import ckpt_export
+from monai.bundle import ckpt_export, verify_metadata
 from monai.data import load_net_with_metadata
 from PIL import Image
 
@@ -53,6 +53,7 @@ def test_training_writes_the_record_next_to_the_checkpoint(trained):
     assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == 2
     image = meta["network_data_format"]["inputs"]["image"]
     assert image["num_channels"] == 1 and image["spatial_shape"] == [SIZE, SIZE]
+    verify_metadata(meta_file=str(trained["ckpt"].parent / "metadata.json"), filepath=BUNDLE.schema)  # still valid
 
 
 def test_inference_takes_classes_size_and_channels_from_the_checkpoint(trained, tmp_path, monkeypatch):
