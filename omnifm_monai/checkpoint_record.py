@@ -144,20 +144,53 @@ def trained_value(ckpt_dir: str | os.PathLike, key: str, default: Any = None) ->
     return tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
 
 
-def check_training_record(ckpt_dir: str | os.PathLike, checkpoint: str = "model.pt", **given: Any) -> dict | None:
+def _check_fits(ckpt: Path, network: Any) -> None:
+    """One line when the state dict in ``ckpt`` does not load into ``network`` (keys or shapes differ)."""
+    import torch
+
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    here = network.module.state_dict() if hasattr(network, "module") else network.state_dict()
+    if not isinstance(saved, Mapping):
+        raise SiteDataError(f"'{ckpt}' is not a state dict (got {type(saved).__name__}); expected what training saves.")
+    shapes = [
+        f"{k} is {tuple(saved[k].shape)} in the checkpoint, {tuple(here[k].shape)} here"
+        for k in here
+        if k in saved and hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(here[k].shape)
+    ]
+    missing, unexpected = sorted(set(here) - set(saved)), sorted(set(saved) - set(here))
+    problems = shapes[:2]
+    if len(shapes) > 2:
+        problems.append(f"{len(shapes) - 2} more shape(s) differ")
+    if missing:
+        problems.append(f"{len(missing)} key(s) missing, e.g. {missing[0]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[0]}")
+    if problems:
+        raise SiteDataError(
+            f"'{ckpt}' does not fit this config's network: " + "; ".join(problems) + ". Give the class names, "
+            "channels and network options it was trained with (--train_dataset_dir or --class_names, "
+            f"--in_channels, --spectral, --prompt; training records them in {RECORD_FILENAME} next to it)."
+        )
+
+
+def check_training_record(
+    ckpt_dir: str | os.PathLike, checkpoint: str = "model.pt", network: Any = None, **given: Any
+) -> dict | None:
     """Refuse, in one line, a run whose values contradict what ``<ckpt_dir>/<checkpoint>`` was trained with.
 
     Args:
         ckpt_dir: the checkpoint folder.
         checkpoint: the checkpoint file in it (it must exist).
+        network: the network the run built: the checkpoint must load into it (keys and shapes), which also
+            catches a checkpoint without a record given the wrong classes.
         given: this run's values (``image_size=32, class_names=[...]``); ``None`` values are not checked.
 
     Returns:
         the record (``None`` when the checkpoint has none: nothing to check, an info line says so).
 
     Raises:
-        SiteDataError: when the checkpoint is missing, or a given value differs from the recorded one (the
-            message lists every difference and says how to fix it).
+        SiteDataError: when the checkpoint is missing, a given value differs from the recorded one, or the
+            checkpoint does not load into ``network`` (the message lists the differences and how to fix them).
     """
     ckpt = Path(ckpt_dir) / checkpoint
     if not ckpt.is_file():
@@ -167,6 +200,8 @@ def check_training_record(ckpt_dir: str | os.PathLike, checkpoint: str = "model.
     record = load_training_record(ckpt_dir)
     if record is None:
         logger.info("'%s' has no %s next to it: the config's values are used unchecked.", ckpt, RECORD_FILENAME)
+        if network is not None:
+            _check_fits(ckpt, network)
         return None
     trained = record["config"]
     conflicts = [
@@ -180,4 +215,6 @@ def check_training_record(ckpt_dir: str | os.PathLike, checkpoint: str = "model.
             + "; ".join(conflicts)
             + ". Leave these options out to use the checkpoint's values, or use a checkpoint trained with them."
         )
+    if network is not None:
+        _check_fits(ckpt, network)
     return record

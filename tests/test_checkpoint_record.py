@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from omnifm_monai.checkpoint_record import (
     check_training_record,
@@ -68,3 +69,15 @@ def test_conflicts_are_refused_in_one_line(tmp_path):
     (ckpt_dir / "metadata.json").write_text("{not json")
     with pytest.raises(SiteDataError, match="is not a training record"):
         trained_value(ckpt_dir, "image_size", 64)
+
+
+def test_a_checkpoint_that_does_not_fit_the_network_is_refused_in_one_line(tmp_path):
+    ckpt_dir = tmp_path / "models"
+    ckpt_dir.mkdir()
+    torch.save(torch.nn.Linear(4, 2).state_dict(), ckpt_dir / "model.pt")  # no record: trained elsewhere
+    assert check_training_record(ckpt_dir, network=torch.nn.Linear(4, 2)) is None
+    with pytest.raises(SiteDataError) as error:
+        check_training_record(ckpt_dir, network=torch.nn.Linear(4, 6))
+    assert "weight is (2, 4) in the checkpoint, (6, 4) here" in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(SiteDataError, match="4 key.s. missing, e.g. 0.bias; 2 unexpected key.s., e.g. bias"):
+        check_training_record(ckpt_dir, network=torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Linear(2, 2)))

@@ -14,6 +14,9 @@ another reader, so a file the chosen reader rejects is skipped rather than silen
   are inverted so that bright is high as in ``MONOCHROME2``; RGB files keep their 3 channels; a
   multi-frame file gives its middle frame.
 
+Volumes for segmentation (a NIfTI file, a DICOM series folder) are read by :func:`read_volume`, with the
+one reader named and no fallback: a file it rejects gives one line naming the file and the reader's reason.
+
 Every image is then scaled to [0, 1] per image (``ScaleIntensity``), made channel-first, given
 ``in_channels`` channels (:func:`fix_channels`) and resized (:func:`resize_images`: ``area`` when
 shrinking, ``bilinear``/``trilinear`` when enlarging; non-square images are stretched).

@@ -17,7 +17,8 @@
 
   split into train/val/test by a seeded permutation of the sorted case names (60/20/20).
 
-Volumes are read with ``LoadImaged`` (``NibabelReader`` for NIfTI, ``PydicomReader`` for a DICOM series),
+Volumes are read by :func:`~omnifm_monai.data.image_io.read_volume` with exactly one reader per file
+(``NibabelReader`` for NIfTI, ``PydicomReader`` for a DICOM series; no fallback through MONAI's others),
 reoriented with ``Orientationd(axcodes="RAS")``, scaled to [0, 1] per image and channel, given
 ``in_channels`` channels and resized to ``image_size`` (``area`` for images, ``nearest`` for labels).
 ``spatial_dims=3`` keeps whole volumes (``image_size`` on every axis); ``spatial_dims=2`` takes axial

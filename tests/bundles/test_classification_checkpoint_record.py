@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,20 @@ def test_inference_refuses_a_conflicting_option_in_one_line(trained, tmp_path, m
         run_inference(BUNDLE, trained["ckpt"], tmp_path / "out", logging_file=False, input_dir=str(image), **override)
     cause = root_cause(error.value)
     assert isinstance(cause, SiteDataError) and named in str(cause) and "\n" not in str(cause)
+
+
+def test_a_checkpoint_copied_without_its_record_is_refused_in_one_line(trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bare").mkdir()
+    shutil.copy(trained["ckpt"], tmp_path / "bare" / "model.pt")  # metadata.json left behind
+    image = trained["data"] / "test" / "benign" / "0.png"
+    with pytest.raises(RuntimeError) as error:  # the bundle's defaults: 6 phantom classes, 3 channels
+        run_inference(
+            BUNDLE, tmp_path / "bare" / "model.pt", tmp_path / "out", input_dir=str(image), logging_file=False
+        )
+    cause = root_cause(error.value)
+    assert isinstance(cause, SiteDataError) and "does not fit this config's network" in str(cause)
+    assert "--train_dataset_dir" in str(cause) and "\n" not in str(cause)
 
 
 def test_evaluate_uses_the_recorded_size(trained, tmp_path, monkeypatch):
