@@ -10,6 +10,7 @@ checkpoint into ``network_def``, trace, save with the metadata and config files 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,8 @@ from pathlib import Path
 import torch
 
 __all__ = ["export_traced"]
+
+logger = logging.getLogger(__name__)
 
 
 def export_traced(
@@ -61,4 +64,11 @@ def export_traced(
     filepath = Path(filepath)
     prefix = filepath.with_suffix("") if filepath.suffix == ".ts" else filepath
     save_net_with_metadata(traced, str(prefix), include_config_vals=False, meta_values=meta, more_extra_files=more)
+    logger.info(
+        "Exported '%s' to '%s' (metadata from '%s', extra files %s).",
+        ckpt_file,
+        prefix.with_suffix(".ts"),
+        meta_file,
+        sorted(more),
+    )
     return prefix.with_suffix(".ts")
