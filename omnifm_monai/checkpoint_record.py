@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from omnifm_monai.errors import SiteDataError
+from omnifm_monai.errors import SiteDataError, one_line_reason
 
 __all__ = [
     "RECORD_FILENAME",
@@ -148,7 +148,10 @@ def _check_fits(ckpt: Path, network: Any) -> None:
     """One line when the state dict in ``ckpt`` does not load into ``network`` (keys or shapes differ)."""
     import torch
 
-    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    try:
+        saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and torch errors: one line naming the file
+        raise SiteDataError(f"'{ckpt}' cannot be read as a checkpoint: {one_line_reason(e)}") from e
     here = network.module.state_dict() if hasattr(network, "module") else network.state_dict()
     if not isinstance(saved, Mapping):
         raise SiteDataError(f"'{ckpt}' is not a state dict (got {type(saved).__name__}); expected what training saves.")
@@ -186,7 +189,7 @@ def check_training_record(
         given: this run's values (``image_size=32, class_names=[...]``); ``None`` values are not checked.
 
     Returns:
-        the record (``None`` when the checkpoint has none: nothing to check, an info line says so).
+        the record (``None`` when the checkpoint has none: the values are not compared, an info line says so).
 
     Raises:
         SiteDataError: when the checkpoint is missing, a given value differs from the recorded one, or the
@@ -199,7 +202,7 @@ def check_training_record(
         )
     record = load_training_record(ckpt_dir)
     if record is None:
-        logger.info("'%s' has no %s next to it: the config's values are used unchecked.", ckpt, RECORD_FILENAME)
+        logger.info("'%s' has no %s next to it: the config's values are used.", ckpt, RECORD_FILENAME)
         if network is not None:
             _check_fits(ckpt, network)
         return None

@@ -81,3 +81,6 @@ def test_a_checkpoint_that_does_not_fit_the_network_is_refused_in_one_line(tmp_p
     assert "weight is (2, 4) in the checkpoint, (6, 4) here" in str(error.value) and "\n" not in str(error.value)
     with pytest.raises(SiteDataError, match="4 key.s. missing, e.g. 0.bias; 2 unexpected key.s., e.g. bias"):
         check_training_record(ckpt_dir, network=torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Linear(2, 2)))
+    (ckpt_dir / "model.pt").write_bytes(b"truncated")
+    with pytest.raises(SiteDataError, match="cannot be read as a checkpoint"):
+        check_training_record(ckpt_dir, network=torch.nn.Linear(4, 2))
