@@ -8,6 +8,7 @@ The public API of the OmniFM layers::
 """
 
 from .blocks import EmbeddingCrossAttention, PrefixSuffixPrompt, PrototypeMemory
+from .errors import SiteDataError, install_bundle_error_hook
 from .knowledge import SpectralKnowledgeBase
 from .losses import OmniFMLoss, spalign_loss
 from .networks import OmniFMClassifier
@@ -15,6 +16,8 @@ from .private_state import PRIVATE_PREFIX, is_private_key, split_state_dict
 from .spectral import SpectralTokenizer
 
 __version__ = "0.1.0"
+
+install_bundle_error_hook()  # one-line data errors under `python -m monai.bundle` only (see omnifm_monai.errors)
 
 __all__ = [
     "EmbeddingCrossAttention",
@@ -24,6 +27,7 @@ __all__ = [
     "PrefixSuffixPrompt",
     "PrototypeMemory",
     "SpectralKnowledgeBase",
+    "SiteDataError",
     "SpectralTokenizer",
     "is_private_key",
     "spalign_loss",

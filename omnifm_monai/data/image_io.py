@@ -18,6 +18,9 @@ another reader, so a file the chosen reader rejects is skipped rather than silen
   slice, as for a NIfTI volume; its stray files are named in a warning and skipped.
   :func:`find_input_files` lists such a folder as one input.
 
+Volumes for segmentation (a NIfTI file, a DICOM series folder) are read by :func:`read_volume`, with the
+one reader named and no fallback: a file it rejects gives one line naming the file and the reader's reason.
+
 Every image is then scaled to [0, 1] per image (``ScaleIntensity``), made channel-first, given
 ``in_channels`` channels (:func:`fix_channels`) and resized (:func:`resize_images`: ``area`` when
 shrinking, ``bilinear``/``trilinear`` when enlarging; non-square images are stretched).
@@ -50,6 +53,7 @@ __all__ = [
     "image_reader_kind",
     "shared_image_reader",
     "load_image_file",
+    "read_volume",
     "find_input_files",
     "fix_channels",
     "resize_images",
@@ -204,6 +208,41 @@ def load_image_file(path: str | os.PathLike, *, image_size: int = 64, in_channel
     except Exception as e:  # readers raise many types; callers get one, with the reason kept
         raise ValueError(f"cannot read '{path}' with the {kind} reader: {type(e).__name__}: {e}") from e
     return fix_channels(resize_images(image[None], image_size), in_channels)[0]
+
+
+_VOLUME_READERS = {
+    "NibabelReader": NibabelReader,
+    "PydicomReader": PydicomReader,
+    "DicomSeriesReader": DicomSeriesReader,
+}
+
+
+def read_volume(path: str | os.PathLike, reader: str):
+    """One NIfTI file or DICOM series folder read by exactly one reader (no fallback to MONAI's others).
+
+    ``LoadImage(reader="NibabelReader")`` registers the named reader *in front of* all of MONAI's readers and
+    tries every one in turn when it fails (seven tracebacks for an empty file); a reader passed at call time
+    is the only one tried.
+
+    Args:
+        path: a NIfTI file (``reader="NibabelReader"``) or a DICOM series folder or file (``"DicomSeriesReader"``,
+            which names and skips stray files, or MONAI's plain ``"PydicomReader"``).
+        reader: ``"NibabelReader"``, ``"DicomSeriesReader"`` or ``"PydicomReader"``.
+
+    Returns:
+        the ``MetaTensor`` ``LoadImage(image_only=True)`` gives (spatial axes as stored, affine in its meta).
+
+    Raises:
+        ValueError: naming the file, the reader and the reader's own reason (not MONAI's wrapper).
+    """
+    from omnifm_monai.errors import SiteDataError, one_line_reason
+
+    if reader not in _VOLUME_READERS:
+        raise ValueError(f"reader={reader!r} is not supported; expected one of {sorted(_VOLUME_READERS)}.")
+    try:
+        return LoadImage(image_only=True)(str(path), reader=_VOLUME_READERS[reader]())
+    except Exception as e:  # readers raise many types; callers get one line naming the file
+        raise SiteDataError(f"'{path}' cannot be read by {reader}: {one_line_reason(e)}") from e
 
 
 def check_image_args(image_size: int, in_channels: int) -> None:

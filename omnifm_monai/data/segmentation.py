@@ -17,8 +17,9 @@
 
   split into train/val/test by a seeded permutation of the sorted case names (60/20/20).
 
-Volumes are read with ``LoadImaged`` (``NibabelReader`` for NIfTI, :class:`~omnifm_monai.data.dicom_series.
-DicomSeriesReader` for a DICOM series: MONAI's ``PydicomReader`` with stray files named in a warning and skipped),
+Volumes are read by :func:`~omnifm_monai.data.image_io.read_volume` with exactly one reader per file
+(``NibabelReader`` for NIfTI, :class:`~omnifm_monai.data.dicom_series.DicomSeriesReader` for a DICOM series:
+MONAI's ``PydicomReader`` with stray files named in a warning and skipped; no fallback through MONAI's others),
 reoriented with ``Orientationd(axcodes="RAS")``, scaled to [0, 1] per image and channel, given
 ``in_channels`` channels and resized to ``image_size`` (``area`` for images, ``nearest`` for labels).
 ``spatial_dims=3`` keeps whole volumes (``image_size`` on every axis); ``spatial_dims=2`` takes axial
@@ -39,12 +40,20 @@ from pathlib import Path
 
 import numpy as np
 from monai.data import load_decathlon_datalist
-from monai.transforms import Compose, EnsureChannelFirstd, LoadImage, LoadImaged, Orientationd, ScaleIntensityd
+from monai.transforms import Compose, EnsureChannelFirstd, Orientationd, ScaleIntensityd
 from monai.utils import convert_to_numpy
 
-from omnifm_monai.data.image_io import NIFTI_EXTENSIONS, fix_channels, image_reader_kind, resize_images, resize_masks
+from omnifm_monai.data.image_io import (
+    NIFTI_EXTENSIONS,
+    fix_channels,
+    image_reader_kind,
+    read_volume,
+    resize_images,
+    resize_masks,
+)
 from omnifm_monai.data.phantom import MODALITIES, TISSUES, make_phantom_dataset
 from omnifm_monai.data.site_archive import SPLIT_FRACTIONS, SPLITS, is_phantom, load_site_archive, save_site_archive
+from omnifm_monai.errors import SiteDataError, one_line_reason
 
 __all__ = [
     "SegmentationData",
@@ -59,8 +68,8 @@ logger = logging.getLogger(__name__)
 
 _DICOM_LABEL_NAMES = ("label.nii.gz", "label.nii")
 
-DICOM_SERIES_READER = "omnifm_monai.data.dicom_series.DicomSeriesReader"
-"""The reader of DICOM series folders (``LoadImage`` finds it by this path): stray files named and skipped."""
+DICOM_SERIES_READER = "DicomSeriesReader"
+"""The reader of DICOM series folders (a :func:`read_volume` reader name): stray files named and skipped."""
 
 
 def _check_args(split: str, image_size: int, in_channels: int, spatial_dims: int) -> None:
@@ -236,15 +245,13 @@ def _dicom_cases(root: Path, split: str, seed: int) -> list[dict]:
     return _carve(cases, SPLITS, seed)[split]
 
 
-def _case_loader(image_reader: str, spatial_dims: int, image_size: int) -> Compose:
-    """Load -> channel first -> RAS -> [0, 1] per channel -> resize (in-plane only for 2D slicing)."""
+def _case_loader(spatial_dims: int, image_size: int) -> Compose:
+    """Channel first -> RAS -> [0, 1] per channel -> resize (in-plane only for 2D slicing)."""
     from monai.transforms import Resized
 
     size = (image_size,) * 3 if spatial_dims == 3 else (image_size, image_size, -1)
     return Compose(
         [
-            LoadImaged("image", reader=image_reader, image_only=True),
-            LoadImaged("label", reader="NibabelReader", image_only=True),
             EnsureChannelFirstd(["image", "label"]),
             Orientationd(["image", "label"], axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
             ScaleIntensityd("image", minv=0.0, maxv=1.0, channel_wise=True),
@@ -254,9 +261,11 @@ def _case_loader(image_reader: str, spatial_dims: int, image_size: int) -> Compo
     )
 
 
-def _read_case(case: dict, loader: Compose) -> tuple[np.ndarray, np.ndarray]:
-    """-> image float32 (C, X, Y, Z), mask int64 (X, Y, Z); ValueError when the pair is inconsistent."""
-    out = loader(dict(case))
+def _read_case(case: dict, image_reader: str, loader: Compose) -> tuple[np.ndarray, np.ndarray]:
+    """-> image float32 (C, X, Y, Z), mask int64 (X, Y, Z); ValueError naming the file when a read fails,
+    ValueError when the pair is inconsistent."""
+    volumes = {"image": read_volume(case["image"], image_reader), "label": read_volume(case["label"], "NibabelReader")}
+    out = loader(volumes)
     image, label = convert_to_numpy(out["image"], dtype=np.float32), convert_to_numpy(out["label"])
     if image.ndim == 3:  # a 2D image (C, X, Y): one slice
         image, label = image[..., None], label[..., None]
@@ -273,17 +282,14 @@ def _read_case(case: dict, loader: Compose) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _volume_split(root, cases, split, image_size, in_channels, spatial_dims, seed, image_reader, empty_fraction):
-    loader = _case_loader(image_reader, spatial_dims, image_size)
+    loader = _case_loader(spatial_dims, image_size)
     images, masks = [], []
     for index, case in enumerate(cases):
         try:
-            image, mask = _read_case(case, loader)
+            image, mask = _read_case(case, image_reader, loader)
             image = fix_channels(image[None], in_channels, case["image"])[0]
         except Exception as e:  # one bad case must not stop the data set
-            reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-            logger.warning(
-                "Skipping case image='%s' label='%s': %s: %s", case["image"], case["label"], type(e).__name__, reason
-            )
+            logger.warning("Skipping case image='%s' label='%s': %s", case["image"], case["label"], one_line_reason(e))
             continue
         if spatial_dims == 3:
             images.append(image[None])  # (1, C, S, S, S)
@@ -296,7 +302,8 @@ def _volume_split(root, cases, split, image_size, in_channels, spatial_dims, see
         images.append(np.moveaxis(image[..., keep], -1, 0))  # (C, X, Y, K) -> (K, C, X, Y)
         masks.append(np.moveaxis(mask[..., keep], -1, 0))  # (K, X, Y)
     if not images:
-        raise ValueError(f"'{root}': no readable case in the {split!r} split ({len(cases)} listed, all skipped).")
+        raise SiteDataError(f"'{root}': no readable case in the {split!r} split ({len(cases)} listed, all skipped).")
+    logger.info("'%s' %s split: read %d case(s), skipped %d.", root, split, len(images), len(cases) - len(images))
     return _as_datalist(np.concatenate(images), np.concatenate(masks))
 
 
@@ -389,10 +396,14 @@ def segmentation_class_names(dataset_dir: str | os.PathLike | None) -> tuple[str
     raise FileNotFoundError(f"dataset_dir '{path}' does not exist.")
 
 
-def segmentation_inference_datalist(input_path: str | os.PathLike) -> list[dict]:
-    """``[{"image": path}]`` of the volumes to segment: a NIfTI file, a DICOM series folder, or every NIfTI
-    file and DICOM series folder below a folder. Each is read once to check it; unreadable ones are logged
-    (path and reason) and left out.
+def segmentation_inference_datalist(input_path: str | os.PathLike) -> tuple[list[dict], list[dict]]:
+    """The volumes to segment: a NIfTI file, a DICOM series folder, or every NIfTI file and DICOM series
+    folder below a folder. Each is read once (by the one reader its kind names) to check it; unreadable ones
+    are logged (path and reason) and left out.
+
+    Returns:
+        ``(items, skipped)``: ``[{"image": path}]`` and ``[{"filename": path, "reason": str}]`` (the bundle's
+        :class:`~omnifm_monai.handlers.SkippedFilesWriter` writes them to ``skipped.csv``).
 
     Raises:
         ValueError: when ``input_path`` is empty or nothing readable is found.
@@ -420,16 +431,22 @@ def segmentation_inference_datalist(input_path: str | os.PathLike) -> list[dict]
                 candidates.append((folder, DICOM_SERIES_READER))  # the folder's files are one series
             elif others:
                 logger.warning("Skipping %d non-NIfTI, non-DICOM file(s) in '%s'.", len(others), folder)
-    items = []
+    items: list[dict] = []
+    skipped: list[dict] = []
     for candidate, reader in candidates:
         try:
-            volume = LoadImage(reader=reader, image_only=True)(str(candidate))
+            volume = read_volume(candidate, reader)
             if volume.ndim not in (2, 3, 4):
-                raise ValueError(f"expected a 2D or 3D image, got shape {tuple(volume.shape)}")
-        except Exception as e:  # one bad file must not stop the run
-            logger.warning("Skipping unreadable '%s' (%s): %s: %s", candidate, reader, type(e).__name__, e)
+                raise SiteDataError(f"'{candidate}': expected a 2D or 3D image, got shape {tuple(volume.shape)}")
+        except ValueError as e:  # one bad file must not stop the run
+            logger.warning("Skipping input: %s", e)
+            skipped.append({"filename": str(candidate), "reason": str(e)})
             continue
         items.append({"image": str(candidate)})
     if not items:
-        raise ValueError(f"no readable NIfTI volume or DICOM series in '{path}' ({len(candidates)} candidate(s)).")
-    return items
+        raise SiteDataError(
+            f"no readable NIfTI volume or DICOM series in '{path}' ({len(candidates)} candidate(s), "
+            f"{len(skipped)} skipped; expected .nii/.nii.gz files or folders of DICOM files)."
+        )
+    logger.info("Read %d volume(s) from '%s', skipped %d.", len(items), path, len(skipped))
+    return items, skipped

@@ -121,6 +121,8 @@ class SiteTrainer:
             "seed": args.seed,
             "ckpt_dir": os.path.join(site_dir, "models"),
             "output_dir": os.path.join(site_dir, "eval"),
+            "tensorboard_dir": os.path.join(site_dir, "eval", "tensorboard"),  # one folder for the site's whole run
+            "strategy": self.strategy.name,  # into the checkpoint's training record (models/metadata.json)
             "val_interval": self.strategy.round_epochs(args.local_epochs),  # the bundle's validation once per round
             "progress_bar": False,  # NVFlare's log files, not a terminal
             **self.strategy.network_options(),

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from omnifm_monai.handlers.skipped_files import write_skipped_csv
+
 __all__ = ["PredictionWriter"]
 
 logger = logging.getLogger(__name__)
@@ -91,10 +93,7 @@ class PredictionWriter:
             for row in self.rows:
                 probs = (f"{row['probabilities'][n]:.6f}" for n in self.class_names)
                 writer.writerow([row["file"], row["class_id"], row["class_name"], *probs])
-        with open(self.output_dir / "skipped.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["file", "reason"])
-            writer.writerows([s["file"], s["reason"]] for s in self.skipped)
+        write_skipped_csv(self.output_dir, [{"filename": s["file"], "reason": s["reason"]} for s in self.skipped])
         report = {"class_names": self.class_names, "predictions": self.rows, "skipped": self.skipped}
         (self.output_dir / "predictions.json").write_text(json.dumps(report, indent=2))
         logger.info(

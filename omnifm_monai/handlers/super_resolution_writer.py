@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from ignite.engine import Engine, Events
 
+from omnifm_monai.handlers.skipped_files import write_skipped_csv
+
 __all__ = ["SuperResolutionWriter"]
 
 logger = logging.getLogger(__name__)
@@ -60,8 +62,6 @@ class SuperResolutionWriter:
             entry["slices"][int(item["slice"])] = pred
 
     def _write(self, engine: Engine) -> None:
-        import csv
-
         import nibabel as nib
         from PIL import Image
 
@@ -80,8 +80,5 @@ class SuperResolutionWriter:
                 image = image.mean(axis=0) if int(item["channels"]) == 1 else image[:3].transpose(1, 2, 0)
                 Image.fromarray(np.round(image * 255.0).astype(np.uint8)).save(out)
             logger.info("Wrote '%s'.", out)
-        with (self.output_dir / "skipped.csv").open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["file", "reason"])
-            writer.writeheader()
-            writer.writerows({"file": s["filename"], "reason": s["reason"]} for s in self.skipped)
+        write_skipped_csv(self.output_dir, self.skipped)
         self._slices = {}

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from ignite.metrics import Metric
+from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 from monai.handlers import from_engine
 
 from omnifm_monai.metrics.fusion import baseline_fusion, qabf
@@ -78,9 +79,11 @@ class QabfMetric(Metric):
         self.baseline = baseline
         super().__init__(output_transform=output_transform, device=device)
 
+    @reinit__is_reduced
     def reset(self) -> None:
         self._sum, self._count = 0.0, 0
 
+    @reinit__is_reduced
     def update(self, output) -> None:
         preds, labels = (_stack(o).detach().float().cpu() for o in output)  # (B, 1, H, W), (B, 2, H, W)
         fused = preds if self.baseline is None else baseline_fusion(labels, self.baseline)
@@ -88,6 +91,7 @@ class QabfMetric(Metric):
         self._sum += float(values.sum())
         self._count += int(values.numel())
 
+    @sync_all_reduce("_sum", "_count")  # summed over the processes of a multi-GPU (DDP) validation
     def compute(self) -> float:
         if self._count == 0:
             raise RuntimeError("QabfMetric needs at least one update before compute().")

@@ -5,11 +5,13 @@ The test files import these plain functions; each test keeps its own assertions 
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import csv
 import hashlib
 import json
 import logging
+import re
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -176,11 +178,27 @@ def run_inference(bundle: Bundle, ckpt: Path, output_dir: Path, **overrides) -> 
     return workflow
 
 
+def _trained_default(value):
+    """``"$trained_value(@ckpt_dir, 'k', 64)"`` -> 64 (the value without a training record); others unchanged."""
+    match = re.fullmatch(r"\$trained_value\(@ckpt_dir, '(\w+)', (.+)\)", value) if isinstance(value, str) else None
+    return ast.literal_eval(match.group(2)) if match else value
+
+
 def assert_inference_matches_training(bundle: Bundle, keys: Sequence[str]) -> None:
-    """inference.json is standalone: its network (and what feeds it) must stay the one train.json trains."""
+    """inference.json is standalone: its network (and what feeds it) must stay the one train.json trains
+    (ids read from the checkpoint's training record must default to train.json's values)."""
     train, infer = json.loads(Path(bundle.train).read_text()), json.loads(Path(bundle.inference).read_text())
     for key in keys:
-        assert infer[key] == train[key], key
+        assert _trained_default(infer[key]) == train[key], key
+
+
+def assert_training_record(trained: dict, task: str, config: dict) -> dict:
+    """Training wrote ``models/metadata.json`` beside the checkpoint, with ``config`` among its values."""
+    meta = json.loads((trained["ckpt"].parent / "metadata.json").read_text())
+    assert meta["training"]["task"] == task and meta["training"]["strategy"] == "centralised"
+    recorded = meta["training"]["config"]
+    assert {k: recorded[k] for k in config} == config
+    return meta
 
 
 def check_net_in_out(bundle: Bundle, config: str, wrong_channels: int | None = None) -> None:

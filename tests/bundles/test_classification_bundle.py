@@ -19,6 +19,7 @@ import torch
 from bundle_checks import (
     Bundle,
     assert_inference_matches_training,
+    assert_training_record,
     bundle_logging,
     check_ckpt_export,
     check_net_in_out,
@@ -72,7 +73,11 @@ def test_metadata_validates_offline_against_our_schema(tmp_path, monkeypatch):
 def test_train_has_properties_and_writes_a_checkpoint(trained):
     assert trained["missing"] == []
     assert trained["ckpt"].is_file()
-    assert list((trained["root"] / "eval").glob("events.out.tfevents.*"))
+    meta = assert_training_record(
+        trained, "classification", {"class_names": list(class_names_for("")), "image_size": 32}
+    )
+    assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == len(class_names_for(""))
+    assert list((trained["root"] / "eval" / "tensorboard").glob("*/events.out.tfevents.*"))  # one folder per run
     net = eager_network(BUNDLE, trained["ckpt"])  # the checkpoint loads into the bundle's network_def
     with torch.no_grad():
         assert net(torch.rand(2, 3, 32, 32)).shape == (2, len(class_names_for("")))

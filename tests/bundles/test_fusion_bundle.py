@@ -15,6 +15,7 @@ import torch
 from bundle_checks import (
     Bundle,
     assert_inference_matches_training,
+    assert_training_record,
     check_ckpt_export,
     check_net_in_out,
     eager_network,
@@ -60,7 +61,9 @@ def test_train_defines_the_pipeline_ids_and_writes_a_checkpoint(trained):
     assert trained["missing"] == []
     assert all(trained["ids"].values()), trained["ids"]
     assert trained["ckpt"].is_file()
-    assert list((trained["root"] / "eval").glob("events.out.tfevents.*"))
+    meta = assert_training_record(trained, "fusion", {"image_size": 32, "in_channels": 2})
+    assert meta["network_data_format"]["inputs"]["image"]["spatial_shape"] == [32, 32]
+    assert list((trained["root"] / "eval" / "tensorboard").glob("*/events.out.tfevents.*"))  # one folder per run
     with torch.no_grad():
         fused = eager_network(BUNDLE, trained["ckpt"])(torch.rand(2, 2, 32, 32))
     assert fused.shape == (2, 1, 32, 32) and 0.0 <= float(fused.min()) and float(fused.max()) <= 1.0

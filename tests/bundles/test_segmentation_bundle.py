@@ -6,6 +6,9 @@ folder is only read. Tiny settings (32 x 32 slices, 28 phantom images, one epoch
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pydicom
@@ -14,6 +17,7 @@ import torch
 from bundle_checks import (
     Bundle,
     assert_inference_matches_training,
+    assert_training_record,
     check_ckpt_export,
     check_net_in_out,
     eager_network,
@@ -64,7 +68,9 @@ def test_train_defines_the_federated_ids_and_writes_a_checkpoint(trained):
     assert all(trained["ids"].values()), trained["ids"]
     assert len({d["image"].shape for d in trained["images"]}) == 1  # one shape: the spectral centroids stack them
     assert trained["ckpt"].is_file()
-    assert list((trained["root"] / "eval").glob("events.out.tfevents.*"))
+    meta = assert_training_record(trained, "segmentation", {"class_names": list(TISSUES), "image_size": 32})
+    assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == len(TISSUES)
+    assert list((trained["root"] / "eval" / "tensorboard").glob("*/events.out.tfevents.*"))  # one folder per run
     with torch.no_grad():
         assert eager_network(BUNDLE, trained["ckpt"])(torch.rand(2, 1, 32, 32)).shape == (2, len(TISSUES), 32, 32)
 
@@ -91,6 +97,10 @@ def test_inference_writes_masks_with_the_input_affine(trained, tmp_path, monkeyp
     np.testing.assert_allclose(mask.affine, affine, atol=1e-5)
     data = np.asarray(mask.dataobj)
     assert data.shape == volume.shape and data.min() >= 0 and data.max() < len(TISSUES)
+    with (tmp_path / "out" / "skipped.csv").open() as f:
+        skipped = list(csv.DictReader(f))
+    assert [Path(r["file"]).name for r in skipped] == ["broken.nii.gz"]
+    assert "cannot be read by NibabelReader" in skipped[0]["reason"]
 
 
 def test_inference_on_a_dicom_series_with_a_stray_file(trained, tmp_path, monkeypatch):

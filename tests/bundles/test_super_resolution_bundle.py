@@ -18,6 +18,7 @@ import torch
 from bundle_checks import (
     Bundle,
     assert_inference_matches_training,
+    assert_training_record,
     bundle_logging,
     check_ckpt_export,
     check_net_in_out,
@@ -91,7 +92,9 @@ def test_train_defines_the_federated_ids_and_writes_a_checkpoint(trained):
     assert trained["ids"]
     assert trained["shapes"] == {(3, 16, 16)}  # every LR training image has one shape
     assert trained["ckpt"].is_file()
-    assert list((trained["root"] / "eval").glob("events.out.tfevents.*"))
+    meta = assert_training_record(trained, "super_resolution", {"image_size": 32, "scale": 2, "in_channels": 3})
+    assert meta["network_data_format"]["inputs"]["image"]["spatial_shape"] == [16, 16]
+    assert list((trained["root"] / "eval" / "tensorboard").glob("*/events.out.tfevents.*"))  # one folder per run
     assert set(trained["metrics"]) == {"val_psnr", "val_ssim", "val_bicubic_psnr", "val_bicubic_ssim"}
     assert all(np.isfinite(v) for v in trained["metrics"].values())
     net = eager_network(BUNDLE, trained["ckpt"])

@@ -15,6 +15,7 @@ import torch
 from bundle_checks import (
     Bundle,
     assert_inference_matches_training,
+    assert_training_record,
     eager_network,
     no_network,
     run_evaluation,
@@ -22,7 +23,7 @@ from bundle_checks import (
     verify_metadata_offline,
 )
 from monai.bundle import ConfigWorkflow, verify_net_in_out
-from monai.data import load_net_with_metadata, save_net_with_metadata
+from monai.data import load_net_with_metadata
 from PIL import Image
 
 from omnifm_monai.data.phantom import make_phantom_dataset
@@ -68,8 +69,10 @@ def test_train_defines_the_pipeline_ids_and_writes_checkpoint_and_vocabulary(tra
     assert trained["missing"] == []
     assert all(trained["ids"].values()), trained["ids"]
     assert trained["ckpt"].is_file()
+    meta = assert_training_record(trained, "vqa", {"image_size": 32, "num_classes": 40, "max_question_length": 20})
+    assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == 40
     assert VQAVocabularies.load(trained["ckpt"].parent / "vocab.json").to_dict() == phantom_vocabularies().to_dict()
-    assert list((trained["root"] / "eval").glob("events.out.tfevents.*"))
+    assert list((trained["root"] / "eval" / "tensorboard").glob("*/events.out.tfevents.*"))  # one folder per run
     net = _eager_network(trained["ckpt"])
     with torch.no_grad():
         assert net(torch.rand(2, 3, 32, 32), torch.ones(2, 20, dtype=torch.long)).shape == (2, 40)
@@ -127,14 +130,26 @@ def test_verify_net_in_out_needs_the_question_as_extra_forward_args(tmp_path, mo
         verify_net_in_out(**kwargs)
 
 
-def test_tracing_with_both_inputs_gives_the_eager_outputs(trained, tmp_path):
-    """What docs/README.md documents instead of ckpt_export (which traces with the image only)."""
-    net = _eager_network(trained["ckpt"])
-    example = (torch.rand(1, 3, 32, 32), torch.ones(1, 20, dtype=torch.long))
-    traced = torch.jit.trace(net, example, check_trace=False)
-    save_net_with_metadata(traced, str(tmp_path / "model"), meta_values=json.loads(Path(BUNDLE.meta).read_text()))
-    loaded, meta, _ = load_net_with_metadata(str(tmp_path / "model.ts"))
-    assert meta["name"] == "OmniFM visual question answering"
+def test_export_config_traces_both_inputs_and_embeds_metadata_and_vocabularies(trained, tmp_path, monkeypatch):
+    """configs/export.json: what ckpt_export cannot do for a two-input network (it traces with the image only)."""
+    monkeypatch.chdir(tmp_path)
+    ckpt_dir = trained["ckpt"].parent
+    workflow = ConfigWorkflow(
+        config_file=[BUNDLE.inference, str(BUNDLE.configs / "export.json")],
+        workflow_type=None,
+        logging_file=False,
+        bundle_root=str(BUNDLE.root),
+        ckpt_dir=str(ckpt_dir),
+        ts_file=str(tmp_path / "model.ts"),
+    )
+    workflow.initialize()
+    workflow.run()
+    extra = ("inference.json", "vocab.json")
+    loaded, meta, files = load_net_with_metadata(str(tmp_path / "model.ts"), more_extra_files=extra)
+    assert meta["training"]["config"]["image_size"] == 32  # the checkpoint's record, not the bundle's 64
+    assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == phantom_vocabularies().num_answers
+    assert VQAVocabularies.from_dict(json.loads(files["vocab.json"])).to_dict() == phantom_vocabularies().to_dict()
     image, question = torch.rand(3, 3, 32, 32), torch.randint(0, phantom_vocabularies().vocab_size, (3, 20))
-    with torch.no_grad():
+    net = _eager_network(trained["ckpt"])
+    with torch.no_grad():  # another batch size than the trace's
         np.testing.assert_allclose(loaded(image, question).numpy(), net(image, question).numpy(), atol=1e-5)

@@ -195,6 +195,25 @@ def test_unreadable_case_is_skipped_with_a_warning(tmp_path, caplog):
     assert any("case_0.nii.gz" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
 
+@pytest.mark.parametrize("content", [b"", b"\x1f\x8b not really gzip"], ids=["empty", "corrupt"])
+def test_unreadable_case_warning_names_the_file_and_one_reader(tmp_path, caplog, content):
+    root = _decathlon(tmp_path / "Task04", num_cases=3)
+    (root / "labelsTr" / "case_1.nii.gz").write_bytes(content)  # the label, not the image, is bad
+    caplog.set_level(logging.INFO)
+    for split in ("train", "val", "test"):
+        try:
+            load_segmentation_split(root, split, image_size=SIZE, spatial_dims=3)
+        except ValueError as e:
+            assert str(e).count("\n") == 0 and "no readable case" in str(e)
+    (warning,) = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "Skipping" in r.getMessage()
+    ]
+    assert "'" + str(root / "labelsTr" / "case_1.nii.gz") + "' cannot be read by NibabelReader" in warning
+    assert "LoadImage" not in warning and "applying transform" not in warning and "\n" not in warning
+    assert not [r for r in caplog.records if "unable to load" in r.getMessage()]  # no fallback to other readers
+    assert any("case(s), skipped" in r.getMessage() for r in caplog.records)  # each split's summary
+
+
 # ---- DICOM series ----------------------------------------------------------------------------------------
 
 
@@ -228,8 +247,11 @@ def test_inference_datalist_finds_nifti_and_series_and_skips_bad_files(tmp_path,
     nib.save(nib.Nifti1Image(np.ones((SIZE, SIZE, 4), np.float32), np.eye(4)), folder / "vol.nii.gz")
     (folder / "broken.nii.gz").write_bytes(b"\x1f\x8b truncated")
     caplog.set_level(logging.WARNING)
-    items = segmentation_inference_datalist(folder)
+    (folder / "empty.nii").write_bytes(b"")
+    items, skipped = segmentation_inference_datalist(folder)
     assert sorted(Path(d["image"]).name for d in items) == ["ct", "vol.nii.gz"]
+    assert sorted(Path(s["filename"]).name for s in skipped) == ["broken.nii.gz", "empty.nii"]
+    assert all("cannot be read by NibabelReader" in s["reason"] and "\n" not in s["reason"] for s in skipped)
     assert any("broken.nii.gz" in r.getMessage() for r in caplog.records)
     with pytest.raises(ValueError, match="no readable"):
         segmentation_inference_datalist(folder / "broken.nii.gz")

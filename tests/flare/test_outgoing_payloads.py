@@ -86,6 +86,8 @@ def test_only_shared_weights_and_documented_meta_leave_the_site(strategy, site_d
         assert not norm_layer_keys(site.network) & set(sent.params)
     if strategy == "local":
         assert not sent.params
+    record = json.loads((site_data[0] / strategy / "models" / "metadata.json").read_text())["training"]
+    assert record["strategy"] == strategy  # the site's checkpoint says how it was trained
     for key, value in (sent.params or {}).items():  # no image-shaped array hides among the weights
         assert np.asarray(value).shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE), key
     # meta: only documented keys; tokens are a few per-class centroids, never one per image
