@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from omnifm_monai.data.federation_classes import encode_class_names
+from omnifm_monai.jobs.run_summary import RunSummary, summarize_run
 from omnifm_monai.jobs.settings import JobSettings
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "export_job",
     "federation_for",
     "job_min_clients",
+    "job_site_names",
     "run_simulation",
     "site_label_space",
     "stage_site_files",
@@ -227,7 +229,7 @@ def build_job(settings: JobSettings):
     if settings.site_names and not settings.dataset_dir:
         raise ValueError("site_names are for sites with their own data (dataset_dir); simulations use site-N.")
     if settings.dataset_dir:  # the hospitals' own data: nothing to simulate
-        sites = settings.site_names or [f"site-{i + 1}" for i in range(settings.num_clients)]
+        sites = job_site_names(settings)
         if len(sites) != settings.num_clients or len(set(sites)) != len(sites):
             raise ValueError(f"site_names {sites} must be {settings.num_clients} distinct names (num_clients).")
         federation = None
@@ -278,8 +280,19 @@ def build_job(settings: JobSettings):
     return job, federation
 
 
-def run_simulation(settings: JobSettings, workspace: str) -> None:
-    """Run the job in the NVFlare simulator; results land in ``settings.state_root``."""
+def job_site_names(settings: JobSettings) -> list[str]:
+    """The job's site names: ``site_names``, else ``site-1`` .. ``site-N`` (as every simulation names them)."""
+    return list(settings.site_names) or [f"site-{i + 1}" for i in range(settings.num_clients)]
+
+
+def run_simulation(settings: JobSettings, workspace: str) -> RunSummary:
+    """Run the job in the NVFlare simulator; results land in ``settings.state_root``.
+
+    Returns:
+        the end-of-run summary (printed too): which sites finished, and each other site's error.
+    """
+    from omnifm_monai.tasks import get_task
+
     if not settings.torch_threads:  # the simulated sites share this machine's cores
         settings.torch_threads = max(1, (os.cpu_count() or 1) // max(1, settings.threads))
     job, federation = build_job(settings)
@@ -287,6 +300,10 @@ def run_simulation(settings: JobSettings, workspace: str) -> None:
         print(federation.summary(), flush=True)
     settings.save()
     job.simulator_run(os.path.abspath(workspace), threads=settings.threads)
+    headline = get_task(settings.task).headline_metric
+    summary = summarize_run(settings.server_state_dir(), job_site_names(settings), headline, os.path.abspath(workspace))
+    print(summary.text(), flush=True)
+    return summary
 
 
 def export_job(settings: JobSettings, export_dir: str, *, save_settings: bool = False) -> str:
