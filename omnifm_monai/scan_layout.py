@@ -28,6 +28,7 @@ from omnifm_monai.data.site_archive import SPLITS
 __all__ = ["LayoutReport", "TASK_CHOICES", "check_layout"]
 
 TASK_CHOICES = ("classification", "segmentation", "super_resolution", "vqa", "fusion")
+PER_FILE_TASKS = ("classification", "segmentation")  # a verdict per file; the others: per split and skipped files
 SCAN_IMAGE_SIZE = 32  # the loaders' verdict does not depend on the size (segmentation needs >= 32)
 
 
@@ -39,7 +40,8 @@ class LayoutReport:
         task: the task.
         splits: split -> items the loader keeps (files; cases for segmentation; datalist entries otherwise).
         classes: classification: split -> class -> accepted files; segmentation: ``{"labels": {id: name}}``.
-        accepted: files (relative, POSIX) the loader reads; for a segmentation case, its image and label.
+        accepted: files (relative, POSIX) the loader reads; for a segmentation case, its image and label
+            (classification and segmentation only: the other loaders report counts).
         rejected: ``(file, reason)`` for every file the loader skips.
         problems: ``(severity, what)`` about the layout itself: a missing split, a class absent from a split, ...
     """
@@ -61,7 +63,8 @@ class LayoutReport:
 
     def to_table(self) -> str:
         counts = ", ".join(f"{s} {self.splits.get(s, 0)}" for s in SPLITS)
-        lines = [f"Layout for task {self.task}: {counts}; {len(self.accepted)} accepted, {len(self.rejected)} rejected"]
+        files = f"{len(self.accepted)} accepted, " if self.task in PER_FILE_TASKS else ""  # else counts only
+        lines = [f"Layout for task {self.task}: {counts}; {files}{len(self.rejected)} rejected"]
         for split, per_class in self.classes.items():
             lines.append(f"  {split}: " + ", ".join(f"{k} {v}" for k, v in per_class.items()))
         lines += [f"  REJECTED  {path}: {reason}" for path, reason in self.rejected]
