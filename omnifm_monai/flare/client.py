@@ -19,6 +19,10 @@ Client API):
 5. save the private parameters to disk, ``flare.send()`` only what
    :func:`omnifm_monai.flare.payload.outgoing_payload` allows (with the strategy's ``spectral_summary``).
 
+A site that cannot start (its data missing or unreadable, a class the federation's label map does not name,
+a corrupt private state file) logs one line and answers every task with it (``MetaKey.SITE_ERROR``, see
+:func:`refuse_tasks`), so the server and the end-of-run summary name the site and its error.
+
 A round whose training fails (an exception) is logged with its traceback on the site, the private
 state goes back to the last successful round, and the site sends only a failure flag
 (``MetaKey.TRAINING_FAILED``): the server skips it for that round and the site trains again in the next.
