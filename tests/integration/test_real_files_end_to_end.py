@@ -31,7 +31,14 @@ from pydicom.uid import generate_uid
 REPO = Path(__file__).resolve().parents[2]
 REAL = REPO / ".." / "shared" / "data" / "real"
 BUNDLES = REPO / "bundles"
-MR_FILES = ("MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "MR_small_padded.dcm")
+# pydicom's real MR slice and its re-encodings (uncompressed transfer syntaxes: no codec needed)
+MR_FILES = (
+    "MR_small.dcm",
+    "MR_small_implicit.dcm",
+    "MR_small_bigendian.dcm",
+    "MR_small_padded.dcm",
+    "MR_small_expb.dcm",
+)
 
 pytestmark = [
     pytest.mark.slow,
