@@ -442,6 +442,25 @@ def scan_folder(path: str | os.PathLike, *, check_pixels: bool = True) -> ScanRe
     return report
 
 
+def pair_shape_warnings(report: ScanReport) -> list[ScanProblem]:
+    """A segmentation case whose image and label grids differ in the files: the loader resizes both to one
+    size, so such a pair trains misaligned without an error."""
+    shapes = {item.path: item.shape for item in report.items if item.kind == "nifti"}
+    problems = []
+    for image, label in report.layout.pairs if report.layout is not None else []:
+        a, b = shapes.get(image), shapes.get(label)
+        if a and b and tuple(a[:3]) != tuple(b[:3]):
+            problems.append(
+                ScanProblem(
+                    image,
+                    f"image grid {'x'.join(map(str, a))} and label {label} grid {'x'.join(map(str, b))} differ: "
+                    "the loader resizes both to one size, so the mask may not match the image",
+                    severity="warning",
+                )
+            )
+    return problems
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m omnifm_monai.scan <folder> [--task TASK] [--json out.json]``.
 
@@ -470,6 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.task:
         options = {"in_channels": args.in_channels, "spatial_dims": args.spatial_dims}
         report.layout = check_layout(args.folder, args.task, **options)
+        report.problems += pair_shape_warnings(report)
     print(report.to_table())
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(report.to_dict(), indent=2) + "\n")

@@ -43,6 +43,7 @@ class LayoutReport:
         accepted: files (relative, POSIX) the loader reads; for a segmentation case, its image and label
             (classification and segmentation only: the other loaders report counts).
         rejected: ``(file, reason)`` for every file the loader skips.
+        pairs: segmentation: ``(image, label)`` of every accepted case (the inventory gives their shapes).
         problems: ``(severity, what)`` about the layout itself: a missing split, a class absent from a split, ...
     """
 
@@ -51,6 +52,7 @@ class LayoutReport:
     classes: dict[str, dict] = field(default_factory=dict)
     accepted: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    pairs: list[tuple[str, str]] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -190,6 +192,7 @@ def _segmentation(root: Path, report: LayoutReport, in_channels: int, spatial_di
                     report.rejected.append((f"{files[0]} + {files[1]}", f"{type(e).__name__}: {reason}"))
                     continue
                 report.accepted += files
+                report.pairs.append((files[0], files[1]))
                 kept += 1
             report.splits[split] = kept
     finally:

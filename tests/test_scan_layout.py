@@ -146,3 +146,11 @@ def test_main_with_a_task_exits_on_the_layout(classification_site, tmp_path, cap
     out = tmp_path / "scan.json"
     assert main([str(classification_site), "--task", "classification", "--json", str(out)]) == 1
     assert any("no test/ folder" in what for _, what in json.loads(out.read_text())["layout"]["problems"])
+
+
+def test_a_case_whose_label_grid_differs_is_a_warning(tmp_path, capsys):
+    root = _decathlon(tmp_path / "msd", cases=4)
+    nib.save(nib.Nifti1Image(np.zeros((4, 8, 3), np.uint8), np.eye(4)), root / "labelsTr" / "case2.nii.gz")
+    main([str(root), "--task", "segmentation", "--in-channels", "1"])
+    out = capsys.readouterr().out
+    assert "image grid 8x8x3 and label labelsTr/case2.nii.gz grid 4x8x3 differ" in out
