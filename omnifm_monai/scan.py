@@ -39,7 +39,7 @@ from omnifm_monai.data.image_io import (
     image_reader_kind,
 )
 from omnifm_monai.data.medmnist import load_medmnist
-from omnifm_monai.scan_layout import TASK_CHOICES, LayoutReport, check_layout
+from omnifm_monai.scan_layout import TASK_CHOICES, LayoutReport, check_layout, pair_shape_problems
 
 __all__ = ["ScanItem", "ScanProblem", "ScanReport", "scan_folder", "main"]
 
@@ -442,25 +442,6 @@ def scan_folder(path: str | os.PathLike, *, check_pixels: bool = True) -> ScanRe
     return report
 
 
-def pair_shape_warnings(report: ScanReport) -> list[ScanProblem]:
-    """A segmentation case whose image and label grids differ in the files: the loader resizes both to one
-    size, so such a pair trains misaligned without an error."""
-    shapes = {item.path: item.shape for item in report.items if item.kind == "nifti"}
-    problems = []
-    for image, label in report.layout.pairs if report.layout is not None else []:
-        a, b = shapes.get(image), shapes.get(label)
-        if a and b and tuple(a[:3]) != tuple(b[:3]):
-            problems.append(
-                ScanProblem(
-                    image,
-                    f"image grid {'x'.join(map(str, a))} and label {label} grid {'x'.join(map(str, b))} differ: "
-                    "the loader resizes both to one size, so the mask may not match the image",
-                    severity="warning",
-                )
-            )
-    return problems
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m omnifm_monai.scan <folder> [--task TASK] [--json out.json]``.
 
@@ -489,7 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.task:
         options = {"in_channels": args.in_channels, "spatial_dims": args.spatial_dims}
         report.layout = check_layout(args.folder, args.task, **options)
-        report.problems += pair_shape_warnings(report)
+        shapes = {item.path: item.shape for item in report.items if item.kind == "nifti"}
+        report.problems += [ScanProblem(p, r, "warning") for p, r in pair_shape_problems(report.layout, shapes)]
     print(report.to_table())
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(report.to_dict(), indent=2) + "\n")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from omnifm_monai.data.site_archive import SPLITS
 
-__all__ = ["LayoutReport", "TASK_CHOICES", "check_layout"]
+__all__ = ["LayoutReport", "TASK_CHOICES", "check_layout", "pair_shape_problems"]
 
 TASK_CHOICES = ("classification", "segmentation", "super_resolution", "vqa", "fusion")
 PER_FILE_TASKS = ("classification", "segmentation")  # a verdict per file; the others: per split and skipped files
@@ -260,3 +260,21 @@ def check_layout(
             report.problems.append(("error", f"{split}: no item the loader can use"))
     report.rejected.sort()
     return report
+
+
+def pair_shape_problems(layout: LayoutReport, shapes: dict[str, tuple[int, ...]]) -> list[tuple[str, str]]:
+    """``(image, reason)`` for each segmentation case whose image and label grids differ in the files
+    (``shapes``: the inventory's NIfTI shapes): the loader resizes both to one size, so such a pair would
+    train misaligned without an error."""
+    problems = []
+    for image, label in layout.pairs:
+        a, b = shapes.get(image), shapes.get(label)
+        if a and b and tuple(a[:3]) != tuple(b[:3]):
+            problems.append(
+                (
+                    image,
+                    f"image grid {'x'.join(map(str, a))} and label {label} grid {'x'.join(map(str, b))} differ: "
+                    "the loader resizes both to one size, so the mask may not match the image",
+                )
+            )
+    return problems
