@@ -23,6 +23,7 @@ import argparse
 import sys
 
 from omnifm_monai.jobs.poc import export_poc_job, job_sites, run_poc
+from omnifm_monai.jobs.run_summary import summarize_run
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -61,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[poc] {site} log: {log}", flush=True)
     for problem in result.problems:
         print(f"[poc] problem: {problem}", flush=True)
-    return 0 if result.ok else 1
+    summary = summarize_run(result.state_dir, job_sites(job_dir), site_logs=result.site_logs)
+    print(summary.text(), flush=True)
+    return 0 if result.ok and summary.ok else 1
 
 
 if __name__ == "__main__":

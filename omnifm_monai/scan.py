@@ -5,11 +5,16 @@
 Run it on a hospital site's folder before joining a federation::
 
     python -m omnifm_monai.scan /data/site-1 --json scan.json
+    python -m omnifm_monai.scan /data/site-1 --task classification   # + what training makes of it
 
-Every DICOM series (grouped by ``SeriesInstanceUID``), NIfTI file, PNG/TIFF/JPEG/BMP image and
-MedMNIST-layout ``.npz`` becomes one :class:`ScanItem`; every file that cannot be used becomes a
-:class:`ScanProblem` with the reason. A bad file never stops the scan. The exit code is 0 when at least
-one readable item was found, 1 otherwise.
+Every DICOM series (the files of one folder with one ``SeriesInstanceUID``, as the loaders read a series),
+NIfTI file, PNG/TIFF/JPEG/BMP image, MedMNIST-layout ``.npz`` and metadata file (``dataset.json``,
+``labels.json``, a datalist ``.json``/``.csv``) becomes one :class:`ScanItem`; every file that cannot be used
+becomes a :class:`ScanProblem` with the reason; a 4D NIfTI is flagged as the loaders treat it. A bad file
+never stops the scan. With ``--task`` the task's own loader judges the layout and every file
+(:mod:`omnifm_monai.scan_layout`: splits, class counts, image/label pairs). The exit code is 0 when at least
+one readable image item was found (with ``--task``: when the layout has every split and no error), 1
+otherwise.
 """
 
 from __future__ import annotations
@@ -34,11 +39,16 @@ from omnifm_monai.data.image_io import (
     image_reader_kind,
 )
 from omnifm_monai.data.medmnist import load_medmnist
+from omnifm_monai.scan_layout import TASK_CHOICES, LayoutReport, check_layout, pair_shape_problems
 
 __all__ = ["ScanItem", "ScanProblem", "ScanReport", "scan_folder", "main"]
 
 NPZ_EXTENSIONS: tuple[str, ...] = (".npz",)
 """MedMNIST-layout archives, read with :func:`omnifm_monai.data.medmnist.load_medmnist`."""
+
+METADATA_EXTENSIONS: tuple[str, ...] = (".json", ".csv")
+"""Files the loaders read as metadata, not images: ``dataset.json`` (MSD), ``labels.json``, datalists,
+VQA question files. Listed as ``"metadata"`` items, never as errors."""
 
 UNKNOWN = "?"
 
@@ -94,18 +104,21 @@ class ScanReport:
         root: the scanned folder.
         items: readable items, sorted by path.
         problems: unreadable files and warnings, sorted by path.
+        layout: the task loader's verdict (``--task``), else ``None``.
     """
 
     root: str
     items: list[ScanItem] = field(default_factory=list)
     problems: list[ScanProblem] = field(default_factory=list)
+    layout: LayoutReport | None = None
 
     def to_dict(self) -> dict:
-        """JSON-serialisable form: ``{"root", "items": [...], "problems": [...]}``."""
+        """JSON-serialisable form: ``{"root", "items": [...], "problems": [...], "layout": {...} or None}``."""
         return {
             "root": self.root,
             "items": [asdict(item) for item in self.items],
             "problems": [asdict(problem) for problem in self.problems],
+            "layout": self.layout.to_dict() if self.layout is not None else None,
         }
 
     def to_table(self) -> str:
@@ -136,6 +149,8 @@ class ScanReport:
             width = max(len(p.severity) for p in self.problems)
             for p in self.problems:
                 lines.append(f"  {p.severity.upper().ljust(width)}  {p.path}: {p.reason}")
+        if self.layout is not None:
+            lines += ["", self.layout.to_table()]
         return "\n".join(lines)
 
 
@@ -147,9 +162,11 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _file_kind(path: Path) -> str | None:
-    """``"dicom"``, ``"nifti"``, ``"image"``, ``"npz"`` or ``None`` (not a data file we read)."""
+    """``"dicom"``, ``"nifti"``, ``"image"``, ``"npz"``, ``"metadata"`` or ``None`` (not a data file we read)."""
     if path.suffix.lower() in NPZ_EXTENSIONS:
         return "npz"
+    if path.suffix.lower() in METADATA_EXTENSIONS:
+        return "metadata"
     kind = image_reader_kind(path)
     return {"pydicom": "dicom", "nibabel": "nifti", "pil": "image"}.get(kind) if kind else None
 
@@ -307,6 +324,20 @@ def _scan_nifti(path: Path, rel: str) -> ScanItem:
     return ScanItem(rel, "nifti", UNKNOWN, 1, shape, zooms, str(img.header.get_data_dtype()), [rel])
 
 
+def _nifti_warning(item: ScanItem) -> str | None:
+    """What the loaders make of a 4D NIfTI (the classification reader raises; segmentation takes channels)."""
+    if len(item.shape) != 4:
+        return None
+    return (
+        f"4D NIfTI {item.shape}: classification rejects it (2D images and 3D volumes only); segmentation reads "
+        f"its last axis as {item.shape[-1]} channels (the bundle's in_channels must then be {item.shape[-1]})"
+    )
+
+
+def _scan_metadata(path: Path, rel: str) -> ScanItem:
+    return ScanItem(rel, "metadata", files=[rel])
+
+
 def _scan_image(path: Path, rel: str) -> ScanItem:
     from PIL import Image
 
@@ -334,7 +365,7 @@ def _scan_npz(path: Path, rel: str) -> ScanItem:
     )
 
 
-_SINGLE_FILE = {"nifti": _scan_nifti, "image": _scan_image, "npz": _scan_npz}
+_SINGLE_FILE = {"nifti": _scan_nifti, "image": _scan_image, "npz": _scan_npz, "metadata": _scan_metadata}
 
 
 def scan_folder(path: str | os.PathLike, *, check_pixels: bool = True) -> ScanReport:
@@ -355,8 +386,8 @@ def scan_folder(path: str | os.PathLike, *, check_pixels: bool = True) -> ScanRe
     if not root.is_dir():
         raise FileNotFoundError(f"'{root}': not an existing folder; expected the site's data folder.")
     report = ScanReport(root=str(root))
-    series: dict[str, list[tuple[Path, dict]]] = {}
-    series_warnings: dict[str, set[str]] = {}
+    series: dict[tuple[Path, str], list[tuple[Path, dict]]] = {}  # (folder, SeriesInstanceUID) -> files
+    series_warnings: dict[tuple[Path, str], set[str]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):
@@ -382,23 +413,27 @@ def scan_folder(path: str | os.PathLike, *, check_pixels: bool = True) -> ScanRe
                     if error is not None:
                         report.problems.append(ScanProblem(rel, error))
                         continue
-                    series.setdefault(fields["series"], []).append((file, fields))
+                    key = (file.parent, fields["series"])  # a series is one folder's files, as the loaders read it
+                    series.setdefault(key, []).append((file, fields))
                     if warning is not None:
-                        series_warnings.setdefault(fields["series"], set()).add(warning)
+                        series_warnings.setdefault(key, set()).add(warning)
                 else:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        report.items.append(_SINGLE_FILE[kind](file, rel))
+                        item = _SINGLE_FILE[kind](file, rel)
+                    report.items.append(item)
+                    if kind == "nifti" and _nifti_warning(item):
+                        report.problems.append(ScanProblem(rel, _nifti_warning(item), severity="warning"))
             except Exception as e:  # never crash on one file: report it and go on
                 reason = (
                     str(e) if isinstance(e, ValueError) else f"unreadable {kind or 'file'} ({type(e).__name__}: {e})"
                 )
                 report.problems.append(ScanProblem(rel, reason))
-    for uid, files in series.items():
-        item, problem = _dicom_series(uid, files, root)
+    for key, files in series.items():
+        item, problem = _dicom_series(key[1], files, root)
         if item is not None:
             report.items.append(item)
-            for warning in sorted(series_warnings.get(uid, ())):
+            for warning in sorted(series_warnings.get(key, ())):
                 report.problems.append(ScanProblem(item.path, warning, severity="warning"))
         if problem is not None:
             report.problems.append(problem)
@@ -408,10 +443,11 @@ def scan_folder(path: str | os.PathLike, *, check_pixels: bool = True) -> ScanRe
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m omnifm_monai.scan <folder> [--json out.json]``.
+    """Command line: ``python -m omnifm_monai.scan <folder> [--task TASK] [--json out.json]``.
 
     Returns:
-        0 when at least one readable item was found, 1 otherwise (or when the folder does not exist).
+        0 when at least one readable image item was found (with ``--task``: the layout is usable), 1
+        otherwise (or when the folder does not exist).
     """
     parser = argparse.ArgumentParser(
         prog="python -m omnifm_monai.scan",
@@ -422,16 +458,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--headers-only", action="store_true", help="read DICOM headers only (no truncated pixel data check)"
     )
+    parser.add_argument("--task", choices=TASK_CHOICES, default=None, help="also judge the layout with its loader")
+    parser.add_argument("--in-channels", type=int, default=None, help="with --task (default: the bundle's)")
+    parser.add_argument("--spatial-dims", type=int, default=2, help="segmentation: 2 (slices) or 3 (volumes)")
     args = parser.parse_args(argv)
     try:
         report = scan_folder(args.folder, check_pixels=not args.headers_only)
     except FileNotFoundError as e:
         print(e, file=sys.stderr)
         return 1
+    if args.task:
+        options = {"in_channels": args.in_channels, "spatial_dims": args.spatial_dims}
+        report.layout = check_layout(args.folder, args.task, **options)
+        shapes = {item.path: item.shape for item in report.items if item.kind == "nifti"}
+        report.problems += [ScanProblem(p, r, "warning") for p, r in pair_shape_problems(report.layout, shapes)]
     print(report.to_table())
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    return 0 if report.items else 1
+    if report.layout is not None:
+        return 0 if report.layout.ok else 1
+    return 0 if any(item.kind != "metadata" for item in report.items) else 1
 
 
 if __name__ == "__main__":

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from omnifm_monai.data.federation_classes import federation_label_ids, held_classes, relabel
 from omnifm_monai.data.image_io import (
     check_image_args,
     find_input_files,
@@ -130,6 +132,7 @@ def load_classification_split(
     in_channels: int = 3,
     num_samples: int = 600,
     seed: int = 0,
+    class_names: Sequence[str] | None = None,
 ) -> list[dict]:
     """The datalist of one split for the classification bundle.
 
@@ -142,17 +145,27 @@ def load_classification_split(
         in_channels: 1 or 3 channels out.
         num_samples: phantom only: images in this split, spread over all modalities.
         seed: phantom only: train/val/test draw from different seeds derived from it.
+        class_names: the federation's class names (:mod:`omnifm_monai.data.federation_classes`): labels
+            become indices in this list; the data's classes must be among them. ``None``: the data's own ids.
 
     Returns:
         ``[{"image": float32 (in_channels, image_size, image_size) in [0, 1], "label": np.int64}, ...]``;
         labels are global ids (phantom finding ids, the ``.npz`` file's stored ids, or the folder's
-        sorted class index).
+        sorted class index), or indices in ``class_names`` when given.
 
     Raises:
         ValueError: for a bad argument, an unreadable ``.npz``, a folder not in the expected layout or a
             split with no readable image (the message names the folder).
         FileNotFoundError: when ``dataset_dir`` does not exist.
     """
+    items = _load_split(dataset_dir, split, image_size, in_channels, num_samples, seed)
+    if class_names is None:
+        return items
+    ids = federation_label_ids(held_classes(dataset_dir), class_names, where=f"dataset_dir '{dataset_dir}'")
+    return relabel(items, ids)
+
+
+def _load_split(dataset_dir, split: str, image_size: int, in_channels: int, num_samples: int, seed: int) -> list[dict]:
     _check_args(split, image_size, in_channels)
     if is_phantom(dataset_dir):
         return _phantom_split(split, image_size, in_channels, num_samples, seed)

@@ -19,6 +19,10 @@ Client API):
 5. save the private parameters to disk, ``flare.send()`` only what
    :func:`omnifm_monai.flare.payload.outgoing_payload` allows (with the strategy's ``spectral_summary``).
 
+A site that cannot start (its data missing or unreadable, a class the federation's label map does not name,
+a corrupt private state file) logs one line and answers every task with it (``MetaKey.SITE_ERROR``, see
+:func:`refuse_tasks`), so the server and the end-of-run summary name the site and its error.
+
 A round whose training fails (an exception) is logged with its traceback on the site, the private
 state goes back to the last successful round, and the site sends only a failure flag
 (``MetaKey.TRAINING_FAILED``): the server skips it for that round and the site trains again in the next.
@@ -37,6 +41,7 @@ import numpy as np
 import torch
 
 logger = logging.getLogger("omnifm_monai.flare.client")
+MAX_ERROR_CHARS = 600  # a start-up error sent to the server is cut to this length
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,6 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--site-dir", default="", help="private folder of this site (default ./omnifm_site/<site>)")
     parser.add_argument("--dataset-dir", default="", help="the site's own data (.npz or image folder)")
     parser.add_argument("--num-classes", type=int, default=0, help="label-space size, if the task has one")
+    parser.add_argument("--class-names", default="", help="the federation's class names (encode_class_names)")
     parser.add_argument("--scenario", default="", help="simulate this site's share of a named federation")
     parser.add_argument("--num-clients", type=int, default=0)
     parser.add_argument("--federation-data", default="", help="folder of MedMNIST .npz files (empty: phantom)")
@@ -79,7 +85,7 @@ def prepare_site_data(args: argparse.Namespace, task, site: str, site_dir: str) 
     once to ``<site_dir>/data_<task>.npz`` (a restarted client reuses it); otherwise ``--dataset-dir`` is
     the site's own data.
     """
-    if task.uses_num_classes and args.num_classes < 1:
+    if task.uses_num_classes and args.num_classes < 1 and not args.class_names:
         raise ValueError(f"--num-classes (the federation's label-space size) is required for task {task.name!r}.")
     if not args.scenario:
         if not args.dataset_dir:
@@ -102,6 +108,7 @@ class SiteTrainer:
     def __init__(self, args: argparse.Namespace, site: str) -> None:
         from monai.bundle import ConfigWorkflow
 
+        from omnifm_monai.data.federation_classes import decode_class_names
         from omnifm_monai.flare.site_state import PrivateStateStore
         from omnifm_monai.flare.training_state import restore_training_state
         from omnifm_monai.strategies import get_strategy
@@ -114,9 +121,15 @@ class SiteTrainer:
         site_dir = os.path.abspath(args.site_dir or os.path.join("omnifm_site", site))
         os.makedirs(site_dir, exist_ok=True)
         dataset_dir = prepare_site_data(args, self.task, site, site_dir)
+        if not args.scenario and not os.path.exists(dataset_dir):
+            raise FileNotFoundError(f"{site}: --dataset-dir '{dataset_dir}' does not exist on this site.")
+        class_names = decode_class_names(args.class_names)
+        if class_names:  # the federation's label map: refuse data it does not name, before any training
+            logger.info(self.task.check_site_classes(dataset_dir, class_names, site))
         overrides = {
             "dataset_dir": dataset_dir,
-            **({"num_classes": args.num_classes} if self.task.uses_num_classes else {}),
+            **({"num_classes": len(class_names) or args.num_classes} if self.task.uses_num_classes else {}),
+            **({"class_names": list(class_names)} if class_names else {}),
             "image_size": args.image_size,
             "seed": args.seed,
             "ckpt_dir": os.path.join(site_dir, "models"),
@@ -222,6 +235,35 @@ class SiteTrainer:
         return outgoing_payload(self.network, self.private_keys, self.num_train, tokens, extra_meta=extra)
 
 
+def start_error(site: str, error: BaseException) -> str:
+    """One line saying why ``site`` cannot take part: the message of the error's root cause (the data loader's,
+    not the config engine's "Failed to evaluate ..." around it), on one line."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = " ".join(str(error).split()) or type(error).__name__
+    text = text.removeprefix(f"{site}: ")
+    return f"{site} failed at start: {text}"[:MAX_ERROR_CHARS]
+
+
+def refuse_tasks(site: str, error: BaseException) -> None:
+    """Answer every task of the job with the site's start-up error (``MetaKey.SITE_ERROR``) until it ends.
+
+    The server records the error in the round history and ``final_metrics.json`` (``site_errors``), so the
+    end-of-run summary names the site and its error in the simulator, in POC and in production alike.
+    """
+    import nvflare.client as flare
+
+    from omnifm_monai.flare.constants import MetaKey
+
+    reason = start_error(site, error)
+    logger.error(reason)
+    logger.debug("start-up traceback", exc_info=error)
+    while flare.is_running():
+        if flare.receive() is None:
+            break
+        flare.send(flare.FLModel(metrics={}, meta={MetaKey.TRAINING_FAILED: True, MetaKey.SITE_ERROR: reason}))
+
+
 def main(argv: list[str] | None = None) -> None:
     import nvflare.client as flare
     from nvflare.client.tracking import SummaryWriter
@@ -232,7 +274,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     flare.init()
-    site = SiteTrainer(args, flare.get_site_name())
+    try:
+        site = SiteTrainer(args, flare.get_site_name())
+    except Exception as e:  # bad data or options: tell the server why, instead of vanishing
+        refuse_tasks(flare.get_site_name(), e)
+        return
     writer = SummaryWriter()
     while flare.is_running():
         model = flare.receive()

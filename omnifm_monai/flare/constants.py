@@ -24,6 +24,7 @@ class MetaKey:
     AMPLITUDE_SPECTRA = "omnifm_amplitude_spectra"  # client -> server, float32 (M, C, *W): FedDG's low-band amplitudes
     AMPLITUDE_BANK = "omnifm_amplitude_bank"  # server -> client, float32 (M', C, *W): other sites' amplitudes
     TRAINING_FAILED = "omnifm_training_failed"  # client -> server, True: no update this round (see the site's log)
+    SITE_ERROR = "omnifm_site_error"  # client -> server, str: why the site could not start (bad data or options)
     CONTROL_VARIATE = "omnifm_control_variate"  # server -> client (SCAFFOLD), {key: float32 array}: the server's c
     CONTROL_DELTA = "omnifm_control_delta"  # client -> server (SCAFFOLD), {key: float32 array}: c_i+ - c_i
 

@@ -11,7 +11,7 @@ from typing import Any
 from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
 from nvflare.app_common.workflows.model_controller import ModelController
 
-from omnifm_monai.flare.constants import TaskName
+from omnifm_monai.flare.constants import MetaKey, TaskName
 from omnifm_monai.flare.sampling import sample_participants
 from omnifm_monai.flare.server_core import ServerCore
 from omnifm_monai.flare.uploads import InvalidUploadError
@@ -33,7 +33,9 @@ class OmniFMController(ModelController):
     fails or aborts the job (a site's NVFlare job process died, fewer than ``min_clients`` sites
     alive: docs/running.md, section 5), a round cut by it is neither closed nor saved (a
     resubmitted job redoes it). After the last round every site evaluates the final model (task
-    ``validate``).
+    ``validate``). A site that could not start (bad data, a class the federation does not name)
+    answers every task with its error (``MetaKey.SITE_ERROR``): it is rejected each round with that
+    reason, and ``final_metrics.json`` lists it under ``site_errors`` instead of ``metrics``.
 
     Args:
         strategy: a name in :data:`omnifm_monai.strategies.STRATEGIES`.
@@ -82,6 +84,7 @@ class OmniFMController(ModelController):
         self.train_timeout = train_timeout
         self.final_evaluation = final_evaluation
         self.server_options = server_options
+        self.site_errors: dict[str, str] = {}  # site -> why it could not start (MetaKey.SITE_ERROR)
 
     def run(self) -> None:
         initial = self.load_model()
@@ -118,7 +121,16 @@ class OmniFMController(ModelController):
                 self.warning("job aborted during the final evaluation: final metrics not written")
                 return
             with open(os.path.join(state_dir, FINAL_METRICS_FILE), "w") as f:
-                json.dump({"round": core.round, "strategy": self.fl_strategy.name, "metrics": final}, f, indent=1)
+                json.dump(
+                    {
+                        "round": core.round,
+                        "strategy": self.fl_strategy.name,
+                        "metrics": final,
+                        "site_errors": self.site_errors,  # sites that could not start: no metrics above
+                    },
+                    f,
+                    indent=1,
+                )
             self.info(f"final evaluation: {final}")
 
     def _broadcast(self, core: ServerCore, sites: list[str], task_name: str) -> dict[str, dict]:
@@ -148,7 +160,12 @@ class OmniFMController(ModelController):
 
     def _on_result(self, core: ServerCore, metrics: dict, task_name: str, result: FLModel) -> bool:
         site = result.meta.get("client_name", "unknown")
-        metrics[site] = core.clean_site_metrics(site, result.metrics)  # JSON-safe: history, final_metrics.json
+        error = result.meta.get(MetaKey.SITE_ERROR)
+        if error and site not in self.site_errors:
+            self.site_errors[site] = str(error)
+            self.error(f"{site} cannot take part: {error}")
+        if not error:
+            metrics[site] = core.clean_site_metrics(site, result.metrics)  # JSON-safe: history, final_metrics.json
         if task_name != TaskName.TRAIN:
             return True
         try:

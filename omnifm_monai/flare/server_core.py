@@ -194,6 +194,8 @@ class ServerCore:
                 raise InvalidUploadError(f"{site} already submitted in round {self.round}.")
             if not isinstance(meta, Mapping):
                 raise InvalidUploadError(f"meta must be a mapping, got {type(meta).__name__}.")
+            if meta.get(MetaKey.SITE_ERROR):
+                raise InvalidUploadError(str(meta[MetaKey.SITE_ERROR]))
             if meta.get(MetaKey.TRAINING_FAILED):
                 raise InvalidUploadError("the site's local training failed this round (details in the site's log).")
             num_samples = validate_num_samples(

@@ -19,7 +19,9 @@ from omnifm_monai.jobs.builder import (
     compact_json,
     export_job,
     federation_for,
+    job_site_names,
     run_simulation,
+    site_label_space,
     stage_site_files,
 )
 from omnifm_monai.jobs.comparison import (
@@ -31,6 +33,7 @@ from omnifm_monai.jobs.comparison import (
     run_strategy,
 )
 from omnifm_monai.jobs.poc import PocResult, export_poc_job, run_poc
+from omnifm_monai.jobs.run_summary import RunSummary, summarize_run
 from omnifm_monai.jobs.settings import JobSettings, job_argument_parser, parse_job_args
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "REPO_ROOT",
     "JobSettings",
     "PocResult",
+    "RunSummary",
     "analytics_receiver",
     "build_job",
     "build_network",
@@ -55,11 +59,14 @@ __all__ = [
     "export_poc_job",
     "federation_for",
     "job_argument_parser",
+    "job_site_names",
     "parse_job_args",
     "run_comparison",
     "run_logged_errors",
     "run_poc",
     "run_simulation",
     "run_strategy",
+    "site_label_space",
     "stage_site_files",
+    "summarize_run",
 ]

@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from omnifm_monai.data.federation_classes import encode_class_names
+from omnifm_monai.jobs.run_summary import RunSummary, summarize_run
 from omnifm_monai.jobs.settings import JobSettings
 
 __all__ = [
@@ -32,7 +35,9 @@ __all__ = [
     "export_job",
     "federation_for",
     "job_min_clients",
+    "job_site_names",
     "run_simulation",
+    "site_label_space",
     "stage_server_files",
     "stage_site_files",
 ]
@@ -104,8 +109,8 @@ def compact_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def client_args(settings: JobSettings, site: str, num_classes: int) -> str:
-    """Command-line arguments of ``omnifm_monai/flare/client.py`` for one site."""
+def client_args(settings: JobSettings, site: str, num_classes: int, class_names: Sequence[str] = ()) -> str:
+    """Command-line arguments of ``omnifm_monai/flare/client.py`` for one site (``class_names``: the federation's)."""
     args = [
         "--task", settings.task,
         "--bundle-root", bundle_root(settings.task).name,
@@ -119,6 +124,8 @@ def client_args(settings: JobSettings, site: str, num_classes: int) -> str:
         "--bundle-overrides", compact_json(settings.bundle_overrides),
         "--num-classes", str(num_classes),
     ]  # fmt: skip
+    if class_names:
+        args += ["--class-names", encode_class_names(class_names)]
     if settings.dataset_dir:
         args += ["--dataset-dir", settings.dataset_dir.replace("{site}", site)]
     else:
@@ -177,6 +184,42 @@ def analytics_receiver(settings: JobSettings):
     raise ValueError(f"tracking must be 'tensorboard' or 'mlflow', got {settings.tracking!r}.")
 
 
+def site_label_space(settings: JobSettings, sites: Sequence[str]) -> tuple[tuple[str, ...], int]:
+    """``(class_names, num_classes)`` of a federation of the sites' own data (``settings.dataset_dir``).
+
+    The class names are ``settings.class_names``; else, for a task with named classes, they come from the
+    sites' data readable where the job is built (a simulation, POC on one machine: the union of the sites'
+    classification classes, the longest segmentation label list); a site whose data is missing or bad
+    here is left to fail at its own start. ``num_classes`` is ``settings.num_classes`` or their count.
+
+    Raises:
+        ValueError: when the task needs a label space and none is given nor readable, or the two disagree.
+    """
+    from omnifm_monai.tasks import get_task
+
+    task = get_task(settings.task)
+    class_names = tuple(settings.class_names)
+    if not class_names and task.uses_num_classes and settings.num_classes < 1:
+        per_site = []
+        for site in sites:
+            try:
+                names = task.data_class_names(settings.dataset_dir.replace("{site}", site))
+            except Exception:  # not on this machine, or bad: that site's own start says why
+                continue
+            if names:
+                per_site.append(tuple(names))
+        class_names = task.federation_class_names(per_site) if per_site else ()
+    num_classes = settings.num_classes or len(class_names)
+    if class_names and num_classes != len(class_names):
+        raise ValueError(f"num_classes={num_classes} but {len(class_names)} class names {list(class_names)}.")
+    if task.uses_num_classes and num_classes < 1:
+        raise ValueError(
+            f"the federation's label space is unknown for task {task.name!r} with dataset_dir: give class_names "
+            "(--class-names a,b,c) or num_classes, or make a site's data readable where the job is built."
+        )
+    return class_names, num_classes
+
+
 def job_min_clients(settings: JobSettings) -> int:
     """The job meta's ``min_clients``: ``settings.min_clients`` (0: every site), checked against the sites.
 
@@ -212,18 +255,15 @@ def build_job(settings: JobSettings):
     if settings.site_names and not settings.dataset_dir:
         raise ValueError("site_names are for sites with their own data (dataset_dir); simulations use site-N.")
     if settings.dataset_dir:  # the hospitals' own data: nothing to simulate
-        if task.uses_num_classes and settings.num_classes < 1:
-            raise ValueError(
-                f"num_classes (the federation's label-space size) is required with dataset_dir for task {task.name!r}."
-            )
-        sites = settings.site_names or [f"site-{i + 1}" for i in range(settings.num_clients)]
+        sites = job_site_names(settings)
         if len(sites) != settings.num_clients or len(set(sites)) != len(sites):
             raise ValueError(f"site_names {sites} must be {settings.num_clients} distinct names (num_clients).")
         federation = None
-        num_classes = settings.num_classes
+        class_names, num_classes = site_label_space(settings, sites)
     else:
         federation = federation_for(settings)
         sites, num_classes = [c.name for c in federation.clients], federation.num_classes
+        class_names = tuple(getattr(federation, "class_names", ()))  # the simulation's own label map
     network, strategy = build_network(settings, num_classes)
     initial, _ = bundle_network(settings, num_classes)  # what the server's persistor holds (no GPFL modules)
     job = BaseFedJob(
@@ -251,7 +291,7 @@ def build_job(settings: JobSettings):
     site_files = stage_site_files(settings)
     for site in sites:
         job.to(site_files, site)
-        script_args = client_args(settings, site, num_classes)
+        script_args = client_args(settings, site, num_classes, class_names)
         if settings.execution_mode == ExecutionMode.EXTERNAL_PROCESS:
             # a trainer process per round (launch_once=False): one that dies fails its task only, and the
             # next round starts a new one, which resumes from the site's saved private and training state
@@ -276,8 +316,19 @@ def build_job(settings: JobSettings):
     return job, federation
 
 
-def run_simulation(settings: JobSettings, workspace: str) -> None:
-    """Run the job in the NVFlare simulator; results land in ``settings.state_root``."""
+def job_site_names(settings: JobSettings) -> list[str]:
+    """The job's site names: ``site_names``, else ``site-1`` .. ``site-N`` (as every simulation names them)."""
+    return list(settings.site_names) or [f"site-{i + 1}" for i in range(settings.num_clients)]
+
+
+def run_simulation(settings: JobSettings, workspace: str) -> RunSummary:
+    """Run the job in the NVFlare simulator; results land in ``settings.state_root``.
+
+    Returns:
+        the end-of-run summary (printed too): which sites finished, and each other site's error.
+    """
+    from omnifm_monai.tasks import get_task
+
     if not settings.torch_threads:  # the simulated sites share this machine's cores
         settings.torch_threads = max(1, (os.cpu_count() or 1) // max(1, settings.threads))
     job, federation = build_job(settings)
@@ -285,6 +336,10 @@ def run_simulation(settings: JobSettings, workspace: str) -> None:
         print(federation.summary(), flush=True)
     settings.save()
     job.simulator_run(os.path.abspath(workspace), threads=settings.threads)
+    headline = get_task(settings.task).headline_metric
+    summary = summarize_run(settings.server_state_dir(), job_site_names(settings), headline, os.path.abspath(workspace))
+    print(summary.text(), flush=True)
+    return summary
 
 
 def export_job(settings: JobSettings, export_dir: str, *, save_settings: bool = False) -> str:

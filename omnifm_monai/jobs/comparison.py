@@ -24,8 +24,9 @@ import subprocess
 import sys
 import time
 
-from omnifm_monai.jobs.builder import federation_for
+from omnifm_monai.jobs.builder import federation_for, job_site_names
 from omnifm_monai.jobs.references import LOCAL_CONVERGED, POOLED_CONVERGED, local_to_convergence, pooled_to_convergence
+from omnifm_monai.jobs.run_summary import summarize_run
 from omnifm_monai.jobs.settings import JobSettings, parse_job_args
 from omnifm_monai.reporting import (
     RunResult,
@@ -129,9 +130,8 @@ def run_strategy(
         result = load_run(state_root, label, wall)
     except FileNotFoundError as e:
         return None, [*problems, str(e)]
-    missing = settings.num_clients - len(result.final_metrics)
-    if missing:
-        problems.append(f"{missing} site(s) returned no final evaluation")
+    summary = summarize_run(os.path.join(state_root, "server"), job_site_names(settings), workspace=workspace)
+    problems += [f"{site}: {summary.sites[site]}" for site in summary.failed]  # no final evaluation, and why
     return (result if not problems else None), problems
 
 

@@ -8,6 +8,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from omnifm_monai.data.federation_classes import parse_class_names
+
 __all__ = ["EXECUTION_MODES", "JobSettings", "job_argument_parser", "parse_job_args"]
 
 EXECUTION_MODES = ("in_process", "external_process")
@@ -47,7 +49,10 @@ class JobSettings:
     execution_mode: str = "in_process"
     dataset_dir: str = ""  # each site's own data instead of a simulation; "{site}" becomes the site name
     site_names: list[str] = field(default_factory=list)  # provisioned names (with dataset_dir); default site-N
-    num_classes: int = 0  # the federation's label-space size, required with dataset_dir if the task has one
+    num_classes: int = 0  # the federation's label-space size with dataset_dir (0: len(class_names) or the data's)
+    # the federation's class names (one label map for every site); empty: a simulation's own, or the union
+    # of the sites' classes readable where the job is built (dataset_dir); omnifm_monai.data.federation_classes
+    class_names: list[str] = field(default_factory=list)
     spectral_dp_noise: float = 0.0  # > 0: each site clips and noises its spectral upload (SpectralTokenPrivacy)
     spectral_dp_budget: float = 0.0  # > 0: a site stops uploading tokens once this epsilon is spent (0: no budget)
     tracking: str = "tensorboard"  # or "mlflow" (needs `pip install mlflow`); tracking_uri below
@@ -99,6 +104,9 @@ def job_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server-options", default="{}", help='JSON of ServerCore options, e.g. {"retrieval_k": 4}')
     parser.add_argument("--dataset-dir", default="", help="each site's own data (.npz/folder); {site} = site name")
     parser.add_argument("--num-classes", type=int, default=0, help="label-space size, with --dataset-dir")
+    parser.add_argument(
+        "--class-names", default="", help="the federation's classes: a,b,c or a file (JSON list or one per line)"
+    )
     parser.add_argument("--sites", default="", help="provisioned site names, comma-separated (with --dataset-dir)")
     parser.add_argument("--spectral-dp-noise", type=float, default=0.0, help="noise multiplier; 0: no DP filter")
     parser.add_argument(
@@ -148,6 +156,7 @@ def parse_job_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse
         server_options=json.loads(args.server_options),
         dataset_dir=args.dataset_dir,
         num_classes=args.num_classes,
+        class_names=list(parse_class_names(args.class_names)) if args.class_names else [],
         spectral_dp_noise=args.spectral_dp_noise,
         spectral_dp_budget=args.spectral_dp_budget,
         tracking=args.tracking,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar, Protocol
 
 import numpy as np
@@ -140,6 +140,36 @@ class FederatedTask(ABC):
         finite float, :attr:`headline_metric` always among the keys; a report metric without data at
         the site (e.g. no open questions) may be left out, and the report averages it over the sites
         that have it."""
+
+    def data_class_names(self, dataset_dir: str) -> tuple[str, ...] | None:
+        """The classes of a site's data, by label id (``None``: the task has no named classes)."""
+        return None
+
+    def federation_class_names(self, per_site: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
+        """The federation's class names from the sites' own (those readable where the job is built).
+
+        The default keeps label values as they are (mask values cannot be renumbered): the longest list,
+        which every site's must start with (each site checks its own at start).
+        """
+        return max(per_site, key=len)
+
+    def check_site_classes(self, dataset_dir: str, class_names: Sequence[str], site: str) -> str:
+        """Check a site's data against the federation's class names at start; returns a line for the log.
+
+        The default requires label ``i`` to name ``class_names[i]`` at every site (a site may hold fewer).
+
+        Raises:
+            ValueError: one line naming the site, its classes and the expected ones.
+        """
+        held = self.data_class_names(dataset_dir)
+        if held is None:
+            return f"{site}: no class names to check"
+        if tuple(held) != tuple(class_names)[: len(held)]:
+            raise ValueError(
+                f"{site}: label values name {list(held)}, the federation's are {list(class_names)}; label i must "
+                'name the same class at every site (fix the site\'s label names, e.g. dataset.json "labels").'
+            )
+        return f"{site}: classes {list(held)} match the federation's {list(class_names)}"
 
     def centroid_groups(self, items: list[dict]) -> np.ndarray | None:
         """One group id per training item: the site uploads one spectral centroid per group.

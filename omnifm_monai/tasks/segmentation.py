@@ -31,6 +31,12 @@ class SegmentationTask(FederatedTask):
 
         return build_segmentation_federation
 
+    def data_class_names(self, dataset_dir: str) -> tuple[str, ...]:
+        """The mask values' names (:func:`~omnifm_monai.data.segmentation.segmentation_class_names`: MSD ``labels``)."""
+        from omnifm_monai.data.segmentation import segmentation_class_names
+
+        return segmentation_class_names(dataset_dir)
+
     def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
         """:func:`~omnifm_monai.metrics.segmentation_metrics` of the network's argmax on the site's test split.
 
