@@ -154,6 +154,7 @@ def _segmentation(root: Path, report: LayoutReport, in_channels: int, spatial_di
     # the loader's own case listing and case reader (private to omnifm_monai.data.segmentation)
     from omnifm_monai.data.image_io import fix_channels
     from omnifm_monai.data.segmentation import (
+        DICOM_SERIES_READER,
         _case_loader,
         _decathlon_cases,
         _dicom_cases,
@@ -172,7 +173,8 @@ def _segmentation(root: Path, report: LayoutReport, in_channels: int, spatial_di
             ("error", "neither a Decathlon folder (dataset.json) nor DICOM case folders (<case>/image/ + label.nii.gz)")
         )
         return
-    loader = _case_loader("NibabelReader" if decathlon else "PydicomReader", spatial_dims, SCAN_IMAGE_SIZE)
+    image_reader = "NibabelReader" if decathlon else DICOM_SERIES_READER  # as the loader reads the images
+    loader = _case_loader(spatial_dims, SCAN_IMAGE_SIZE)
     handler, detach = _capture_skips()
     try:
         for split in SPLITS:
@@ -185,7 +187,7 @@ def _segmentation(root: Path, report: LayoutReport, in_channels: int, spatial_di
             for case in cases:
                 files = [_rel(case["image"], root), _rel(case["label"], root)]
                 try:
-                    image, _ = _read_case(case, loader)
+                    image, _ = _read_case(case, image_reader, loader)
                     fix_channels(image[None], in_channels, case["image"])
                 except Exception as e:  # the loader skips the case for any error
                     reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
