@@ -105,7 +105,7 @@ class SiteTrainer:
         from omnifm_monai.flare.site_state import PrivateStateStore
         from omnifm_monai.strategies import get_strategy
         from omnifm_monai.tasks import get_task
-        from omnifm_monai.tasks.classification import stack_images
+        from omnifm_monai.tasks.base import dataset_images
 
         self.args, self.site = args, site
         self.task = get_task(args.task)
@@ -138,8 +138,8 @@ class SiteTrainer:
         self.network = self.trainer.network
         self.strategy.extend_network(self.network)  # GPFL's modules, before the keys and the restore
         self._score_on_test = self.task.test_evaluator(dataset_dir, workflow.parser)  # network -> metrics
-        train_items = self.trainer.data_loader.dataset.data
-        self.train_images = stack_images(train_items)  # (N, C, *S): the spectral centroids' input
+        train_items = self.trainer.data_loader.dataset.data  # arrays, or file paths when loaded lazily
+        self.train_images = dataset_images(self.trainer.data_loader.dataset)  # (N, C, *S): the centroids' input
         self.centroid_groups = self.task.centroid_groups(train_items)  # (N,) or None: clustered
         self.num_train = len(train_items)
         self.private_keys = self.strategy.private_keys(self.network)
