@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--strategy-options", default="{}", help="JSON overrides of the strategy's fields")
     parser.add_argument("--local-epochs", type=int, default=1)
     parser.add_argument("--site-dir", default="", help="private folder of this site (default ./omnifm_site/<site>)")
-    parser.add_argument("--dataset-dir", default="", help="the site's own data (.npz or image folder)")
+    parser.add_argument("--dataset-dir", default="", help="the site's own data (.npz, image folder, .json or .csv)")
     parser.add_argument("--num-classes", type=int, default=0, help="label-space size, if the task has one")
     parser.add_argument("--scenario", default="", help="simulate this site's share of a named federation")
     parser.add_argument("--num-clients", type=int, default=0)
