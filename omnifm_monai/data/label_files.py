@@ -141,12 +141,14 @@ def _read_json(path: Path) -> tuple[list[_Entry], dict]:
         names = dict(enumerate(names))
     if not isinstance(names, dict):
         raise ValueError(f"'{path}' 'labels' must map class ids to names, got {type(names).__name__}.")
+    if not all(str(k).strip().isdigit() for k in names):
+        raise ValueError(f"'{path}' 'labels' keys {sorted(map(str, names))[:5]} are not class ids (integers >= 0).")
     return entries, {int(k): str(v) for k, v in names.items()}
 
 
 def _read_csv(path: Path) -> list[_Entry]:
     try:
-        with path.open(newline="") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: the byte-order mark of Excel's CSVs
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"cannot read '{path}' as a CSV: {type(e).__name__}: {e}") from e

@@ -175,3 +175,14 @@ def test_bad_json_entries(tmp_path):
     (tmp_path / "d.json").write_text("{not json")
     with pytest.raises(ValueError, match="cannot read .*d.json"):
         read_label_file(tmp_path / "d.json")
+    (tmp_path / "e.json").write_text(
+        json.dumps({"labels": {"benign": 0}, "training": [{"image": images[0], "label": 0}]})
+    )
+    with pytest.raises(ValueError, match=r"'labels' keys \['benign'\] are not class ids"):
+        read_label_file(tmp_path / "e.json")
+
+
+def test_csv_saved_by_excel_with_a_byte_order_mark(tmp_path):
+    images = _images(tmp_path, 2)
+    (tmp_path / "excel.csv").write_bytes(f"\ufeffimage,label\n{images[0]},a\n{images[1]},b\n".encode())
+    assert class_names_for(tmp_path / "excel.csv") == ("a", "b")
