@@ -153,7 +153,8 @@ def _read_files(files: list[tuple[Path, int]], source: Path, image_size: int, in
         images.append(fix_channels(resize_images(image[None], image_size), in_channels)[0])
         labels.append(label)
     if not images:
-        raise ValueError(f"'{source}' holds no readable image for this split; expected image files with labels.")
+        expected = "<class_name>/<image files> inside it" if source.is_dir() else "readable image files listed"
+        raise ValueError(f"'{source}' holds no readable image for this split; expected {expected}.")
     return _as_datalist(images, labels)  # each image its own array: no stacked copy (half the peak memory)
 
 
