@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.measure:  # the child process
         print(json.dumps(measure(args.measure, data_dir, cache_dir, args.image_size, args.batch_size)))
         return {}
+    machine = machine_info()  # the load average before the run
     start = time.perf_counter()
     make_site(data_dir, args.images, args.file_size)
     made_s = time.perf_counter() - start
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(rows[-1]), flush=True)
     report = {
         "settings": {k: v for k, v in vars(args).items() if k != "measure"} | {"files_made_s": round(made_s, 1)},
-        "machine": machine_info(),
+        "machine": machine,
         "rows": rows,
     }
     if not args.keep_data:
