@@ -1,7 +1,8 @@
 """Data: image I/O, the site archive, the embedded multi-modality phantom, MedMNIST, one datalist module per
 task and the simulated federations (:mod:`omnifm_monai.data.federation`)."""
 
-from .classification import class_names_for, load_classification_split
+from .batching import training_batch_size
+from .classification import class_names_for, classification_dataset, load_classification_split
 from .degradation import degrade_bicubic
 from .dicom_series import DicomSeriesReader, is_series_folder, series_folder_files
 from .federation import (
@@ -18,6 +19,8 @@ from .federation import (
     build_vqa_federation,
 )
 from .image_io import fix_channels, from_uint8, image_reader_kind, load_image_file, resize_images, to_uint8
+from .label_files import read_label_file, stratified_split
+from .lazy_dataset import LoadImageFiled, file_dataset
 from .medmnist import ImageClassificationData, load_medmnist
 from .phantom import FINDINGS, MODALITIES, PhantomDataset, generate_anatomy, make_phantom_dataset, render
 from .site_archive import SPLITS, split_cuts
@@ -29,6 +32,7 @@ __all__ = [
     "SCENARIOS",
     "SPLITS",
     "Federation",
+    "LoadImageFiled",
     "FusionFederation",
     "ImageClassificationData",
     "PhantomDataset",
@@ -41,7 +45,9 @@ __all__ = [
     "build_super_resolution_federation",
     "build_vqa_federation",
     "class_names_for",
+    "classification_dataset",
     "degrade_bicubic",
+    "file_dataset",
     "fix_channels",
     "from_uint8",
     "generate_anatomy",
@@ -51,9 +57,12 @@ __all__ = [
     "load_image_file",
     "load_medmnist",
     "make_phantom_dataset",
+    "read_label_file",
     "render",
     "resize_images",
     "series_folder_files",
     "split_cuts",
+    "stratified_split",
     "to_uint8",
+    "training_batch_size",
 ]

@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--strategy-options", default="{}", help="JSON overrides of the strategy's fields")
     parser.add_argument("--local-epochs", type=int, default=1)
     parser.add_argument("--site-dir", default="", help="private folder of this site (default ./omnifm_site/<site>)")
-    parser.add_argument("--dataset-dir", default="", help="the site's own data (.npz or image folder)")
+    parser.add_argument("--dataset-dir", default="", help="the site's own data (.npz, image folder, .json or .csv)")
     parser.add_argument("--num-classes", type=int, default=0, help="label-space size, if the task has one")
     parser.add_argument("--class-names", default="", help="the federation's class names (encode_class_names)")
     parser.add_argument("--scenario", default="", help="simulate this site's share of a named federation")
@@ -113,7 +113,7 @@ class SiteTrainer:
         from omnifm_monai.flare.training_state import restore_training_state
         from omnifm_monai.strategies import get_strategy
         from omnifm_monai.tasks import get_task
-        from omnifm_monai.tasks.classification import stack_images
+        from omnifm_monai.tasks.base import dataset_images
 
         self.args, self.site = args, site
         self.task = get_task(args.task)
@@ -154,8 +154,8 @@ class SiteTrainer:
         self.network = self.trainer.network
         self.strategy.extend_network(self.network)  # GPFL's modules, before the keys and the restore
         self._score_on_test = self.task.test_evaluator(dataset_dir, workflow.parser)  # network -> metrics
-        train_items = self.trainer.data_loader.dataset.data
-        self.train_images = stack_images(train_items)  # (N, C, *S): the spectral centroids' input
+        train_items = self.trainer.data_loader.dataset.data  # arrays, or file paths when loaded lazily
+        self.train_images = dataset_images(self.trainer.data_loader.dataset)  # (N, C, *S): the centroids' input
         self.centroid_groups = self.task.centroid_groups(train_items)  # (N,) or None: clustered
         self.num_train = len(train_items)
         self.private_keys = self.strategy.private_keys(self.network)

@@ -23,14 +23,32 @@ from typing import ClassVar, Protocol
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
+from monai.transforms import RandomizableTrait, Transform
 from torch import nn
 
-__all__ = ["FederatedTask", "TaskFederation", "SiteData", "stack_images", "predict_in_batches"]
+__all__ = ["FederatedTask", "TaskFederation", "SiteData", "stack_images", "dataset_images", "predict_in_batches"]
 
 
 def stack_images(items: list[dict]) -> torch.Tensor:
     """``[{"image": (C, *S)}, ...]`` -> (N, C, *S) float tensor."""
     return torch.as_tensor(np.stack([np.asarray(d["image"]) for d in items]))
+
+
+def dataset_images(dataset) -> torch.Tensor:
+    """(N, C, *S): every image of a MONAI dataset as it is before the dataset's random transforms.
+
+    Items that hold arrays are stacked as they are (:func:`stack_images`); items that hold file paths (a lazily
+    loading dataset, :mod:`omnifm_monai.data.lazy_dataset`) go through the dataset's transform up to its first
+    random one (the file reader and the deterministic preprocessing, no augmentation).
+    """
+    items = dataset.data
+    if not len(items) or not isinstance(items[0]["image"], (str, os.PathLike)):
+        return stack_images(items)
+    transform = dataset.transform
+    first_random = transform.get_index_of_first(
+        lambda t: isinstance(t, RandomizableTrait) or not isinstance(t, Transform)
+    )
+    return stack_images([transform(dict(d), end=first_random) for d in items])
 
 
 @torch.no_grad()

@@ -94,6 +94,29 @@ def test_evaluate_loads_the_checkpoint_and_saves_test_metrics(trained, tmp_path,
     assert sha256(trained["ckpt"]) == before  # evaluation never overwrites the model
 
 
+def test_small_site_trains_without_a_last_batch_of_one(tmp_path):
+    """17 training images, batch 8: the last batch of one is dropped (BatchNorm raises on it in training)."""
+    settings = {"image_size": 16, "num_samples": 17, "batch_size": 8}
+    result = train_tiny(BUNDLE, tmp_path, settings, after_run=lambda w: {"iterations": w.trainer.state.iteration})
+    assert result["iterations"] == 2  # 8 + 8, the 17th image left out of this epoch
+
+
+def test_train_from_a_csv_with_the_disk_cache(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "img").mkdir()
+    rows = ["image,label"]
+    for i in range(15):
+        Image.fromarray(rng.integers(0, 256, (20, 20), dtype=np.uint8)).save(tmp_path / "img" / f"{i}.png")
+        rows.append(f"img/{i}.png,{['benign', 'malignant'][i % 2]}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    settings = {"image_size": 16, "batch_size": 4, "dataset_dir": str(tmp_path / "labels.csv"), "dataset_cache": "disk"}
+    result = train_tiny(BUNDLE, tmp_path, settings, after_run=lambda w: {"iterations": w.trainer.state.iteration})
+    assert result["iterations"] == 2  # 9 training images (0.6 of 15), batches of 4
+    # beside models/: the 8 training images of the two batches (the 9th was dropped this epoch) and the 3 of val
+    assert len(list((tmp_path / "cache" / "images_16px_3ch").glob("*.pt"))) == 8 + 3
+    assert result["ckpt"].is_file()
+
+
 # ---- inference ----------------------------------------------------------------------------------------
 
 
