@@ -238,7 +238,8 @@ def test_a_stray_file_in_a_series_folder_is_named_and_skipped(tmp_path, caplog):
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("README.txt" in m and "not a DICOM" in m for m in messages)
     assert any("other_series.dcm" in m and "another series" in m for m in messages)
-    assert len(segmentation_inference_datalist(image)) == 1
+    items, skipped = segmentation_inference_datalist(image)
+    assert len(items) == 1 and not skipped
 
 
 def test_inference_datalist_finds_nifti_and_series_and_skips_bad_files(tmp_path, caplog):
