@@ -6,17 +6,25 @@ import re
 
 import numpy as np
 import pytest
-from simulator_run import simulate
+from simulator_run import simulate_many
 
 SAMPLES = 24  # per site; FedDG-ELCFS uploads the spectra of 1/8 of a site's training images
+STRATEGIES = ["feddg_elcfs", "harmofl"]
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("strategy", ["feddg_elcfs", "harmofl"])
-def test_one_round_of_each_frequency_strategy(strategy, tmp_path):
-    # Execute
-    logs = simulate(tmp_path, "--strategy", strategy, "--samples-per-client", str(SAMPLES))
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Both strategies' rounds, side by side: ``{strategy: (its folder, its logs)}``."""
+    options = {s: ["--strategy", s, "--samples-per-client", str(SAMPLES)] for s in STRATEGIES}
+    return simulate_many(tmp_path_factory.mktemp("frequency_rounds"), options)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_one_round_of_each_frequency_strategy(strategy, runs):
+    # Execute (the module's fixture ran both strategies' rounds)
+    tmp_path, logs = runs[strategy]
     # Assert: the clients finished (the simulator can exit 0 after a client crashed)
     assert "Traceback (most recent call last)" not in logs, logs[-3000:]
     server = tmp_path / "state" / "server"

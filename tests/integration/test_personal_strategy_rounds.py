@@ -3,36 +3,32 @@
 import json
 import math
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from simulator_run import simulate_many
 
-REPO = Path(__file__).resolve().parents[2]
 OPTIONS = {"fedrep": {"head_epochs": 1}}  # one head epoch keeps the test short (default 10)
+STRATEGIES = ["ditto", "fedrep", "moon", "gpfl"]
 
 pytestmark = pytest.mark.slow
 
 
-def _one_round(strategy: str, tmp_path: Path) -> str:
-    command = [
-        sys.executable, "-m", "nvflare_jobs.omnifm_job", "--strategy", strategy,
-        "--strategy-options", json.dumps(OPTIONS.get(strategy, {})),
-        "--clients", "2", "--rounds", "1", "--threads", "2", "--image-size", "32", "--samples-per-client", "20",
-        "--state-root", str(tmp_path / "state"), "--workspace", str(tmp_path / "ws"),
-    ]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-    workspace_logs = [path.read_text(errors="replace") for path in sorted((tmp_path / "ws").rglob("log*.txt"))]
-    return "\n".join([done.stdout, done.stderr, *workspace_logs])  # the simulator's and every site's log
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every strategy's round, side by side: ``{strategy: (its folder, the simulator's and every site's log)}``."""
+    options = {
+        s: ["--strategy", s, "--strategy-options", json.dumps(OPTIONS.get(s, {})), "--samples-per-client", "20"]
+        for s in STRATEGIES
+    }
+    return simulate_many(tmp_path_factory.mktemp("personal_rounds"), options)
 
 
-@pytest.mark.parametrize("strategy", ["ditto", "fedrep", "moon", "gpfl"])
-def test_one_round_of_each_personal_strategy(strategy, tmp_path):
-    # Execute
-    logs = _one_round(strategy, tmp_path)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_one_round_of_each_personal_strategy(strategy, runs):
+    # Execute (the module's fixture ran every strategy's round)
+    tmp_path, logs = runs[strategy]
     # Assert: the sites finished (the simulator can exit 0 after a client crashed) and trained a round
     assert "Traceback (most recent call last)" not in logs, logs[-3000:]
     assert "local training failed" not in logs, logs[-3000:]

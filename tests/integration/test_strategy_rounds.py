@@ -3,36 +3,27 @@
 Checked from the saved server state, the sites' files and the logs, never the exit code alone.
 """
 
-import glob
 import json
 import math
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from simulator_run import simulate_many
 
-REPO = Path(__file__).resolve().parents[2]
 SITES = ["site-1", "site-2"]
 TAU = 1e-3  # FedAdam's and FedYogi's default
+STRATEGIES = ["fedadam", "fedyogi", "fedavgm", "scaffold", "feddyn"]
 
 pytestmark = pytest.mark.slow
 
 
-def _simulate(strategy: str, tmp_path: Path) -> str:
-    command = [
-        sys.executable, "-m", "nvflare_jobs.omnifm_job", "--strategy", strategy,
-        "--clients", "2", "--rounds", "1", "--threads", "2", "--image-size", "32", "--samples-per-client", "30",
-        "--state-root", str(tmp_path / "state"), "--workspace", str(tmp_path / "ws"),
-    ]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-    logs = done.stdout + done.stderr
-    for path in glob.glob(str(tmp_path / "ws" / "**" / "log*.txt"), recursive=True):
-        logs += Path(path).read_text(errors="replace")
-    return logs
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every strategy's round, side by side: ``{strategy: (its folder, its logs)}``."""
+    options = {s: ["--strategy", s, "--samples-per-client", "30"] for s in STRATEGIES}
+    return simulate_many(tmp_path_factory.mktemp("server_side_rounds"), options)
 
 
 def _weight_keys(state: dict[str, np.ndarray], prefix: str) -> list[str]:
@@ -40,10 +31,10 @@ def _weight_keys(state: dict[str, np.ndarray], prefix: str) -> list[str]:
     return [k for k in state if k.startswith(prefix + "/") and k.endswith("conv1.weight")]
 
 
-@pytest.mark.parametrize("strategy", ["fedadam", "fedyogi", "fedavgm", "scaffold", "feddyn"])
-def test_one_round_of_each_server_side_baseline(strategy, tmp_path):
-    # Execute
-    logs = _simulate(strategy, tmp_path)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_one_round_of_each_server_side_baseline(strategy, runs):
+    # Execute (the module's fixture ran every strategy's round)
+    tmp_path, logs = runs[strategy]
     # Assert: every site finished, both uploads accepted, finite final metrics
     assert "Traceback (most recent call last)" not in logs, logs[-3000:]
     server = tmp_path / "state" / "server"

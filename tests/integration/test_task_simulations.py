@@ -6,19 +6,27 @@ import math
 import numpy as np
 import pytest
 import torch
-from simulator_run import simulate
+from simulator_run import simulate_many
 
 from omnifm_monai.tasks import get_task
 
+TASKS = ["segmentation", "super_resolution", "vqa", "fusion"]
 PRIVATE_KEYS = {"psp.private_suffix", "spectral_memory.private_prototypes", "spectral_memory.private_num_prototypes"}
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("task", ["segmentation", "super_resolution", "vqa", "fusion"])
-def test_one_omnifm_round_of_each_task(task, tmp_path):
-    # Execute: 2 sites (two modalities or modality pairs), 1 round, tiny data
-    logs = simulate(tmp_path, "--task", task, "--strategy", "omnifm", "--samples-per-client", "30")
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every task's round, side by side: 2 sites (two modalities or modality pairs), 1 round, tiny data."""
+    options = {t: ["--task", t, "--strategy", "omnifm", "--samples-per-client", "30"] for t in TASKS}
+    return simulate_many(tmp_path_factory.mktemp("task_rounds"), options)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_one_omnifm_round_of_each_task(task, runs):
+    # Execute (the module's fixture ran every task's round)
+    tmp_path, logs = runs[task]
     # Assert: the clients finished (the simulator can exit 0 after a client crashed)
     assert "Traceback (most recent call last)" not in logs, logs[-3000:]
     server = tmp_path / "state" / "server"
