@@ -52,6 +52,7 @@ __all__ = [
     "classification_files",
     "classification_dataset",
     "class_names_for",
+    "phantom_classification_split",
 ]
 
 DATASET_CACHES: tuple[str, ...] = ("eager", *FILE_CACHES)
@@ -70,8 +71,11 @@ def _as_datalist(images: np.ndarray | list[np.ndarray], labels: np.ndarray | lis
     return [{"image": np.ascontiguousarray(x, dtype=np.float32), "label": np.int64(y)} for x, y in zip(images, labels)]
 
 
-def _phantom_split(split: str, image_size: int, in_channels: int, num_samples: int, seed: int) -> list[dict]:
-    """All phantom modalities and findings, ``num_samples`` images in total; each split has its own seeds."""
+def phantom_classification_split(
+    split: str, image_size: int, in_channels: int, num_samples: int, seed: int, spatial_dims: int = 2
+) -> list[dict]:
+    """All phantom modalities and findings, ``num_samples`` images (``spatial_dims=3``: volumes) in total;
+    each split has its own seeds."""
     if num_samples < 1:
         raise ValueError(f"num_samples={num_samples} must be >= 1.")
     split_index = SPLITS.index(split)
@@ -81,7 +85,7 @@ def _phantom_split(split: str, image_size: int, in_channels: int, num_samples: i
         if n == 0:
             continue
         phantom_seed = (seed * len(SPLITS) + split_index) * len(MODALITIES) + m  # distinct per split/modality
-        ds = make_phantom_dataset(modality, n, image_size=image_size, spatial_dims=2, seed=phantom_seed)
+        ds = make_phantom_dataset(modality, n, image_size=image_size, spatial_dims=spatial_dims, seed=phantom_seed)
         images.append(fix_channels(np.asarray(ds.images, dtype=np.float32), in_channels))
         labels.append(np.asarray(ds.labels, dtype=np.int64))
     order = np.random.default_rng([seed, split_index]).permutation(num_samples)  # interleave modalities
@@ -217,7 +221,7 @@ def _in_federation_ids(items: list[dict], dataset_dir, class_names: Sequence[str
 def _load_split(dataset_dir, split: str, image_size: int, in_channels: int, num_samples: int, seed: int) -> list[dict]:
     _check_args(split, image_size, in_channels)
     if is_phantom(dataset_dir):
-        return _phantom_split(split, image_size, in_channels, num_samples, seed)
+        return phantom_classification_split(split, image_size, in_channels, num_samples, seed)
     path = Path(dataset_dir).expanduser()
     if _is_file_source(path):
         return _read_files(*_file_list(path, split, seed), image_size, in_channels)

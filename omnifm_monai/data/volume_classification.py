@@ -30,10 +30,9 @@ from monai.data import NibabelReader
 from monai.transforms import Compose, EnsureChannelFirst, LoadImage, Orientation, ScaleIntensity
 from monai.utils import convert_to_numpy
 
-from omnifm_monai.data.classification import class_names_for
+from omnifm_monai.data.classification import class_names_for, phantom_classification_split
 from omnifm_monai.data.dicom_series import DicomSeriesReader
 from omnifm_monai.data.image_io import find_input_files, fix_channels, image_reader_kind, resize_images
-from omnifm_monai.data.phantom import MODALITIES, make_phantom_dataset
 from omnifm_monai.data.site_archive import SPLITS, is_phantom
 
 __all__ = ["load_volume", "load_volume_classification_split", "volume_inference_datalist"]
@@ -85,26 +84,6 @@ def load_volume(path: str | os.PathLike, *, image_size: int = 32, in_channels: i
         raise ValueError(f"'{path}': the volume contains NaN or infinite values.")
     volume = fix_channels(volume[None], in_channels, str(path))  # (1, C, X, Y, Z)
     return resize_images(volume, image_size)[0]  # (C, S, S, S)
-
-
-def _phantom_split(split: str, image_size: int, in_channels: int, num_samples: int, seed: int) -> list[dict]:
-    """All phantom modalities and findings as volumes, ``num_samples`` in the split (seeds as the 2D phantom)."""
-    if num_samples < 1:
-        raise ValueError(f"num_samples={num_samples} must be >= 1.")
-    split_index = SPLITS.index(split)
-    counts = [len(c) for c in np.array_split(np.arange(num_samples), len(MODALITIES))]
-    images, labels = [], []
-    for m, (modality, n) in enumerate(zip(MODALITIES, counts)):
-        if n:
-            phantom_seed = (seed * len(SPLITS) + split_index) * len(MODALITIES) + m
-            ds = make_phantom_dataset(modality, n, image_size=image_size, spatial_dims=3, seed=phantom_seed)
-            images.append(fix_channels(np.asarray(ds.images, dtype=np.float32), in_channels, "phantom"))
-            labels.append(np.asarray(ds.labels, dtype=np.int64))
-    order = np.random.default_rng([seed, split_index]).permutation(num_samples)  # interleave modalities
-    return [
-        {"image": np.ascontiguousarray(x), "label": np.int64(y)}
-        for x, y in zip(np.concatenate(images)[order], np.concatenate(labels)[order])
-    ]
 
 
 def _folder_split(folder: Path, split: str, image_size: int, in_channels: int) -> list[dict]:
@@ -161,7 +140,7 @@ def load_volume_classification_split(
         raise ValueError(f"split={split!r} is not supported; expected one of {SPLITS}.")
     _check_args(image_size, in_channels)
     if is_phantom(dataset_dir):
-        return _phantom_split(split, image_size, in_channels, num_samples, seed)
+        return phantom_classification_split(split, image_size, in_channels, num_samples, seed, spatial_dims=3)
     path = Path(dataset_dir).expanduser()
     if path.is_dir():
         return _folder_split(path, split, image_size, in_channels)
