@@ -52,6 +52,7 @@ __all__ = [
     "classification_files",
     "classification_dataset",
     "class_names_for",
+    "folder_split_files",
     "phantom_classification_split",
 ]
 
@@ -117,7 +118,7 @@ def _folder_class_names(folder: Path) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def _folder_files(folder: Path, split: str) -> list[tuple[Path, int]]:
+def folder_split_files(folder: Path, split: str) -> list[tuple[Path, int]]:
     """``[(image file, label id), ...]`` of one split folder; files no reader takes are logged and skipped."""
     class_names = _folder_class_names(folder)
     split_dir = folder / split
@@ -139,7 +140,7 @@ def _folder_files(folder: Path, split: str) -> list[tuple[Path, int]]:
 def _file_list(path: Path, split: str, seed: int) -> tuple[list[tuple[Path, int]], Path]:
     """The split's ``(image file, label id)`` pairs of a folder or label file, and what to name in errors."""
     if path.is_dir():
-        return _folder_files(path, split), path / split
+        return folder_split_files(path, split), path / split
     return read_label_file(path, seed=seed).items[split], path
 
 

@@ -30,7 +30,7 @@ from monai.data import NibabelReader
 from monai.transforms import Compose, EnsureChannelFirst, LoadImage, Orientation, ScaleIntensity
 from monai.utils import convert_to_numpy
 
-from omnifm_monai.data.classification import class_names_for, phantom_classification_split
+from omnifm_monai.data.classification import folder_split_files, phantom_classification_split
 from omnifm_monai.data.dicom_series import DicomSeriesReader
 from omnifm_monai.data.image_io import find_input_files, fix_channels, image_reader_kind, resize_images
 from omnifm_monai.data.site_archive import SPLITS, is_phantom
@@ -87,21 +87,15 @@ def load_volume(path: str | os.PathLike, *, image_size: int = 32, in_channels: i
 
 
 def _folder_split(folder: Path, split: str, image_size: int, in_channels: int) -> list[dict]:
-    class_names = class_names_for(folder)
     split_dir = folder / split
-    if not split_dir.is_dir():
-        raise ValueError(f"'{split_dir}' does not exist; expected <dir>/{split}/<class_name>/<volumes>.")
     items = []
-    for label, class_name in enumerate(class_names):
-        if not (split_dir / class_name).is_dir():
+    for path, label in folder_split_files(folder, split):  # the 2D loader's walk: class folders, series folders
+        try:
+            image = load_volume(path, image_size=image_size, in_channels=in_channels)
+        except ValueError as e:  # one bad volume must not stop the data set
+            logger.warning("Skipping a volume: %s", e)
             continue
-        for path in find_input_files(split_dir / class_name):
-            try:
-                image = load_volume(path, image_size=image_size, in_channels=in_channels)
-            except ValueError as e:  # one bad volume must not stop the data set
-                logger.warning("Skipping a volume: %s", e)
-                continue
-            items.append({"image": image, "label": np.int64(label)})
+        items.append({"image": image, "label": np.int64(label)})
     if not items:
         raise ValueError(
             f"'{split_dir}' holds no readable volume; expected <class_name>/<NIfTI files or DICOM series folders>."
