@@ -21,9 +21,11 @@ For every strategy it also writes the paired differences over seeds (same seed, 
 each convergence reference and against OmniFM, with a 95 % t confidence interval.
 
 It reports, per configuration, the mean and the spread (sample standard deviation) over seeds of
-the mean per-site test accuracy, restricted to each site's own label space (the headline) and over
-all labels, the macro-F1, the mean over the last 5 rounds and the majority-class rate, and checks
-the three goals of the benchmark issue at each participation rate. Writes ``results.json``,
+the mean per-site test score of every metric of the task (``--task``, forwarded to the jobs; for
+classification: accuracy restricted to each site's own label space (the headline) and over all labels,
+the macro-F1 and the majority-class rate; for the other tasks their ``report_metrics``, headline first),
+the headline over the last 5 rounds, and checks the benchmark issues' goals at each participation rate
+(paired differences and goals in % points, or in dB / mm / bits for metrics that are not fractions). Writes ``results.json``,
 ``results.md`` and ``accuracy.png`` under ``--out``. Usage::
 
     python benchmarks/federated_accuracy.py --clients 10 --rounds 10 --participation 0.2 1.0 --seeds 0 1 2 \\
@@ -48,11 +50,18 @@ import numpy as np
 from _common import benchmark_parser, machine_info, option_list, paired_difference, write_report
 
 from omnifm_monai.jobs import parse_job_args, run_strategy
-from omnifm_monai.jobs.references import LOCAL_CONVERGED, POOLED_CONVERGED, local_to_convergence, pooled_to_convergence
+from omnifm_monai.jobs.references import (
+    LOCAL_CONVERGED,
+    POOLED_CONVERGED,
+    REFERENCE_LABELS,
+    local_to_convergence,
+    pooled_to_convergence,
+)
+from omnifm_monai.reporting import METRIC_LABELS, metric_scale, metric_unit
 
 __all__ = ["ABLATIONS", "CENTRALISED", "METRICS", "STRATEGIES", "SWEEPS", "converged_references", "finished_run",
            "goals", "load_variants", "main", "paired_rows", "parse_args", "plot", "pooled_centralised", "run",
-           "summarise", "table_rows", "to_markdown"]  # fmt: skip
+           "summarise", "table_rows", "task_metrics", "to_markdown"]  # fmt: skip
 
 STRATEGIES = ("local", "fedavg", "fedprox", "fedper", "fedbn", "omnifm")
 ABLATIONS: dict[str, list[str]] = {
@@ -74,7 +83,23 @@ SWEEPS: dict[str, list[str]] = {
     "omnifm 8 prototypes per site": ["--server-options", '{"prototypes_per_site":8}'],
 }
 METRICS = ("restricted_accuracy", "accuracy", "restricted_macro_f1", "macro_f1")
+"""Classification's metrics (its task's ``report_metrics``); other tasks use theirs (:func:`task_metrics`)."""
 CENTRALISED = "pooled centralised"
+
+
+def task_metrics(task_name: str) -> tuple[str, tuple[str, ...]]:
+    """``(headline, metrics)`` the benchmark reports for ``--task``: the task's headline metric and its
+    ``report_metrics`` (classification: accuracy on each site's own labels first)."""
+    from omnifm_monai.tasks import get_task
+
+    task = get_task(task_name)
+    return task.headline_metric, tuple(task.report_metrics)
+
+
+def _report_metrics(report: dict) -> tuple[str, tuple[str, ...]]:
+    """The report's ``(headline, metrics)``; reports written before other tasks were benchmarked are
+    classification's."""
+    return report.get("headline", "restricted_accuracy"), tuple(report.get("metrics", METRICS))
 
 
 def pooled_centralised(job_args: list[str], out_dir: str) -> dict[str, dict[str, float]]:
@@ -141,16 +166,24 @@ def summarise(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(finite), "std": spread, "n": len(finite)}
 
 
-def _reference_record(participation: float, seed: int, label: str, per_site: dict[str, dict]) -> dict:
+def _site_mean(per_site: dict[str, dict], metric: str) -> float:
+    """``metric`` averaged over the sites that report it (NaN when none does)."""
+    values = [s[metric] for s in per_site.values() if metric in s]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _reference_record(
+    participation: float, seed: int, label: str, per_site: dict[str, dict], metrics: tuple[str, ...]
+) -> dict:
     """A run record of a central reference: each metric averaged over the sites."""
     record = {"participation": participation, "seed": seed, "label": label, "problems": []}
-    record.update({m: float(np.mean([s[m] for s in per_site.values()])) for m in METRICS})
-    record["majority_rate"] = float(np.mean([s["majority_rate"] for s in per_site.values()]))
+    record.update({m: _site_mean(per_site, m) for m in (*metrics, "majority_rate")})
     return record
 
 
 def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
     runs, converged = [], {}
+    headline, metrics = task_metrics(parse_job_args(forwarded)[0].task)
     for participation in args.participation:
         for seed in args.seeds:
             options = {
@@ -182,15 +215,15 @@ def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
                     result, problems = run_strategy(strategy, job_args, settings, out, label=folder)
                 record = {"participation": participation, "seed": seed, "label": label, "problems": problems[:5]}
                 if result is not None:
-                    record.update({m: result.final_mean(m) for m in METRICS})
-                    record["last5_restricted_accuracy"] = result.last_rounds_mean("restricted_accuracy")
+                    record.update({m: result.final_mean(m) for m in metrics})
+                    record[f"last5_{headline}"] = result.last_rounds_mean(headline)
                     record["majority_rate"] = result.final_mean("majority_rate")
                     record["wall_seconds"] = result.wall_seconds
                 runs.append(record)
             if args.centralised:
                 print(f"participation {participation}, seed {seed}: {CENTRALISED}", flush=True)
                 per_site = pooled_centralised(base, os.path.join(out, "centralised"))
-                runs.append(_reference_record(participation, seed, CENTRALISED, per_site))
+                runs.append(_reference_record(participation, seed, CENTRALISED, per_site, metrics))
             if args.references:  # independent of participation: trained once per seed
                 if seed not in converged:
                     print(f"seed {seed}: {LOCAL_CONVERGED}, {POOLED_CONVERGED}", flush=True)
@@ -198,26 +231,30 @@ def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
                     options = {"max_epochs": args.reference_epochs, "patience": args.patience}
                     converged[seed] = converged_references(base, where, **options)
                 for label, per_site in converged[seed].items():
-                    runs.append(_reference_record(participation, seed, label, per_site))
-    return {"machine": machine_info(), "settings": vars(args) | {"forwarded": forwarded}, "runs": runs}
+                    runs.append(_reference_record(participation, seed, label, per_site, metrics))
+    settings = vars(args) | {"forwarded": forwarded}
+    return {"machine": machine_info(), "settings": settings, "headline": headline, "metrics": metrics, "runs": runs}
 
 
 def table_rows(report: dict) -> list[dict]:
     """One row per (participation, label): mean and spread over seeds of each metric."""
+    headline, metrics = _report_metrics(report)
     rows = []
     keys = dict.fromkeys((r["participation"], r["label"]) for r in report["runs"])
     for participation, label in keys:
         runs = [r for r in report["runs"] if r["participation"] == participation and r["label"] == label]
         row = {"participation": participation, "label": label, "failed": sum(1 for r in runs if r["problems"])}
-        for metric in (*METRICS, "last5_restricted_accuracy", "majority_rate"):
+        for metric in (*metrics, f"last5_{headline}", "majority_rate"):
             row[metric] = summarise([r.get(metric, float("nan")) for r in runs])
         rows.append(row)
     return rows
 
 
-def paired_rows(report: dict, metric: str = "restricted_accuracy") -> list[dict]:
+def paired_rows(report: dict, metric: str | None = None) -> list[dict]:
     """Per participation rate, each label against each convergence reference and against OmniFM: the paired
-    difference ``label - comparator`` of ``metric`` over the seeds both have (same seed, same partition)."""
+    difference ``label - comparator`` of ``metric`` (default: the report's headline) over the seeds both have
+    (same seed, same partition)."""
+    metric = metric or _report_metrics(report)[0]
     rows = []
     for participation in dict.fromkeys(r["participation"] for r in report["runs"]):
         by_label: dict[str, dict[int, float]] = {}
@@ -235,90 +272,96 @@ def paired_rows(report: dict, metric: str = "restricted_accuracy") -> list[dict]
     return rows
 
 
-def _paired_markdown(rows: list[dict]) -> list[str]:
+def _paired_markdown(rows: list[dict], headline: str) -> list[str]:
     if not rows:
         return []
+    scale, unit = metric_scale(headline), metric_unit(headline)
     lines = [
         "",
-        "Paired differences over seeds (same seed and partition), acc (own labels), points; a difference "
-        "counts only when its 95 % t interval excludes 0:",
+        f"Paired differences over seeds (same seed and partition), {METRIC_LABELS.get(headline, headline)}, {unit}; "
+        "a difference counts only when its 95 % t interval excludes 0:",
         "",
         "| participation | strategy | versus | mean difference | 95 % CI | seeds | interval excludes 0 |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        interval = "n/a" if not np.isfinite(r["low"]) else f"[{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]"
-        excludes = "n/a" if not np.isfinite(r["low"]) else ("yes" if r["low"] > 0 or r["high"] < 0 else "no")
+        low, high = scale * r["low"], scale * r["high"]
+        interval = "n/a" if not np.isfinite(low) else f"[{low:+.1f}, {high:+.1f}]"
+        excludes = "n/a" if not np.isfinite(low) else ("yes" if low > 0 or high < 0 else "no")
         lines.append(
-            f"| {r['participation']} | {r['label']} | {r['versus']} | {100 * r['mean']:+.1f} | {interval} "
+            f"| {r['participation']} | {r['label']} | {r['versus']} | {scale * r['mean']:+.1f} | {interval} "
             f"| {r['n']} | {excludes} |"
         )
     return lines
 
 
-def _goal_line(participation: float, comparison: str, margin: float, goal: float) -> str:
+def _goal_line(participation: float, comparison: str, margin: float, goal: float, unit: str = "points") -> str:
     met = "met" if margin >= goal else "NOT met"
-    return f"- participation {participation}: OmniFM vs {comparison}: {margin:+.1f} points (goal >= {goal:+g}): {met}"
+    return f"- participation {participation}: OmniFM vs {comparison}: {margin:+.1f} {unit} (goal >= {goal:+g}): {met}"
 
 
-def goals(rows: list[dict]) -> list[str]:
-    """The benchmark issue's three goals, checked at each participation rate (restricted metric in points)."""
-    lines = []
+def goals(rows: list[dict], headline: str = "restricted_accuracy") -> list[str]:
+    """The benchmark issues' goals on the headline metric, checked at each participation rate (in % points, or
+    the metric's own unit); the FedAvg all-labels goal is classification's."""
+    lines, scale, unit = [], metric_scale(headline), metric_unit(headline)
     for participation in dict.fromkeys(r["participation"] for r in rows):
         by_label = {r["label"]: r for r in rows if r["participation"] == participation}
         if "omnifm" not in by_label:
             continue
-        omni = by_label["omnifm"]["restricted_accuracy"]["mean"]
+        omni = by_label["omnifm"][headline]["mean"]
         baselines = {
             "the best other strategy": lambda k: k in STRATEGIES and k != "omnifm",
             # baselines run with extra options (--variants, e.g. the same BatchNorm recalibration as OmniFM)
             "the best baseline variant": lambda k: (
-                k not in STRATEGIES and k != CENTRALISED and not k.startswith("omnifm")
+                k not in STRATEGIES and k not in (CENTRALISED, *REFERENCE_LABELS) and not k.startswith("omnifm")
             ),
         }
         for comparison, chosen in baselines.items():
-            scores = {k: v["restricted_accuracy"]["mean"] for k, v in by_label.items() if chosen(k)}
+            scores = {k: v[headline]["mean"] for k, v in by_label.items() if chosen(k)}
             if scores:
                 best = max(scores, key=scores.get)
-                lines.append(_goal_line(participation, f"{comparison} ({best})", 100 * (omni - scores[best]), 2))
-        if LOCAL_CONVERGED in by_label:
-            gap = 100 * (omni - by_label[LOCAL_CONVERGED]["restricted_accuracy"]["mean"])
-            lines.append(_goal_line(participation, LOCAL_CONVERGED, gap, 3))
-        if CENTRALISED in by_label:
-            gap = 100 * (omni - by_label[CENTRALISED]["restricted_accuracy"]["mean"])
-            lines.append(_goal_line(participation, "pooled centralised", gap, -2))
-        if "fedavg" in by_label:
+                margin = scale * (omni - scores[best])
+                lines.append(_goal_line(participation, f"{comparison} ({best})", margin, 2, unit))
+        for reference, goal in ((LOCAL_CONVERGED, 3), (CENTRALISED, -2)):
+            if reference in by_label:
+                gap = scale * (omni - by_label[reference][headline]["mean"])
+                lines.append(_goal_line(participation, reference, gap, goal, unit))
+        if "fedavg" in by_label and headline == "restricted_accuracy":
             gap = 100 * (by_label["omnifm"]["accuracy"]["mean"] - by_label["fedavg"]["accuracy"]["mean"])
             lines.append(_goal_line(participation, "FedAvg, all labels", gap, 20))
     return lines
 
 
-def _cell(stat: dict) -> str:
+def _cell(stat: dict, metric: str) -> str:
     if not np.isfinite(stat["mean"]):
         return "n/a"
-    return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
+    scale = metric_scale(metric)
+    digits = 2 if scale == 1 else 1
+    return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['std']:.{digits}f}"
 
 
 def to_markdown(report: dict) -> str:
     s = report["settings"]
+    headline, metrics = _report_metrics(report)
     rows = table_rows(report)
+    columns = [*metrics, f"last5_{headline}"]
+    columns += ["majority_rate"] if any(np.isfinite(r["majority_rate"]["mean"]) for r in rows) else []
+    titles = [METRIC_LABELS.get(c, c) for c in metrics] + [f"last-5 {METRIC_LABELS.get(headline, headline)}"]
+    titles += ["majority rate"] if "majority_rate" in columns else []
     lines = [
         f"{s['clients']} sites, {s['rounds']} rounds x {s['local_epochs']} local epoch(s), "
         f"image size {s['image_size']}, seeds {s['seeds']}, extra job options {s['forwarded'] or 'none'}; "
         f"{report['machine']['date']}. "
-        "Mean ± standard deviation over seeds of the mean per-site test accuracy (%).",
+        "Mean ± standard deviation over seeds of the mean per-site test score (% unless a unit is named).",
         "",
-        "| participation | strategy | acc (own labels) | acc (all labels) | macro-F1 (own) | last-5 acc (own) "
-        "| majority rate | failed runs |",
-        "|---|---|---|---|---|---|---|---|",
+        "| participation | strategy | " + " | ".join(titles) + " | failed runs |",
+        "|---|---|" + "---|" * len(titles) + "---|",
     ]
     for r in rows:
-        lines.append(
-            f"| {r['participation']} | {r['label']} | {_cell(r['restricted_accuracy'])} | {_cell(r['accuracy'])} "
-            f"| {_cell(r['restricted_macro_f1'])} | {_cell(r['last5_restricted_accuracy'])} "
-            f"| {_cell(r['majority_rate'])} | {r['failed']} |"
-        )
-    return "\n".join([*lines, *_paired_markdown(report.get("paired", [])), "", "Goals:", *goals(rows)])
+        cells = " | ".join(_cell(r[c], c.removeprefix("last5_")) for c in columns)
+        lines.append(f"| {r['participation']} | {r['label']} | {cells} | {r['failed']} |")
+    paired = _paired_markdown(report.get("paired", []), headline)
+    return "\n".join([*lines, *paired, "", "Goals:", *goals(rows, headline)])
 
 
 def plot(report: dict, path: Path) -> None:
@@ -327,18 +370,20 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    headline, _ = _report_metrics(report)
+    scale = metric_scale(headline)
     rows = table_rows(report)
     participations = list(dict.fromkeys(r["participation"] for r in rows))
     labels = list(dict.fromkeys(r["label"] for r in rows))
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels) * len(participations)), 4), dpi=120)
     width = 0.8 / max(1, len(participations))
     for i, participation in enumerate(participations):
-        stats = {r["label"]: r["restricted_accuracy"] for r in rows if r["participation"] == participation}
-        means = [100 * stats[k]["mean"] if k in stats else np.nan for k in labels]
-        spreads = [100 * stats[k]["std"] if k in stats else 0 for k in labels]
+        stats = {r["label"]: r[headline] for r in rows if r["participation"] == participation}
+        means = [scale * stats[k]["mean"] if k in stats else np.nan for k in labels]
+        spreads = [scale * stats[k]["std"] if k in stats else 0 for k in labels]
         ax.bar(np.arange(len(labels)) + i * width, means, width, yerr=spreads, label=f"participation {participation}")
     ax.set_xticks(np.arange(len(labels)) + width * (len(participations) - 1) / 2, labels, rotation=30, ha="right")
-    ax.set_ylabel("mean per-site test accuracy, own labels (%)")
+    ax.set_ylabel(f"mean per-site test {METRIC_LABELS.get(headline, headline)}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)

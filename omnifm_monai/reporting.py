@@ -23,6 +23,8 @@ __all__ = [
     "markdown_table",
     "verdict_lines",
     "write_report",
+    "metric_scale",
+    "metric_unit",
     "CLASSIFICATION_METRICS",
     "METRIC_LABELS",
 ]
@@ -151,6 +153,18 @@ def _is_unscaled(metric: str) -> bool:
     for prefix in _BASELINE_PREFIXES:
         metric = metric.removeprefix(prefix)
     return metric in _UNSCALED
+
+
+def metric_scale(metric: str) -> float:
+    """What a report multiplies ``metric`` by: 100 for metrics in [0, 1] (shown in %), 1 for dB, mm and bits."""
+    return 1.0 if _is_unscaled(metric) else 100.0
+
+
+def metric_unit(metric: str) -> str:
+    """The unit of a difference in ``metric`` as reports show it: "points" (of %), or the metric's own unit."""
+    for prefix in _BASELINE_PREFIXES:
+        metric = metric.removeprefix(prefix)
+    return {"psnr": "dB", "hd95": "mm", "mi": "bits", "entropy": "bits"}.get(metric, "points")
 
 
 def format_metric(metric: str, value: float) -> str:

@@ -150,3 +150,26 @@ def test_converged_references_train_once_and_restart(script, tmp_path):
         # site-2: 10 images -> 2 test images, so its accuracy is 0, 0.5 or 1
         assert per_site["site-2"]["restricted_accuracy"] in (0.0, 0.5, 1.0)
     assert script.converged_references(job_args, str(tmp_path), max_epochs=3, patience=1) == refs  # cached
+
+
+def test_a_dense_task_reports_its_own_metrics_and_units(script):
+    # Prepare: super-resolution, PSNR in dB (not %): omnifm 0.3 and 0.5 dB above fedavg over two seeds
+    assert script.task_metrics("super_resolution") == ("psnr", ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim"))
+    metrics = ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim")
+
+    def run(label, seed, psnr):
+        values = {"psnr": psnr, "ssim": 0.8, "bicubic_psnr": 28.0, "bicubic_ssim": 0.7, "last5_psnr": psnr}
+        return {"participation": 1.0, "seed": seed, "label": label, "problems": [], **values}
+
+    runs = [run("fedavg", 0, 29.0), run("fedavg", 1, 29.5), run("omnifm", 0, 29.3), run("omnifm", 1, 30.0)]
+    report = {"runs": runs, "machine": {"date": "today"}, "headline": "psnr", "metrics": metrics,
+              "settings": {"clients": 4, "rounds": 2, "local_epochs": 1, "image_size": 64, "seeds": [0, 1],
+                           "forwarded": ["--task", "super_resolution"]}}  # fmt: skip
+    # Execute
+    report["paired"] = script.paired_rows(report)
+    markdown = script.to_markdown(report)
+    # Assert: dB shown as they are, SSIM in %, no majority-rate column, the paired difference in dB
+    assert "| participation | strategy | PSNR dB | SSIM | bicubic PSNR dB | bicubic SSIM | last-5 PSNR dB |" in markdown
+    assert "| 1.0 | omnifm | 29.65 ± 0.49 | 80.0 ± 0.0 | 28.00 ± 0.00 | 70.0 ± 0.0 | 29.65 ± 0.49 | 0 |" in markdown
+    assert "| 1.0 | fedavg | omnifm | -0.4 |" in markdown
+    assert "OmniFM vs the best other strategy (fedavg): +0.4 dB (goal >= +2): NOT met" in markdown
