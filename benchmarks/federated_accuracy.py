@@ -25,8 +25,9 @@ the mean per-site test score of every metric of the task (``--task``, forwarded 
 classification: accuracy restricted to each site's own label space (the headline) and over all labels,
 the macro-F1 and the majority-class rate; for the other tasks their ``report_metrics``, headline first),
 the headline over the last 5 rounds, and checks the benchmark issues' goals at each participation rate
-(paired differences and goals in % points, or in dB / mm / bits for metrics that are not fractions). Writes ``results.json``,
-``results.md`` and ``accuracy.png`` under ``--out``. Usage::
+(paired differences and goals in % points, or in dB / mm / bits for metrics that are not fractions),
+with the headline on each site's validation split (``val_<headline>``: what settings are chosen on).
+Writes ``results.json``, ``results.md`` and ``accuracy.png`` under ``--out``. Usage::
 
     python benchmarks/federated_accuracy.py --clients 10 --rounds 10 --participation 0.2 1.0 --seeds 0 1 2 \\
         --ablations --centralised --out runs/benchmarks/accuracy
@@ -217,6 +218,7 @@ def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
                 if result is not None:
                     record.update({m: result.final_mean(m) for m in metrics})
                     record[f"last5_{headline}"] = result.last_rounds_mean(headline)
+                    record[f"val_{headline}"] = result.final_mean(f"val_{headline}")  # what settings are chosen on
                     record["majority_rate"] = result.final_mean("majority_rate")
                     record["wall_seconds"] = result.wall_seconds
                 runs.append(record)
@@ -244,7 +246,7 @@ def table_rows(report: dict) -> list[dict]:
     for participation, label in keys:
         runs = [r for r in report["runs"] if r["participation"] == participation and r["label"] == label]
         row = {"participation": participation, "label": label, "failed": sum(1 for r in runs if r["problems"])}
-        for metric in (*metrics, f"last5_{headline}", "majority_rate"):
+        for metric in (*metrics, f"last5_{headline}", f"val_{headline}", "majority_rate"):
             row[metric] = summarise([r.get(metric, float("nan")) for r in runs])
         rows.append(row)
     return rows
@@ -344,10 +346,11 @@ def to_markdown(report: dict) -> str:
     s = report["settings"]
     headline, metrics = _report_metrics(report)
     rows = table_rows(report)
-    columns = [*metrics, f"last5_{headline}"]
-    columns += ["majority_rate"] if any(np.isfinite(r["majority_rate"]["mean"]) for r in rows) else []
-    titles = [METRIC_LABELS.get(c, c) for c in metrics] + [f"last-5 {METRIC_LABELS.get(headline, headline)}"]
-    titles += ["majority rate"] if "majority_rate" in columns else []
+    label = METRIC_LABELS.get(headline, headline)
+    optional = {f"val_{headline}": f"val {label}", "majority_rate": "majority rate"}  # shown where measured
+    shown = [c for c in optional if any(np.isfinite(r[c]["mean"]) for r in rows)]
+    columns = [*metrics, f"last5_{headline}", *shown]
+    titles = [*(METRIC_LABELS.get(c, c) for c in metrics), f"last-5 {label}", *(optional[c] for c in shown)]
     lines = [
         f"{s['clients']} sites, {s['rounds']} rounds x {s['local_epochs']} local epoch(s), "
         f"image size {s['image_size']}, seeds {s['seeds']}, extra job options {s['forwarded'] or 'none'}; "
@@ -358,7 +361,7 @@ def to_markdown(report: dict) -> str:
         "|---|---|" + "---|" * len(titles) + "---|",
     ]
     for r in rows:
-        cells = " | ".join(_cell(r[c], c.removeprefix("last5_")) for c in columns)
+        cells = " | ".join(_cell(r[c], c.removeprefix("last5_").removeprefix("val_")) for c in columns)
         lines.append(f"| {r['participation']} | {r['label']} | {cells} | {r['failed']} |")
     paired = _paired_markdown(report.get("paired", []), headline)
     return "\n".join([*lines, *paired, "", "Goals:", *goals(rows, headline)])

@@ -10,8 +10,8 @@ Client API):
    strategy's ``on_receive`` hook (:mod:`omnifm_monai.strategies`) then sets the prototypes and, with
    ``recalibrate_norms`` (``omnifm``), re-estimates the BatchNorm statistics on the site's own data;
 3. evaluate that personalised model (the strategy's ``evaluation_network``: Ditto's personal model) on the
-   site's test split with the task's metrics (:mod:`omnifm_monai.tasks`: the only task-specific code on
-   the client);
+   site's test split, and on its validation split as ``val_<metric>``, with the task's metrics
+   (:mod:`omnifm_monai.tasks`: the only task-specific code on the client);
 4. train ``local_epochs`` more epochs (the strategy's ``round_epochs``: FedRep adds its head epochs) with
    the bundle's own ``SupervisedTrainer``, built by ``monai.bundle.ConfigWorkflow`` from
    ``configs/train.json`` with this site's overrides (loss: task + lambda * SPAlign, plus the strategy's
@@ -154,6 +154,7 @@ class SiteTrainer:
         self.network = self.trainer.network
         self.strategy.extend_network(self.network)  # GPFL's modules, before the keys and the restore
         self._score_on_test = self.task.test_evaluator(dataset_dir, workflow.parser)  # network -> metrics
+        self._score_on_val = self.task.test_evaluator(dataset_dir, workflow.parser, split="val")
         train_items = self.trainer.data_loader.dataset.data  # arrays, or file paths when loaded lazily
         self.train_images = dataset_images(self.trainer.data_loader.dataset)  # (N, C, *S): the centroids' input
         self.centroid_groups = self.task.centroid_groups(train_items)  # (N,) or None: clustered
@@ -193,8 +194,12 @@ class SiteTrainer:
         self.strategy.on_receive(self.network, self.trainer, meta)
 
     def evaluate(self) -> dict[str, float]:
-        """The task's metrics of the current (received) model on the site's test split."""
-        return self._score_on_test(self.strategy.evaluation_network(self.network, self.trainer))
+        """The task's metrics of the current (received) model on the site's test split, and the same metrics on
+        its validation split as ``val_<metric>`` (what benchmarks choose settings on; the test split chooses
+        nothing)."""
+        network = self.strategy.evaluation_network(self.network, self.trainer)
+        metrics = self._score_on_test(network)
+        return metrics | {f"val_{k}": v for k, v in self._score_on_val(network).items()}
 
     def train(self) -> float:
         """``local_epochs`` more epochs of the bundle's trainer; saves the private keys. Returns seconds."""

@@ -152,8 +152,11 @@ class FederatedTask(ABC):
         )
 
     @abstractmethod
-    def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
-        """Load the site's test split once (``parser`` is the bundle's parsed ``train.json``, for
+    def test_evaluator(
+        self, dataset_dir: str, parser: ConfigParser, split: str = "test"
+    ) -> Callable[[nn.Module], dict[str, float]]:
+        """Load the site's ``split`` (the test split unless told: the client also scores ``"val"``, which is what
+        settings are chosen on) once (``parser`` is the bundle's parsed ``train.json``, for
         ``image_size`` and the like); the returned callable scores a network on it: every value a
         finite float, :attr:`headline_metric` always among the keys; a report metric without data at
         the site (e.g. no open questions) may be left out, and the report averages it over the sites

@@ -28,7 +28,9 @@ class ClassificationTask(FederatedTask):
 
         return build_federation
 
-    def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
+    def test_evaluator(
+        self, dataset_dir: str, parser: ConfigParser, split: str = "test"
+    ) -> Callable[[nn.Module], dict[str, float]]:
         """Accuracy and macro-F1, over all labels and restricted to the site's own label space.
 
         Labels are ids in the bundle's ``class_names`` (the federation's, when the job gives them); the
@@ -42,7 +44,7 @@ class ClassificationTask(FederatedTask):
             parser.get_parsed_content(k) for k in ("image_size", "in_channels", "class_names")
         )
         items = load_classification_split(
-            dataset_dir, "test", image_size=image_size, in_channels=in_channels, class_names=class_names
+            dataset_dir, split, image_size=image_size, in_channels=in_channels, class_names=class_names
         )
         images = stack_images(items)  # (N, C, S, S), stacked once and reused every round
         labels = np.asarray([int(d["label"]) for d in items])  # (N,)

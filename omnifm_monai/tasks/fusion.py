@@ -33,13 +33,15 @@ class FusionTask(FederatedTask):
 
         return build_fusion_federation
 
-    def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
+    def test_evaluator(
+        self, dataset_dir: str, parser: ConfigParser, split: str = "test"
+    ) -> Callable[[nn.Module], dict[str, float]]:
         """Qabf, SSIM, VIF, MI and EN of the network's fused test images, and of the average / max baselines."""
         from omnifm_monai.data.fusion import load_fusion_split
         from omnifm_monai.metrics.fusion import baseline_fusion, fusion_metrics
 
         image_size, num_samples, seed = (parser.get_parsed_content(k) for k in ("image_size", "num_samples", "seed"))
-        items = load_fusion_split(dataset_dir, "test", image_size=image_size, num_samples=num_samples, seed=seed)
+        items = load_fusion_split(dataset_dir, split, image_size=image_size, num_samples=num_samples, seed=seed)
         sources = stack_images(items)  # (N, 2, S, S), stacked once and reused every round
         source_a, source_b = sources[:, :1], sources[:, 1:2]
         baselines = {}

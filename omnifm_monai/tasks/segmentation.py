@@ -37,7 +37,9 @@ class SegmentationTask(FederatedTask):
 
         return segmentation_class_names(dataset_dir)
 
-    def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
+    def test_evaluator(
+        self, dataset_dir: str, parser: ConfigParser, split: str = "test"
+    ) -> Callable[[nn.Module], dict[str, float]]:
         """:func:`~omnifm_monai.metrics.segmentation_metrics` of the network's argmax on the site's test split.
 
         HD95 is in mm when every test item carries a ``"spacing"`` (mm per spatial axis of its resized grid),
@@ -51,7 +53,7 @@ class SegmentationTask(FederatedTask):
         )
         items = load_segmentation_split(
             dataset_dir,
-            "test",
+            split,
             image_size=image_size,
             in_channels=in_channels,
             spatial_dims=spatial_dims,

@@ -31,7 +31,9 @@ class SuperResolutionTask(FederatedTask):
 
         return build_super_resolution_federation
 
-    def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
+    def test_evaluator(
+        self, dataset_dir: str, parser: ConfigParser, split: str = "test"
+    ) -> Callable[[nn.Module], dict[str, float]]:
         """PSNR/SSIM of the clipped network output and of bicubic interpolation on the site's test split.
 
         The bicubic scores are computed once: they are the floor every model must beat.
@@ -43,7 +45,7 @@ class SuperResolutionTask(FederatedTask):
         )
         extra = {"num_samples": parser.get_parsed_content("num_samples")} if "num_samples" in parser else {}
         items = load_super_resolution_split(
-            dataset_dir, "test", image_size=image_size, in_channels=in_channels, scale=scale, seed=seed, **extra
+            dataset_dir, split, image_size=image_size, in_channels=in_channels, scale=scale, seed=seed, **extra
         )
         lr = stack_images(items)  # (N, C, S / scale, S / scale), stacked once and reused every round
         hr = torch.as_tensor(torch.stack([torch.as_tensor(d["label"]) for d in items]))  # (N, C, S, S)

@@ -34,7 +34,9 @@ class VQATask(FederatedTask):
 
         return build_vqa_federation
 
-    def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
+    def test_evaluator(
+        self, dataset_dir: str, parser: ConfigParser, split: str = "test"
+    ) -> Callable[[nn.Module], dict[str, float]]:
         """Overall, closed, open and per-question-type accuracy on the site's test questions.
 
         A category without questions at the site is left out (the report averages it over the sites that have it).
@@ -45,7 +47,7 @@ class VQATask(FederatedTask):
             parser.get_parsed_content(k) for k in ("image_size", "in_channels", "max_question_length")
         )
         items = load_vqa_split(
-            dataset_dir, "test", image_size=image_size, in_channels=in_channels, max_length=max_length
+            dataset_dir, split, image_size=image_size, in_channels=in_channels, max_length=max_length
         )
         images = stack_images(items)  # (N, C, S, S), stacked once and reused every round
         questions = torch.as_tensor(np.stack([d["question"] for d in items]))  # (N, T)

@@ -110,6 +110,7 @@ def test_a_site_missing_a_class_trains_in_the_federation_label_space(tmp_path):
     assert sorted({int(d["label"]) for d in site.trainer.data_loader.dataset.data}) == [0, 2]
     metrics = site.evaluate()
     assert 0.0 <= metrics["restricted_accuracy"] <= 1.0
+    assert 0.0 <= metrics["val_restricted_accuracy"] <= 1.0  # the validation split, scored the same way
 
 
 def test_a_site_with_a_foreign_class_is_refused_before_training(tmp_path):
