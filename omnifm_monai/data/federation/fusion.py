@@ -120,7 +120,7 @@ class FusionFolderFederation(FusionFederation):
             span = f"{z[0]}-{z[-1]}"
             return span if len(z) == z[-1] - z[0] + 1 else f"{len(z)} in {span}"
 
-        pair = self.site_pairs[self.clients.index(client)]
+        pair = self.site_pairs[next(i for i, c in enumerate(self.clients) if c is client)]
         size, counts = super().summary_row(client)[2:]
         return client.name, pair, client.modalities, size, counts, "; ".join(z_range(s) for s in SPLITS)
 
