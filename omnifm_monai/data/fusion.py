@@ -78,15 +78,19 @@ class FusionData:
         modalities: the pair(s), e.g. ``"MR-T1+PET"``; several joined by ``", "``.
         splits: ``"train"``/``"val"``/``"test"`` -> uint8 pairs ``(N, 2, S, S)``.
         source: where the pairs came from, for summaries only.
+        slices: optional ``split`` -> int ``(N,)``: the axial slice index of each pair in its volumes (a
+            folder of co-registered volumes, :mod:`omnifm_monai.data.federation.fusion_sources`); empty for
+            phantom and case-folder pairs.
 
     Raises:
-        ValueError: for an unknown split or a bad array.
+        ValueError: for an unknown split, a bad array or slice indices that do not match the pairs.
     """
 
     name: str
     modalities: str
     splits: dict[str, np.ndarray] = field(repr=False)
     source: str = ""
+    slices: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         unknown = set(self.splits) - set(SPLITS)
@@ -97,14 +101,21 @@ class FusionData:
                 raise ValueError(
                     f"{self.name}: {split} pairs are {pairs.dtype} {pairs.shape}; expected uint8 (N, 2, S, S)."
                 )
+        for split, index in self.slices.items():
+            if split not in self.splits or index.shape != (self.splits[split].shape[0],):
+                raise ValueError(
+                    f"{self.name}: {split} slice indices have shape {index.shape}; expected one per {split} pair."
+                )
 
     def num_samples(self, split: str) -> int:
         """Pairs in ``split`` (0 when absent)."""
         return int(self.splits[split].shape[0]) if split in self.splits else 0
 
     def save_npz(self, path: str | os.PathLike) -> None:
-        """Write a compressed ``.npz`` (keys ``{split}_pairs``, ``name``, ``modalities``, ``source``, ``kind``)."""
+        """Write a compressed ``.npz`` (keys ``{split}_pairs``, ``{split}_slices`` when known, ``name``,
+        ``modalities``, ``source``, ``kind``)."""
         arrays = {f"{s}_pairs": np.ascontiguousarray(x, dtype=np.uint8) for s, x in self.splits.items()}  # (N, 2, S, S)
+        arrays |= {f"{s}_slices": np.asarray(z, dtype=np.int32) for s, z in self.slices.items()}  # (N,)
         texts = {"name": self.name, "modalities": self.modalities, "source": self.source, "kind": _NPZ_KIND}
         save_site_archive(path, arrays, texts)
 
@@ -126,6 +137,7 @@ def load_fusion_npz(path: str | os.PathLike) -> FusionData:
         archive_text(arrays, "modalities", ""),
         splits,
         source=archive_text(arrays, "source", path.name),
+        slices={s: arrays[f"{s}_slices"].astype(np.int64) for s in splits if f"{s}_slices" in arrays},
     )
 
 

@@ -153,10 +153,10 @@ def test_federation_cross_modality_and_iid(tmp_path):
         ({"scenario": "dirichlet"}, "scenario"),
         ({"num_clients": 0}, "num_clients"),
         ({"samples_per_client": 3}, "samples_per_client"),
-        ({"data_dir": "/data/pairs"}, "phantom only"),
+        ({"data_dir": "/data/pairs", "scenario": "cross_modality_hard"}, "not a folder"),
     ],
 )
 def test_federation_bad_arguments(kwargs, match):
     args = {"scenario": "iid", "num_clients": 2, "image_size": 16, **kwargs}
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, FileNotFoundError), match=match):
         build_fusion_federation(args.pop("scenario"), args.pop("num_clients"), **args)

@@ -3,12 +3,14 @@ argument checks and the phantom site loop).
 
 - :mod:`.classification`: :func:`build_federation` (phantom or MedMNIST folder; :mod:`.partition` and
   :mod:`.medmnist_sites` hold its partitioning);
-- :mod:`.segmentation`, :mod:`.super_resolution`, :mod:`.vqa`, :mod:`.fusion`: phantom federations.
+- :mod:`.fusion`: :func:`build_fusion_federation` (phantom or a folder of co-registered volumes with
+  ``pairs.json``; :mod:`.fusion_sources` holds the folder's reading and site rules);
+- :mod:`.segmentation`, :mod:`.super_resolution`, :mod:`.vqa`: phantom federations.
 """
 
 from .base import SiteFederation, markdown_table, phantom_site_samples
 from .classification import FINDINGS_PER_MODALITY, SCENARIOS, Federation, build_federation
-from .fusion import FUSION_SCENARIOS, FusionFederation, build_fusion_federation
+from .fusion import FUSION_SCENARIOS, FusionFederation, FusionFolderFederation, build_fusion_federation
 from .medmnist_sites import MIN_CLIENTS_PER_FILE
 from .segmentation import SEGMENTATION_SCENARIOS, SegmentationFederation, build_segmentation_federation
 from .super_resolution import SR_SCENARIOS, SuperResolutionFederation, build_super_resolution_federation
@@ -34,5 +36,6 @@ __all__ = [
     "build_vqa_federation",
     "FUSION_SCENARIOS",
     "FusionFederation",
+    "FusionFolderFederation",
     "build_fusion_federation",
 ]
