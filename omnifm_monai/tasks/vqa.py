@@ -1,4 +1,4 @@
-"""Visual question answering in the federated pipeline: phantom VQA federations and per-site answer accuracy."""
+"""Visual question answering in the federated pipeline: phantom or derived VQA federations, per-site answer accuracy."""
 
 from __future__ import annotations
 
