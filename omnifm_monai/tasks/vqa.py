@@ -34,6 +34,11 @@ class VQATask(FederatedTask):
 
         return build_vqa_federation
 
+    def federation_bundle_overrides(self, federation) -> dict:
+        """``vocab_size`` of the federation's global vocabularies (the server's bundle has no site archive to read
+        them from; a derived federation's differ from the phantom's)."""
+        return {"vocab_size": federation.vocabularies.vocab_size}
+
     def test_evaluator(self, dataset_dir: str, parser: ConfigParser) -> Callable[[nn.Module], dict[str, float]]:
         """Overall, closed, open and per-question-type accuracy on the site's test questions.
 

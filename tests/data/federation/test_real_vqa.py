@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from omnifm_monai.data.federation import build_vqa_federation
 from omnifm_monai.data.site_archive import SPLITS, load_site_archive
@@ -70,6 +71,24 @@ def test_fewer_sites_than_sources_and_bad_arguments(msd_root, tmp_path):
         build_vqa_federation("iid", 2, data_dir=msd_root)
     with pytest.raises(ValueError, match="use fewer clients"):  # organs_ct val has 2 slices for 3 sites
         build_vqa_federation("cross_modality_hard", 6, data_dir=msd_root, image_size=32)
+
+
+def test_vqa_job_fixes_the_federation_vocabulary_size_for_the_server_and_sites(msd_root, tmp_path):
+    # a derived federation's vocabulary (not the phantom's) sizes the server's embedding and every site's
+    from omnifm_monai.jobs import JobSettings, build_job
+
+    settings = JobSettings(task="vqa", num_clients=2, num_rounds=1, image_size=32, federation_data=str(msd_root))
+    settings.state_root, settings.strategy = str(tmp_path / "state"), "fedavg"
+    job, federation = build_job(settings)
+    job.export_job(str(tmp_path / "jobs"))
+    app = tmp_path / "jobs" / settings.name
+    vocab_size = federation.vocabularies.vocab_size
+    weights = torch.load(app / "app_server" / "custom" / "omnifm_initial_model.pt", weights_only=True)
+    weights = weights.get("model", weights)
+    embeddings = [v.shape[0] for k, v in weights.items() if "embed" in k and k.endswith("weight") and v.ndim == 2]
+    assert vocab_size != 41 and vocab_size in embeddings  # 41: the phantom's question tokens
+    client = (app / "app_site-1" / "config" / "config_fed_client.json").read_text()
+    assert f'vocab_size\\":{vocab_size}' in client or f'"vocab_size":{vocab_size}' in client
 
 
 def test_phantom_federation_pooled():
