@@ -19,7 +19,8 @@ class VQATask(FederatedTask):
     """Visual question answering (``bundles/omnifm_vqa``): closed-set answer classification.
 
     ``num_classes`` is the size of the global answer vocabulary
-    (:func:`omnifm_monai.data.vqa_vocabulary.phantom_vocabularies` for phantom federations).
+    (:func:`omnifm_monai.data.vqa_vocabulary.phantom_vocabularies` for phantom federations,
+    :func:`omnifm_monai.data.vqa_derived.derived_vocabularies` for federations derived from real masks).
     """
 
     name = "vqa"
