@@ -8,6 +8,7 @@ folder). ``python -m nvflare_jobs.omnifm_job`` is the command line over :func:`b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -263,6 +264,8 @@ def build_job(settings: JobSettings):
     else:
         federation = federation_for(settings)
         sites, num_classes = [c.name for c in federation.clients], federation.num_classes
+        fixed = task.federation_bundle_overrides(federation)  # e.g. VQA's vocab_size, for the server and the sites
+        settings = dataclasses.replace(settings, bundle_overrides={**fixed, **settings.bundle_overrides})
         class_names = tuple(getattr(federation, "class_names", ()))  # the simulation's own label map
     network, strategy = build_network(settings, num_classes)
     initial, _ = bundle_network(settings, num_classes)  # what the server's persistor holds (no GPFL modules)

@@ -162,6 +162,11 @@ class FederatedTask(ABC):
         the site (e.g. no open questions) may be left out, and the report averages it over the sites
         that have it."""
 
+    def federation_bundle_overrides(self, federation: TaskFederation) -> dict:
+        """Bundle ids a simulated federation fixes for the server's network and every site's (default: none;
+        VQA: the question vocabulary's size, which the server cannot read from a site archive)."""
+        return {}
+
     def data_class_names(self, dataset_dir: str) -> tuple[str, ...] | None:
         """The classes of a site's data, by label id (``None``: the task has no named classes)."""
         return None

@@ -1,4 +1,4 @@
-"""Visual question answering in the federated pipeline: phantom VQA federations and per-site answer accuracy."""
+"""Visual question answering in the federated pipeline: phantom or derived VQA federations, per-site answer accuracy."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ class VQATask(FederatedTask):
     """Visual question answering (``bundles/omnifm_vqa``): closed-set answer classification.
 
     ``num_classes`` is the size of the global answer vocabulary
-    (:func:`omnifm_monai.data.vqa_vocabulary.phantom_vocabularies` for phantom federations).
+    (:func:`omnifm_monai.data.vqa_vocabulary.phantom_vocabularies` for phantom federations,
+    :func:`omnifm_monai.data.vqa_derived.derived_vocabularies` for federations derived from real masks).
     """
 
     name = "vqa"
@@ -33,6 +34,11 @@ class VQATask(FederatedTask):
         from omnifm_monai.data.federation import build_vqa_federation
 
         return build_vqa_federation
+
+    def federation_bundle_overrides(self, federation) -> dict:
+        """``vocab_size`` of the federation's global vocabularies (the server's bundle has no site archive to read
+        them from; a derived federation's differ from the phantom's)."""
+        return {"vocab_size": federation.vocabularies.vocab_size}
 
     def test_evaluator(
         self, dataset_dir: str, parser: ConfigParser, split: str = "test"

@@ -191,8 +191,8 @@ def test_federation_same_arguments_same_sites_and_errors():
     assert [c.modality for c in hard.clients] == ["CT", "MR-T1"]  # the job's default: modality-specific
     with pytest.raises(ValueError, match="scenario"):
         build_vqa_federation("label_skew", 2)
-    with pytest.raises(ValueError, match="data_dir"):
-        build_vqa_federation("iid", 2, data_dir="/data/medmnist")
+    with pytest.raises(FileNotFoundError, match="/data/medmnist"):  # a folder means the derived federation
+        build_vqa_federation("cross_modality_hard", 2, data_dir="/data/medmnist")
     with pytest.raises(ValueError, match="num_clients"):
         build_vqa_federation("iid", 0)
 

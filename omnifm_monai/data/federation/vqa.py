@@ -1,4 +1,5 @@
-"""The simulated VQA federation: phantom images and question-answer pairs per site, global vocabularies."""
+"""The VQA federation: phantom images and question-answer pairs per site (or, with ``data_dir``, template
+questions derived from real masks: :mod:`omnifm_monai.data.federation.vqa_sources`), global vocabularies."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from omnifm_monai.data.federation.base import (
     shuffled_split_indices,
     site_images_uint8,
 )
+from omnifm_monai.data.image_io import fix_channels, from_uint8, resize_images, to_uint8
 from omnifm_monai.data.phantom import MODALITIES
+from omnifm_monai.data.site_archive import SPLITS, is_phantom
 from omnifm_monai.data.vqa import VQAData, phantom_qa
 from omnifm_monai.data.vqa_vocabulary import VQAVocabularies, phantom_vocabularies
 
@@ -54,6 +57,24 @@ class VQAFederation(SiteFederation[VQAData]):
         """Site, modality, images and questions per split."""
         return client.name, client.modality, per_split(client.num_images), per_split(client.num_questions)
 
+    def pooled(self, image_size: int) -> VQAData:
+        """Every site's splits concatenated into one site named ``"pooled"`` (images resized to ``image_size``;
+        gray ones made RGB when any site is RGB), questions re-indexed, the global vocabularies."""
+        rgb = any(x.ndim == 4 for c in self.clients for x in c.images.values())
+        images, qa = {}, {}
+        for split in SPLITS:
+            parts, pairs, offset = [], [], 0
+            for client in self.clients:
+                if split not in client.images:
+                    continue
+                x = resize_images(from_uint8(client.images[split]), image_size)  # (n, C, S, S)
+                parts.append(to_uint8(fix_channels(x, 3) if rgb else x))  # (n, S, S[, 3])
+                pairs += [{**p, "index": p["index"] + offset} for p in client.qa.get(split, [])]
+                offset += len(x)
+            images[split], qa[split] = np.concatenate(parts), pairs
+        modalities = "+".join(dict.fromkeys(c.modality for c in self.clients))
+        return VQAData("pooled", modalities, images, qa, self.vocabularies, source="pooled")
+
 
 def build_vqa_federation(
     scenario: str,
@@ -64,7 +85,14 @@ def build_vqa_federation(
     image_size: int = 64,
     samples_per_client: int | None = None,
 ) -> VQAFederation:
-    """A phantom VQA federation (images split 60/20/20 per site by image, all questions of an image together).
+    """A VQA federation: the phantom (``data_dir`` ``None``/``""``/``"phantom"``) or derived from real masks.
+
+    ``data_dir`` a folder of MSD folders (or one): template questions derived from their masks
+    (:func:`~omnifm_monai.data.federation.vqa_sources.derived_vqa_federation`; ``cross_modality_hard`` or
+    ``modality_specific`` only; ``samples_per_client`` ``None``/0: every training image, k > 0: at most k
+    training images per site).
+
+    The phantom: images split 60/20/20 per site by image, all questions of an image together.
 
     ``modality_specific`` (the paper's VQA task 2; alias ``cross_modality_hard``, the federated job's default):
     site ``i`` (0-based) holds ``MODALITIES[i % 7]`` only;
@@ -75,13 +103,23 @@ def build_vqa_federation(
         scenario: one of :data:`VQA_SCENARIOS`.
         num_clients: sites, >= 1.
         seed: seeds every phantom and split.
-        data_dir: must be ``None`` (or ``""``/``"phantom"``).
+        data_dir: ``None`` (or ``""``/``"phantom"``), or a folder of MSD segmentation folders.
         image_size: square image size (>= 16).
-        samples_per_client: images per site before the split (``None`` -> 120, minimum 5).
+        samples_per_client: phantom: images per site before the split (``None`` -> 120, minimum 5).
 
     Raises:
-        ValueError: for an unknown scenario, a bad count or a ``data_dir``.
+        ValueError: for an unknown scenario or a bad count.
+        FileNotFoundError: for a ``data_dir`` that is not a folder of MSD folders.
     """
+    if not is_phantom(data_dir):
+        from omnifm_monai.data.federation.vqa_sources import derived_vqa_federation
+
+        return derived_vqa_federation(
+            scenario, num_clients, seed=seed, data_dir=data_dir, image_size=image_size,
+            samples_per_client=samples_per_client,
+        )  # fmt: skip
+    if samples_per_client == 0:
+        samples_per_client = None
     samples = phantom_site_samples(
         "VQA", scenario, VQA_SCENARIOS, num_clients, image_size, samples_per_client, _DEFAULT_SITE_SAMPLES,
         data_dir, "SLAKE / VQA-RAD folder or .npz",
