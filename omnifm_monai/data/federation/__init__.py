@@ -3,7 +3,8 @@ argument checks and the phantom site loop).
 
 - :mod:`.classification`: :func:`build_federation` (phantom or MedMNIST folder; :mod:`.partition` and
   :mod:`.medmnist_sites` hold its partitioning);
-- :mod:`.segmentation`, :mod:`.super_resolution`, :mod:`.vqa`, :mod:`.fusion`: phantom federations.
+- :mod:`.segmentation`: phantom sites, or real MSD folders (:mod:`.segmentation_sources` reads and splits them);
+- :mod:`.super_resolution`, :mod:`.vqa`, :mod:`.fusion`: phantom federations.
 """
 
 from .base import SiteFederation, markdown_table, phantom_site_samples
@@ -11,6 +12,7 @@ from .classification import FINDINGS_PER_MODALITY, SCENARIOS, Federation, build_
 from .fusion import FUSION_SCENARIOS, FusionFederation, build_fusion_federation
 from .medmnist_sites import MIN_CLIENTS_PER_FILE
 from .segmentation import SEGMENTATION_SCENARIOS, SegmentationFederation, build_segmentation_federation
+from .segmentation_sources import RealSegmentationFederation, find_segmentation_sources
 from .super_resolution import SR_SCENARIOS, SuperResolutionFederation, build_super_resolution_federation
 from .vqa import VQA_SCENARIOS, VQAFederation, build_vqa_federation
 
@@ -26,6 +28,8 @@ __all__ = [
     "SEGMENTATION_SCENARIOS",
     "SegmentationFederation",
     "build_segmentation_federation",
+    "RealSegmentationFederation",
+    "find_segmentation_sources",
     "SR_SCENARIOS",
     "SuperResolutionFederation",
     "build_super_resolution_federation",
