@@ -4,7 +4,9 @@
 
 - ``None``, ``""`` or ``"phantom"``: a centralised phantom over all modalities; the masks are the tissue
   label map (values index :data:`~omnifm_monai.data.phantom.TISSUES`).
-- a site ``.npz`` written by :meth:`SegmentationData.save_npz` (one site of a simulated federation).
+- a site ``.npz`` written by :meth:`SegmentationData.save_npz` (one site of a simulated federation); when it
+  holds ``<split>_spacing`` (the real federation's), every item also gets ``"spacing"``: (D,) mm per axis of
+  the ``image_size`` grid.
 - a Medical Segmentation Decathlon / BraTS-style folder: ``<dir>/dataset.json`` (read with MONAI's
   ``load_decathlon_datalist``) listing NIfTI ``image``/``label`` pairs, e.g. ``imagesTr/``, ``labelsTr/``.
   The json's ``"validation"`` and ``"test"`` lists (entries with a ``label``) are used when present; the
@@ -238,7 +240,7 @@ def _npz_split(path: Path, split, image_size, in_channels, spatial_dims) -> list
 # ---- NIfTI (Decathlon) and DICOM series cases -----------------------------------------------------------------
 
 
-def carve_splits(cases: list, names: Sequence[str], seed: int) -> dict[str, list]:
+def carve_splits(cases: list, names: Sequence[str], seed: int | Sequence[int]) -> dict[str, list]:
     """Seeded split of ``cases`` into the splits ``names`` in proportion to their 60/20/20 shares."""
     shares = np.asarray([SPLIT_FRACTIONS[SPLITS.index(n)] for n in names])
     order = np.random.default_rng(seed).permutation(len(cases))
