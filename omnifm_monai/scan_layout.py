@@ -155,10 +155,10 @@ def _segmentation(root: Path, report: LayoutReport, in_channels: int, spatial_di
     from omnifm_monai.data.image_io import fix_channels
     from omnifm_monai.data.segmentation import (
         DICOM_SERIES_READER,
-        _case_loader,
         _decathlon_cases,
         _dicom_cases,
         _read_case,
+        case_loader,
         segmentation_class_names,
     )
 
@@ -174,7 +174,7 @@ def _segmentation(root: Path, report: LayoutReport, in_channels: int, spatial_di
         )
         return
     image_reader = "NibabelReader" if decathlon else DICOM_SERIES_READER  # as the loader reads the images
-    loader = _case_loader(spatial_dims, SCAN_IMAGE_SIZE)
+    loader = case_loader(spatial_dims, SCAN_IMAGE_SIZE)
     handler, detach = _capture_skips()
     try:
         for split in SPLITS:

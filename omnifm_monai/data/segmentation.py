@@ -4,7 +4,9 @@
 
 - ``None``, ``""`` or ``"phantom"``: a centralised phantom over all modalities; the masks are the tissue
   label map (values index :data:`~omnifm_monai.data.phantom.TISSUES`).
-- a site ``.npz`` written by :meth:`SegmentationData.save_npz` (one site of a simulated federation).
+- a site ``.npz`` written by :meth:`SegmentationData.save_npz` (one site of a simulated federation); when it
+  holds ``<split>_spacing`` (the real federation's), every item also gets ``"spacing"``: (D,) mm per axis of
+  the ``image_size`` grid.
 - a Medical Segmentation Decathlon / BraTS-style folder: ``<dir>/dataset.json`` (read with MONAI's
   ``load_decathlon_datalist``) listing NIfTI ``image``/``label`` pairs, e.g. ``imagesTr/``, ``labelsTr/``.
   The json's ``"validation"`` and ``"test"`` lists (entries with a ``label``) are used when present; the
@@ -57,11 +59,17 @@ from omnifm_monai.errors import SiteDataError, one_line_reason
 
 __all__ = [
     "SegmentationData",
+    "carve_splits",
+    "case_loader",
+    "decathlon_labelled_cases",
+    "kept_slices",
     "load_segmentation_npz",
     "load_segmentation_split",
     "segmentation_class_names",
     "segmentation_inference_datalist",
     "phantom_segmentation_arrays",
+    "read_case_with_affine",
+    "slice_spacing",
 ]
 
 logger = logging.getLogger(__name__)
@@ -85,12 +93,17 @@ def _check_args(split: str, image_size: int, in_channels: int, spatial_dims: int
         raise ValueError(f"spatial_dims={spatial_dims} is not supported; expected 2 (slices) or 3 (volumes).")
 
 
-def _as_datalist(images: np.ndarray, masks: np.ndarray) -> list[dict]:
-    """images (N, C, *S), masks (N, *S) -> ``[{"image": (C, *S) float32, "label": (1, *S) int64}]``."""
-    return [
+def _as_datalist(images: np.ndarray, masks: np.ndarray, spacing: np.ndarray | None = None) -> list[dict]:
+    """images (N, C, *S), masks (N, *S), optional spacing (N, D) mm ->
+    ``[{"image": (C, *S) float32, "label": (1, *S) int64[, "spacing": (D,) float32]}]``."""
+    items = [
         {"image": np.ascontiguousarray(x, dtype=np.float32), "label": np.ascontiguousarray(y[None], dtype=np.int64)}
         for x, y in zip(images, masks)
     ]
+    if spacing is not None:
+        for item, mm in zip(items, spacing):
+            item["spacing"] = np.asarray(mm, dtype=np.float32)  # (D,) mm per spatial axis
+    return items
 
 
 # ---- phantom ------------------------------------------------------------------------------------------------
@@ -135,6 +148,9 @@ class SegmentationData:
         splits: split -> (images uint8 (N, C, *S), masks uint8 (N, *S)); mask values index ``class_names``.
         class_names: names of the mask values.
         source: where the data came from (``"phantom"``, a folder).
+        spacing: split -> pixel size in mm per spatial axis of every image, float32 (N, D) (real data only;
+            empty: unknown, HD95 is then in pixels).
+        cases: split -> names of the volumes its images come from (real data only; for the summary).
     """
 
     name: str
@@ -142,17 +158,24 @@ class SegmentationData:
     splits: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False)
     class_names: tuple[str, ...] = TISSUES
     source: str = "phantom"
+    spacing: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    cases: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def num_samples(self, split: str) -> int:
         """Images in ``split`` (0 when absent)."""
         return int(self.splits[split][0].shape[0]) if split in self.splits else 0
 
     def save_npz(self, path: str | os.PathLike) -> None:
-        """Write ``<split>_images``, ``<split>_masks``, ``class_names`` and ``meta`` (JSON: name, modality, source)."""
+        """Write ``<split>_images``, ``<split>_masks``, ``<split>_spacing`` (when known), ``class_names`` and
+        ``meta`` (JSON: name, modality, source, and the cases when known)."""
         arrays = {"class_names": np.asarray(self.class_names)}  # (K,) str
         for split, (images, masks) in self.splits.items():
             arrays[f"{split}_images"], arrays[f"{split}_masks"] = images, masks  # (N, C, *S), (N, *S)
+            if split in self.spacing:
+                arrays[f"{split}_spacing"] = np.asarray(self.spacing[split], dtype=np.float32)  # (N, D) mm
         meta = {"name": self.name, "modality": self.modality, "source": self.source}
+        if self.cases:
+            meta["cases"] = {split: list(names) for split, names in self.cases.items()}
         save_site_archive(path, arrays, {"meta": json.dumps(meta)})
 
 
@@ -165,7 +188,7 @@ def load_segmentation_npz(path: str | os.PathLike) -> SegmentationData:
     """
     path = Path(path).expanduser()
     arrays = load_site_archive(path)
-    splits = {}
+    splits, spacing = {}, {}
     for split in SPLITS:
         if f"{split}_images" in arrays and f"{split}_masks" in arrays:
             images, masks = arrays[f"{split}_images"], arrays[f"{split}_masks"]
@@ -179,6 +202,13 @@ def load_segmentation_npz(path: str | os.PathLike) -> SegmentationData:
                     "expected (N, C, *S) and (N, *S)."
                 )
             splits[split] = (images, masks)
+            if f"{split}_spacing" in arrays:
+                spacing[split] = arrays[f"{split}_spacing"].astype(np.float32)  # (N, D) mm
+                if spacing[split].shape != (images.shape[0], images.ndim - 2):
+                    raise ValueError(
+                        f"'{path}': {split}_spacing has shape {spacing[split].shape}; expected "
+                        f"{(images.shape[0], images.ndim - 2)} (mm per spatial axis of every image)."
+                    )
     if not splits or "meta" not in arrays:
         raise ValueError(
             f"'{path}' is not a segmentation site file: expected <split>_images/<split>_masks and meta keys "
@@ -186,7 +216,9 @@ def load_segmentation_npz(path: str | os.PathLike) -> SegmentationData:
         )
     meta = json.loads(str(arrays["meta"]))
     names = tuple(str(n) for n in arrays.get("class_names", np.asarray(TISSUES)))
-    return SegmentationData(meta["name"], meta["modality"], splits, names, meta.get("source", "phantom"))
+    cases = {split: tuple(c) for split, c in meta.get("cases", {}).items()}
+    source = meta.get("source", "phantom")
+    return SegmentationData(meta["name"], meta["modality"], splits, names, source, spacing, cases)
 
 
 def _npz_split(path: Path, split, image_size, in_channels, spatial_dims) -> list[dict]:
@@ -198,14 +230,17 @@ def _npz_split(path: Path, split, image_size, in_channels, spatial_dims) -> list
         raise ValueError(f"'{path}' holds {raw.ndim - 2}D images, but spatial_dims={spatial_dims}.")
     images = fix_channels(raw.astype(np.float32) / 255.0, in_channels, str(path))
     size = (image_size,) * spatial_dims
+    spacing = data.spacing.get(split)  # (N, D) mm of the stored grid, or None
+    if spacing is not None:
+        spacing = spacing * (np.asarray(raw.shape[2:], dtype=np.float32) / image_size)  # mm of the resized grid
     images, masks = resize_images(images, size), resize_masks(masks.astype(np.int64), size)  # (N, C, *S), (N, *S)
-    return _as_datalist(images, masks)
+    return _as_datalist(images, masks, spacing)
 
 
 # ---- NIfTI (Decathlon) and DICOM series cases -----------------------------------------------------------------
 
 
-def _carve(cases: list, names: Sequence[str], seed: int) -> dict[str, list]:
+def carve_splits(cases: list, names: Sequence[str], seed: int | Sequence[int]) -> dict[str, list]:
     """Seeded split of ``cases`` into the splits ``names`` in proportion to their 60/20/20 shares."""
     shares = np.asarray([SPLIT_FRACTIONS[SPLITS.index(n)] for n in names])
     order = np.random.default_rng(seed).permutation(len(cases))
@@ -217,8 +252,9 @@ def _carve(cases: list, names: Sequence[str], seed: int) -> dict[str, list]:
     return {n: [cases[j] for j in order[s:e]] for n, s, e in zip(names, starts, bounds)}
 
 
-def _decathlon_cases(root: Path, split: str, seed: int) -> list[dict]:
-    """``[{"image": path, "label": path}]`` of ``split`` from ``<root>/dataset.json``."""
+def _decathlon_lists(root: Path) -> tuple[list[dict], dict[str, list[dict]]]:
+    """``<root>/dataset.json``'s ``"training"`` cases and its labelled ``"validation"``/``"test"`` lists
+    (as ``"val"``/``"test"``), each ``[{"image": path, "label": path}]``."""
     json_file = root / "dataset.json"
     with open(json_file) as f:
         spec = json.load(f)
@@ -227,11 +263,22 @@ def _decathlon_cases(root: Path, split: str, seed: int) -> list[dict]:
         entries = spec.get(key)
         if isinstance(entries, list) and entries and all(isinstance(e, dict) and "label" in e for e in entries):
             explicit[name] = load_decathlon_datalist(json_file, True, key, base_dir=root)
+    return load_decathlon_datalist(json_file, True, "training", base_dir=root), explicit
+
+
+def decathlon_labelled_cases(root: str | os.PathLike) -> list[dict]:
+    """Every labelled case of a Decathlon folder (``"training"``, then labelled ``"validation"``, ``"test"``)."""
+    training, explicit = _decathlon_lists(Path(root))
+    return training + [case for name in ("val", "test") for case in explicit.get(name, [])]
+
+
+def _decathlon_cases(root: Path, split: str, seed: int) -> list[dict]:
+    """``[{"image": path, "label": path}]`` of ``split`` from ``<root>/dataset.json``."""
+    training, explicit = _decathlon_lists(root)
     if split in explicit:
         return explicit[split]
-    training = load_decathlon_datalist(json_file, True, "training", base_dir=root)
     carved = [s for s in SPLITS if s not in explicit]
-    return _carve(training, carved, seed)[split]
+    return carve_splits(training, carved, seed)[split]
 
 
 def _dicom_cases(root: Path, split: str, seed: int) -> list[dict]:
@@ -242,10 +289,10 @@ def _dicom_cases(root: Path, split: str, seed: int) -> list[dict]:
             logger.warning("Skipping case '%s': expected image/ (a DICOM series) and label.nii.gz in it.", case)
             continue
         cases.append({"image": str(case / "image"), "label": str(label)})
-    return _carve(cases, SPLITS, seed)[split]
+    return carve_splits(cases, SPLITS, seed)[split]
 
 
-def _case_loader(spatial_dims: int, image_size: int) -> Compose:
+def case_loader(spatial_dims: int, image_size: int) -> Compose:
     """Channel first -> RAS -> [0, 1] per channel -> resize (in-plane only for 2D slicing)."""
     from monai.transforms import Resized
 
@@ -262,10 +309,24 @@ def _case_loader(spatial_dims: int, image_size: int) -> Compose:
 
 
 def _read_case(case: dict, image_reader: str, loader: Compose) -> tuple[np.ndarray, np.ndarray]:
-    """-> image float32 (C, X, Y, Z), mask int64 (X, Y, Z); ValueError naming the file when a read fails,
-    ValueError when the pair is inconsistent."""
+    """-> image float32 (C, X, Y, Z), mask int64 (X, Y, Z) (:func:`read_case_with_affine` without the affine)."""
+    image, mask, _ = read_case_with_affine(case, image_reader, loader)
+    return image, mask
+
+
+def read_case_with_affine(case: dict, image_reader: str, loader: Compose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One ``{"image", "label"}`` case through ``loader`` (:func:`case_loader`).
+
+    Returns:
+        image float32 (C, X, Y, Z), mask int64 (X, Y, Z) and the loaded grid's affine float64 (4, 4) (RAS,
+        mm; after the resize, so its columns are the resized voxel sizes).
+
+    Raises:
+        ValueError: naming the file when a read fails, or saying how the pair is inconsistent.
+    """
     volumes = {"image": read_volume(case["image"], image_reader), "label": read_volume(case["label"], "NibabelReader")}
     out = loader(volumes)
+    affine = np.asarray(convert_to_numpy(out["image"].affine), dtype=np.float64)  # (4, 4)
     image, label = convert_to_numpy(out["image"], dtype=np.float32), convert_to_numpy(out["label"])
     if image.ndim == 3:  # a 2D image (C, X, Y): one slice
         image, label = image[..., None], label[..., None]
@@ -278,11 +339,26 @@ def _read_case(case: dict, image_reader: str, loader: Compose) -> tuple[np.ndarr
     mask = np.rint(label[0]).astype(np.int64)
     if mask.min() < 0:
         raise ValueError(f"negative label value {mask.min()}")
-    return image, mask
+    return image, mask, affine
+
+
+def slice_spacing(affine: np.ndarray) -> np.ndarray:
+    """In-plane pixel size in mm of an axial slice of a volume with this (4, 4) affine: float32 (2,)."""
+    return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :2], axis=0).astype(np.float32)
+
+
+def kept_slices(mask: np.ndarray, empty_fraction: float, rng: np.random.Generator, min_slices: int = 0) -> np.ndarray:
+    """Axial slices to keep of a mask (X, Y, Z): every slice with foreground and a seeded sample of the empty
+    ones (``empty_fraction`` of the foreground count, at least one, and more while fewer than ``min_slices``
+    are kept): sorted (K,) int."""
+    has_fg = (mask > 0).reshape(-1, mask.shape[-1]).any(axis=0)  # (Z,)
+    fg, empty = np.flatnonzero(has_fg), np.flatnonzero(~has_fg)
+    n_empty = min(len(empty), max(1, math.ceil(empty_fraction * len(fg)), min_slices - len(fg)))
+    return np.sort(np.concatenate([fg, rng.choice(empty, n_empty, replace=False)]))
 
 
 def _volume_split(root, cases, split, image_size, in_channels, spatial_dims, seed, image_reader, empty_fraction):
-    loader = _case_loader(spatial_dims, image_size)
+    loader = case_loader(spatial_dims, image_size)
     images, masks = [], []
     for index, case in enumerate(cases):
         try:
@@ -295,10 +371,7 @@ def _volume_split(root, cases, split, image_size, in_channels, spatial_dims, see
             images.append(image[None])  # (1, C, S, S, S)
             masks.append(mask[None])
             continue
-        has_fg = (mask > 0).reshape(-1, mask.shape[-1]).any(axis=0)  # (Z,)
-        fg, empty = np.flatnonzero(has_fg), np.flatnonzero(~has_fg)
-        n_empty = min(len(empty), max(1, math.ceil(empty_fraction * len(fg))))
-        keep = np.sort(np.concatenate([fg, np.random.default_rng([seed, index]).choice(empty, n_empty, replace=False)]))
+        keep = kept_slices(mask, empty_fraction, np.random.default_rng([seed, index]))
         images.append(np.moveaxis(image[..., keep], -1, 0))  # (C, X, Y, K) -> (K, C, X, Y)
         masks.append(np.moveaxis(mask[..., keep], -1, 0))  # (K, X, Y)
     if not images:

@@ -42,8 +42,8 @@ class SegmentationTask(FederatedTask):
     ) -> Callable[[nn.Module], dict[str, float]]:
         """:func:`~omnifm_monai.metrics.segmentation_metrics` of the network's argmax on the site's test split.
 
-        HD95 is in mm when every test item carries a ``"spacing"`` (mm per spatial axis of its resized grid),
-        else at 1 mm per pixel (today's datalists record none, so it is in pixels).
+        HD95 is in mm when every test item carries a ``"spacing"`` (mm per spatial axis of its resized grid: the
+        real federation's site files record it), else at 1 mm per pixel (the phantom's: in pixels).
         """
         from omnifm_monai.data.segmentation import load_segmentation_split, segmentation_class_names
 
@@ -63,7 +63,8 @@ class SegmentationTask(FederatedTask):
         images = stack_images(items)  # (N, C, *S), stacked once and reused every round
         labels = torch.as_tensor(np.stack([d["label"][0] for d in items]))  # (N, *S)
         names = list(segmentation_class_names(dataset_dir))[:num_classes]
-        spacing = [tuple(d["spacing"]) for d in items] if items and all("spacing" in d for d in items) else None
+        has_spacing = items and all("spacing" in d for d in items)
+        spacing = [tuple(float(v) for v in d["spacing"]) for d in items] if has_spacing else None  # MONAI: floats
 
         def evaluate(network: nn.Module) -> dict[str, float]:
             logits = predict_in_batches(network, images, batch_size=32)  # (N, K, *S)

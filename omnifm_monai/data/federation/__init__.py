@@ -3,9 +3,11 @@ argument checks and the phantom site loop).
 
 - :mod:`.classification`: :func:`build_federation` (phantom or MedMNIST folder; :mod:`.partition` and
   :mod:`.medmnist_sites` hold its partitioning);
+- :mod:`.segmentation`: phantom sites, or real MSD folders (:mod:`.segmentation_sources` reads and splits them);
 - :mod:`.fusion`: :func:`build_fusion_federation` (phantom or a folder of co-registered volumes with
   ``pairs.json``; :mod:`.fusion_sources` holds the folder's reading and site rules);
-- :mod:`.segmentation`, :mod:`.super_resolution`, :mod:`.vqa`: phantom federations.
+- :mod:`.vqa`: phantom sites, or questions derived from real MSD folders (:mod:`.vqa_sources`);
+- :mod:`.super_resolution`: phantom federations.
 """
 
 from .base import SiteFederation, markdown_table, phantom_site_samples
@@ -13,6 +15,7 @@ from .classification import FINDINGS_PER_MODALITY, SCENARIOS, Federation, build_
 from .fusion import FUSION_SCENARIOS, FusionFederation, FusionFolderFederation, build_fusion_federation
 from .medmnist_sites import MIN_CLIENTS_PER_FILE
 from .segmentation import SEGMENTATION_SCENARIOS, SegmentationFederation, build_segmentation_federation
+from .segmentation_sources import RealSegmentationFederation, find_segmentation_sources
 from .super_resolution import SR_SCENARIOS, SuperResolutionFederation, build_super_resolution_federation
 from .vqa import VQA_SCENARIOS, VQAFederation, build_vqa_federation
 
@@ -28,6 +31,8 @@ __all__ = [
     "SEGMENTATION_SCENARIOS",
     "SegmentationFederation",
     "build_segmentation_federation",
+    "RealSegmentationFederation",
+    "find_segmentation_sources",
     "SR_SCENARIOS",
     "SuperResolutionFederation",
     "build_super_resolution_federation",
