@@ -38,7 +38,7 @@ METRIC_LABELS = {
     "accuracy": "acc (all labels)",
     "macro_f1": "macro-F1 (all)",
     "dice": "Dice",
-    "hd95": "HD95 px",
+    "hd95": "HD95",  # mm from the image spacing; phantom sites (no spacing) at 1 mm per pixel
     "pixel_accuracy": "pixel acc",
     "psnr": "PSNR dB",
     "ssim": "SSIM",
