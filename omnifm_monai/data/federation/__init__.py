@@ -3,7 +3,9 @@ argument checks and the phantom site loop).
 
 - :mod:`.classification`: :func:`build_federation` (phantom or MedMNIST folder; :mod:`.partition` and
   :mod:`.medmnist_sites` hold its partitioning);
-- :mod:`.segmentation`, :mod:`.super_resolution`, :mod:`.vqa`, :mod:`.fusion`: phantom federations.
+- :mod:`.super_resolution`: phantom or a folder of real image folders (:mod:`.super_resolution_sources`: HR
+  tiles, one modality per site);
+- :mod:`.segmentation`, :mod:`.vqa`, :mod:`.fusion`: phantom federations.
 """
 
 from .base import SiteFederation, markdown_table, phantom_site_samples
