@@ -191,49 +191,40 @@ def image_tiles(pixels: np.ndarray, size: int, stride: int, rows: tuple[int, int
     return np.stack(kept) if kept else np.zeros((0, pixels.shape[0], size, size), dtype=np.float32)
 
 
-def _split_groups(groups: list[str], sizes: dict[str, int], rng: np.random.Generator) -> tuple[str, dict]:
-    """Split rule and split -> group names (``"group"``), or image indices (``"image"``), or ``None`` (bands)."""
-    order = [groups[i] for i in rng.permutation(len(groups))]
-    if len(order) >= 3:
-        unit = "patient" if any(n > 1 for n in sizes.values()) else "image"
-        n_val = n_test = max(1, round(0.2 * len(order)))
-        cut = len(order) - n_val - n_test
-        return f"by {unit}", {"train": order[:cut], "val": order[cut : cut + n_val], "test": order[cut + n_val :]}
-    if sum(sizes.values()) <= 2:
-        return "by region (row bands 60/20/20)", {}
-    if len(order) == 2:
-        if sizes[order[1]] < 2:
-            order.reverse()  # the group cut into val and test needs two images
-        return f"{order[0]} train, {order[1]} val/test", {"train": [order[0]], "held": [order[1]]}
-    return "by image (one patient)", {"held": order}
+def _cut(items: list) -> dict[str, list]:
+    """``items`` (>= 3) into train/val/test: 20 % val and 20 % test (at least one each), the rest train."""
+    n_val = n_test = max(1, round(0.2 * len(items)))
+    cut = len(items) - n_val - n_test
+    return {"train": items[:cut], "val": items[cut : cut + n_val], "test": items[cut + n_val :]}
 
 
 def _site_layout(images: list[SourceImage], seed: int, site: int) -> dict:
-    """Split rule and split -> (image index, row band or None) of one site's images."""
+    """One site's split rule (``"rule"``) and split -> [(image index, row band or None)] (``"images"``)."""
+    rng = np.random.default_rng([seed, site, 0x5B])
     groups = sorted({im.group for im in images})
-    sizes = {g: sum(im.group == g for im in images) for g in groups}
-    rule, by_split = _split_groups(groups, sizes, np.random.default_rng([seed, site, 0x5B]))
     members = {g: [i for i, im in enumerate(images) if im.group == g] for g in groups}
-    if not by_split:  # bands of every image
-        layout = {}
+    order = [groups[i] for i in rng.permutation(len(groups))]
+    if len(images) <= 2:  # row bands of every image: disjoint regions
+        bands = {}
         for k, s in enumerate(SPLITS):
-            bands = []
+            bands[s] = []
             for i, im in enumerate(images):
-                cuts = [0, round(0.6 * im.pixels.shape[1]), round(0.8 * im.pixels.shape[1]), im.pixels.shape[1]]
-                bands.append((i, (cuts[k], cuts[k + 1])))
-            layout[s] = bands
-        return {"rule": rule, "images": layout}
-    held = [i for g in by_split.pop("held", []) for i in members[g]]
-    if "train" not in by_split:  # one group: images split like groups
-        n_val = n_test = max(1, round(0.2 * len(held)))
-        cut = len(held) - n_val - n_test
-        by_index = {"train": held[:cut], "val": held[cut : cut + n_val], "test": held[cut + n_val :]}
-    elif held:  # two groups: train group, the other's images cut into val and test
-        by_index = {"train": [i for g in by_split["train"] for i in members[g]]}
-        by_index |= {"val": held[: len(held) // 2], "test": held[len(held) // 2 :]}
-    else:
-        by_index = {s: [i for g in by_split[s] for i in members[g]] for s in SPLITS}
-    return {"rule": rule, "images": {s: [(i, None) for i in sorted(by_index[s])] for s in SPLITS}}
+                height = im.pixels.shape[1]
+                cuts = [0, round(0.6 * height), round(0.8 * height), height]
+                bands[s].append((i, (cuts[k], cuts[k + 1])))
+        return {"rule": "by region (row bands 60/20/20)", "images": bands}
+    if len(order) >= 3:  # whole groups
+        unit = "patient" if any(len(m) > 1 for m in members.values()) else "image"
+        rule, by_split = f"by {unit}", {s: [i for g in gs for i in members[g]] for s, gs in _cut(order).items()}
+    elif len(order) == 2:  # one group trains, the other's images (>= 2) are cut into val and test
+        if len(members[order[1]]) < 2:
+            order.reverse()
+        held = [members[order[1]][i] for i in rng.permutation(len(members[order[1]]))]
+        rule = f"{order[0]} train, {order[1]} val/test"
+        by_split = {"train": members[order[0]], "val": held[: len(held) // 2], "test": held[len(held) // 2 :]}
+    else:  # one patient, >= 3 images: whole images
+        rule, by_split = "by image (one patient)", _cut([int(i) for i in rng.permutation(len(images))])
+    return {"rule": rule, "images": {s: [(i, None) for i in sorted(by_split[s])] for s in SPLITS}}
 
 
 def super_resolution_sites(
