@@ -27,7 +27,7 @@ shrinking, ``bilinear``/``trilinear`` when enlarging; non-square images are stre
 
 Sites store images as uint8 (:func:`to_uint8`): gray ``(N, S, S)`` and RGB ``(N, S, S, 3)`` like MedMNIST,
 or channels first ``(N, C, *S)`` where a task keeps volumes or pairs; :func:`from_uint8` reads the
-MedMNIST layout back as float ``(N, C, S, S)`` in [0, 1].
+MedMNIST layout back as float ``(N, C, S, S)`` in [0, 1] (uint16 too: super-resolution keeps 16-bit sources).
 """
 
 from __future__ import annotations
@@ -340,8 +340,9 @@ def to_uint8(images: np.ndarray, *, channels_last: bool = True) -> np.ndarray:
 
 
 def from_uint8(images: np.ndarray) -> np.ndarray:
-    """uint8 ``(N, H, W)`` or ``(N, H, W, C)`` -> float32 ``(N, C, H, W)`` in [0, 1]."""
-    x = images.astype(np.float32) / 255.0
+    """uint8 (divided by 255) or uint16 (divided by 65535) ``(N, H, W)`` or ``(N, H, W, C)`` -> float32
+    ``(N, C, H, W)`` in [0, 1]."""
+    x = images.astype(np.float32) / (65535.0 if images.dtype == np.uint16 else 255.0)
     return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # -> (N, C, H, W)
 
 

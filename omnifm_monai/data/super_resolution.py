@@ -8,7 +8,8 @@ Sources (:func:`load_super_resolution_split`), each giving ``[{"image": LR float
 
 - ``None`` / ``""`` / ``"phantom"``: ``num_samples`` phantom HR images over all seven modalities (pathology
   RGB, the others gray), shuffled with ``seed`` and split 60/20/20;
-- a site ``.npz`` written by :meth:`SuperResolutionData.save_npz` (uint8 HR images per split);
+- a site ``.npz`` written by :meth:`SuperResolutionData.save_npz` (uint8 HR images per split, or uint16 for
+  16-bit sources: the real-data federation, :mod:`omnifm_monai.data.federation.super_resolution_sources`);
 - a folder of PNG/JPEG/TIFF/BMP, NIfTI (middle slice), DICOM images or DICOM series folders (middle slice),
   laid out ``<dir>/<split>/...``
   (searched recursively) or flat (every file below the folder, split 60/20/20 by a seeded permutation of
@@ -74,8 +75,8 @@ class SuperResolutionData:
     Args:
         name: data set or site name, e.g. ``"site-3"``.
         modality: imaging modality, e.g. ``"CT"``; several joined by ``"+"``.
-        splits: ``"train"``/``"val"``/``"test"`` -> uint8 HR images ``(N, S, S)`` (gray) or
-            ``(N, S, S, 3)`` (RGB).
+        splits: ``"train"``/``"val"``/``"test"`` -> uint8 (or, for 16-bit sources, uint16) HR images
+            ``(N, S, S)`` (gray) or ``(N, S, S, 3)`` (RGB), one dtype for every split.
         source: where the images came from (``"phantom"``, a folder), for summaries only.
 
     Raises:
@@ -92,11 +93,14 @@ class SuperResolutionData:
         if unknown:
             raise ValueError(f"{self.name}: unknown split(s) {sorted(unknown)}; expected keys from {SPLITS}.")
         for split, images in self.splits.items():
-            if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] != 3):
+            bad_shape = images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] != 3)
+            if images.dtype not in (np.uint8, np.uint16) or bad_shape:
                 raise ValueError(
-                    f"{self.name}: {split} images are {images.dtype} {images.shape}; expected uint8 (N, S, S) "
-                    "or (N, S, S, 3)."
+                    f"{self.name}: {split} images are {images.dtype} {images.shape}; expected uint8 or uint16 "
+                    "(N, S, S) or (N, S, S, 3)."
                 )
+        if len({images.dtype for images in self.splits.values()}) > 1:
+            raise ValueError(f"{self.name}: splits mix uint8 and uint16 images; expected one dtype.")
 
     @property
     def num_channels(self) -> int:
@@ -109,8 +113,8 @@ class SuperResolutionData:
 
     def save_npz(self, path: str | os.PathLike) -> None:
         """Write a compressed ``.npz`` (keys ``{split}_images``, ``name``, ``modality``, ``source``, ``kind``)."""
-        # uint8 (N, S, S) or (N, S, S, 3) per split
-        arrays = {f"{s}_images": np.ascontiguousarray(x, dtype=np.uint8) for s, x in self.splits.items()}
+        # uint8 or uint16 (N, S, S) or (N, S, S, 3) per split, as stored
+        arrays = {f"{s}_images": np.ascontiguousarray(x) for s, x in self.splits.items()}
         texts = {"name": self.name, "modality": self.modality, "source": self.source, "kind": _NPZ_KIND}
         save_site_archive(path, arrays, texts)
 
@@ -127,7 +131,9 @@ def load_super_resolution_npz(path: str | os.PathLike) -> SuperResolutionData:
     splits = {s: arrays[f"{s}_images"] for s in SPLITS if f"{s}_images" in arrays}
     if not splits:
         raise ValueError(f"'{path}' holds none of the keys {[f'{s}_images' for s in SPLITS]}.")
-    splits = {s: (x if x.dtype == np.uint8 else np.clip(x, 0, 255).astype(np.uint8)) for s, x in splits.items()}
+    splits = {
+        s: (x if x.dtype in (np.uint8, np.uint16) else np.clip(x, 0, 255).astype(np.uint8)) for s, x in splits.items()
+    }
     return SuperResolutionData(
         name=archive_text(arrays, "name", path.stem),
         modality=archive_text(arrays, "modality", ""),

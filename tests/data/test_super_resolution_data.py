@@ -178,5 +178,5 @@ def test_iid_federation_and_site_export(tmp_path):
 def test_federation_rejects_bad_arguments(args, match):
     with pytest.raises(ValueError, match=match):
         build_super_resolution_federation(*args)
-    with pytest.raises(ValueError, match="phantom"):
-        build_super_resolution_federation("iid", 2, data_dir="/data/medmnist")
+    with pytest.raises(FileNotFoundError, match="'/data/medmnist' is not a folder of image folders"):
+        build_super_resolution_federation("cross_modality_hard", 2, data_dir="/data/medmnist")

@@ -7,7 +7,8 @@ argument checks and the phantom site loop).
 - :mod:`.fusion`: :func:`build_fusion_federation` (phantom or a folder of co-registered volumes with
   ``pairs.json``; :mod:`.fusion_sources` holds the folder's reading and site rules);
 - :mod:`.vqa`: phantom sites, or questions derived from real MSD folders (:mod:`.vqa_sources`);
-- :mod:`.super_resolution`: phantom federations.
+- :mod:`.super_resolution`: phantom sites, or a folder of real image folders (:mod:`.super_resolution_sources`:
+  HR tiles, one modality per site).
 """
 
 from .base import SiteFederation, markdown_table, phantom_site_samples

@@ -110,7 +110,8 @@ def phantom_site_samples(
     *,
     min_samples: int = 5,
 ) -> int:
-    """Check the arguments of a task's phantom federation builder; returns the images per site.
+    """Check the arguments of a task's phantom federation builder; returns the images per site
+    (``default_samples`` when ``samples_per_client`` is ``None`` or 0: "all the data" of a phantom).
 
     Raises:
         ValueError: for an unknown scenario, fewer than 1 site, an image under 16 px, fewer than
@@ -120,7 +121,7 @@ def phantom_site_samples(
     check_scenario_and_clients(scenario, scenarios, num_clients, task=task)
     if image_size < 16:
         raise ValueError(f"image_size={image_size} must be >= 16 (the phantom's minimum).")
-    samples = default_samples if samples_per_client is None else int(samples_per_client)
+    samples = default_samples if not samples_per_client else int(samples_per_client)  # None or 0: the default
     if samples < min_samples:
         raise ValueError(
             f"samples_per_client={samples} must be >= {min_samples} so that train, val and test are non-empty."

@@ -18,6 +18,7 @@ from omnifm_monai.data.federation.base import (
     site_images_uint8,
 )
 from omnifm_monai.data.phantom import MODALITIES, make_phantom_dataset
+from omnifm_monai.data.site_archive import SPLITS, is_phantom
 from omnifm_monai.data.super_resolution import SuperResolutionData
 
 __all__ = ["SR_SCENARIOS", "SuperResolutionFederation", "build_super_resolution_federation"]
@@ -41,6 +42,30 @@ class SuperResolutionFederation(SiteFederation[SuperResolutionData]):
         """0: super-resolution has no label space."""
         return 0
 
+    def pooled(self, image_size: int) -> SuperResolutionData:
+        """Every site's splits concatenated into one site ``"pooled"`` (the pooled-centralised reference).
+
+        Gray sites become RGB when any site is RGB, uint8 sites uint16 (x 257, exact) when any is uint16; HR
+        sizes must agree (``image_size`` is the size every site was built with).
+
+        Raises:
+            ValueError: when a site's HR size is not ``image_size``.
+        """
+        sizes = {x.shape[1:3] for c in self.clients for x in c.splits.values()}
+        if sizes != {(image_size, image_size)}:
+            raise ValueError(f"pooled(image_size={image_size}): the sites hold HR sizes {sorted(sizes)}.")
+        rgb = any(c.num_channels == 3 for c in self.clients)
+        wide = any(x.dtype == np.uint16 for c in self.clients for x in c.splits.values())
+
+        def common(x: np.ndarray) -> np.ndarray:  # (N, S, S) or (N, S, S, 3) -> the pooled layout and dtype
+            x = np.repeat(x[..., None], 3, axis=-1) if rgb and x.ndim == 3 else x
+            return x.astype(np.uint16) * 257 if wide and x.dtype == np.uint8 else x
+
+        splits = {s: np.concatenate([common(c.splits[s]) for c in self.clients if s in c.splits]) for s in SPLITS}
+        modalities = "+".join(dict.fromkeys(c.modality for c in self.clients))
+        sources = "+".join(dict.fromkeys(c.source for c in self.clients))
+        return SuperResolutionData("pooled", modalities, splits, source=sources)
+
     def summary_title(self) -> str:
         """Scenario, seed and sites."""
         return f"Super-resolution federation '{self.scenario}' (seed {self.seed}): {self.num_clients} sites"
@@ -60,7 +85,8 @@ def build_super_resolution_federation(
     image_size: int = 64,
     samples_per_client: int | None = None,
 ) -> SuperResolutionFederation:
-    """A phantom SR federation: HR images per site, split 60/20/20 (seeded).
+    """An SR federation: phantom HR images per site, split 60/20/20 (seeded), or, with a ``data_dir`` folder,
+    HR tiles of real images (:mod:`omnifm_monai.data.federation.super_resolution_sources`).
 
     ``cross_modality_hard``: site ``i`` (0-based) holds modality ``MODALITIES[i % 7]`` only; ``iid``: every
     site holds every modality in equal shares (RGB then, gray repeated). Gray sites store (N, S, S), pathology
@@ -70,13 +96,23 @@ def build_super_resolution_federation(
         scenario: one of :data:`SR_SCENARIOS`.
         num_clients: sites, >= 1.
         seed: seeds every phantom and split.
-        data_dir: must be ``None`` (or ``""``/``"phantom"``): SR federations are built from the phantom.
-        image_size: HR size.
-        samples_per_client: images per site before the split (``None`` -> 160, minimum 5).
+        data_dir: ``None`` (or ``""``/``"phantom"``): the phantom; a folder of per-modality image folders, one
+            image folder, or several joined by ``os.pathsep``: the real federation (``cross_modality_hard``).
+        image_size: HR size (phantom images; real tiles).
+        samples_per_client: phantom: images per site before the split (``None`` or 0 -> 160, minimum 5);
+            real: ``None`` or 0 -> every tile, ``k`` -> at most ``k`` training tiles per site.
 
     Raises:
-        ValueError: for an unknown scenario, a bad count or a ``data_dir``.
+        ValueError: for an unknown scenario or a bad count (real data: see ``super_resolution_sites``).
+        FileNotFoundError: when ``data_dir`` holds no image folder.
     """
+    if not is_phantom(data_dir):
+        from omnifm_monai.data.federation.super_resolution_sources import super_resolution_sites
+
+        return super_resolution_sites(
+            scenario, num_clients, seed=seed, data_dir=data_dir, image_size=image_size,
+            samples_per_client=samples_per_client,
+        )  # fmt: skip
     samples = phantom_site_samples(
         "super-resolution", scenario, SR_SCENARIOS, num_clients, image_size, samples_per_client,
         _DEFAULT_SITE_SAMPLES, data_dir, "folder or .npz",
