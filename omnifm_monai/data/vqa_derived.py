@@ -55,7 +55,7 @@ from monai.transforms import EnsureChannelFirst, Orientation, ScaleIntensityRang
 from monai.utils import convert_to_numpy
 
 from omnifm_monai.data.image_io import read_volume, resize_images, to_uint8
-from omnifm_monai.data.segmentation import _carve
+from omnifm_monai.data.segmentation import carve_splits
 from omnifm_monai.data.site_archive import SPLITS, split_cuts
 from omnifm_monai.data.vqa_vocabulary import AnswerVocabulary, QuestionTokenizer, VQAVocabularies
 
@@ -223,7 +223,7 @@ def read_derived_source(folder: str | os.PathLike, *, image_size: int = 128, see
     split_of: dict[tuple[str, int], str] = {}
     if len(scans) >= len(SPLITS):
         rule = "by scan"
-        carved = _carve(scans, SPLITS, seed)
+        carved = carve_splits(scans, SPLITS, seed)
         for split, members in carved.items():
             split_of.update({(r[0], r[1]): split for r in read if r[4] in members})
     else:
