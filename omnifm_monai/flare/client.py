@@ -153,6 +153,7 @@ class SiteTrainer:
         self.trainer = workflow.trainer
         self.network = self.trainer.network
         self.strategy.extend_network(self.network)  # GPFL's modules, before the keys and the restore
+        self.dataset_dir = dataset_dir
         self._score_on_test = self.task.test_evaluator(dataset_dir, workflow.parser)  # network -> metrics
         train_items = self.trainer.data_loader.dataset.data  # arrays, or file paths when loaded lazily
         self.train_images = dataset_images(self.trainer.data_loader.dataset)  # (N, C, *S): the centroids' input
@@ -192,9 +193,17 @@ class SiteTrainer:
         copy_model_state(src={k: torch.as_tensor(np.asarray(v)) for k, v in params.items()}, dst=self.network)
         self.strategy.on_receive(self.network, self.trainer, meta)
 
+    def evaluation_network(self):
+        """The model this site scores and reports: the strategy's ``evaluation_network`` (Ditto's personal one)."""
+        return self.strategy.evaluation_network(self.network, self.trainer)
+
+    def score_on_test(self, network) -> dict[str, float]:
+        """The task's metrics of ``network`` on this site's test split (another site's model: cross-site)."""
+        return self._score_on_test(network)
+
     def evaluate(self) -> dict[str, float]:
         """The task's metrics of the current (received) model on the site's test split."""
-        return self._score_on_test(self.strategy.evaluation_network(self.network, self.trainer))
+        return self.score_on_test(self.evaluation_network())
 
     def train(self) -> float:
         """``local_epochs`` more epochs of the bundle's trainer; saves the private keys. Returns seconds."""
