@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples-per-client", type=int, default=0, help="0: the partition's default")
     parser.add_argument("--label-map", default="", help="JSON label map of --federation-data (empty: none)")
     parser.add_argument("--site-sizes", default="", help="one samples-per-client per site, e.g. 400,400,60")
+    parser.add_argument("--modalities", default="", help="classification: the federation's modalities, e.g. CT,US")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--torch-threads", type=int, default=0, help="0: PyTorch's default")

@@ -139,6 +139,8 @@ def client_args(settings: JobSettings, site: str, num_classes: int, class_names:
             args += ["--label-map", os.path.abspath(settings.label_map)]
         if settings.site_sizes:
             args += ["--site-sizes", settings.site_sizes.replace(" ", "")]
+        if settings.modalities:
+            args += ["--modalities", ",".join(settings.modalities)]
     # NVFlare splits script_args on white space, without shell quoting
     spaced = [a for a in args if any(c.isspace() for c in a)]
     if spaced:

@@ -33,8 +33,8 @@ from omnifm_monai.jobs.builder import (
 )
 from omnifm_monai.jobs.settings import JobSettings
 
-__all__ = ["CROSS_SITE_FILE", "cross_site_markdown", "cross_site_matrix", "cross_site_section", "final_site_trainers",
-           "load_settings", "plot_cross_site", "run_cross_site"]  # fmt: skip
+__all__ = ["CROSS_SITE_FILE", "cross_site_markdown", "cross_site_matrix", "cross_site_section", "final_server_core",
+           "final_site_trainers", "load_settings", "plot_cross_site", "run_cross_site", "site_trainer"]  # fmt: skip
 
 CROSS_SITE_FILE = "cross_site.json"
 
@@ -72,7 +72,22 @@ def final_site_trainers(settings: JobSettings, scratch_dir: str) -> dict[str, An
     Raises:
         FileNotFoundError: the server saved no state under ``settings.server_state_dir()``.
     """
-    from omnifm_monai.flare.client import SiteTrainer, parse_args
+    core, class_names, num_classes = final_server_core(settings)
+    trainers = {}
+    for site in job_site_names(settings):
+        trainer = site_trainer(settings, site, class_names, num_classes, os.path.join(scratch_dir, site))
+        trainer.receive(*core.payload(site))  # right after the restore of the site's random streams
+        trainers[site] = trainer
+    return trainers
+
+
+def final_server_core(settings: JobSettings):
+    """``(core, class_names, num_classes)``: the run's :class:`~omnifm_monai.flare.server_core.ServerCore` as
+    persisted after its last round (the final global state, the knowledge base), and the federation's labels.
+
+    Raises:
+        FileNotFoundError: the server saved no state under ``settings.server_state_dir()``.
+    """
     from omnifm_monai.flare.server_core import ServerCore
 
     class_names, num_classes = _label_space(settings)
@@ -81,18 +96,21 @@ def final_site_trainers(settings: JobSettings, scratch_dir: str) -> dict[str, An
     core = ServerCore(strategy, initial, strategy.private_keys(network), **settings.server_options)
     if not core.load(settings.server_state_dir()):
         raise FileNotFoundError(f"no server state under {settings.server_state_dir()}: the run did not save one.")
-    trainers = {}
-    for site in job_site_names(settings):
-        args = parse_args(client_args(settings, site, num_classes, class_names).split(" "))
-        args.bundle_root = str(bundle_root(settings.task))
-        scratch = os.path.join(os.path.abspath(scratch_dir), site)
-        outputs = {"ckpt_dir": os.path.join(scratch, "models"), "output_dir": os.path.join(scratch, "eval")}
-        outputs["tensorboard_dir"] = os.path.join(scratch, "eval", "tensorboard")
-        args.bundle_overrides = compact_json({**settings.bundle_overrides, **outputs})
-        trainer = SiteTrainer(args, site)  # restores the site's random streams: receive right after
-        trainer.receive(*core.payload(site))
-        trainers[site] = trainer
-    return trainers
+    return core, class_names, num_classes
+
+
+def site_trainer(settings: JobSettings, site: str, class_names, num_classes: int, scratch_dir: str):
+    """The :class:`~omnifm_monai.flare.client.SiteTrainer` the job runs at ``site`` (its client arguments), its
+    private state read from ``settings.site_dir(site)``; checkpoints and events go under ``scratch_dir``."""
+    from omnifm_monai.flare.client import SiteTrainer, parse_args
+
+    args = parse_args(client_args(settings, site, num_classes, class_names).split(" "))
+    args.bundle_root = str(bundle_root(settings.task))
+    scratch = os.path.abspath(scratch_dir)
+    outputs = {"ckpt_dir": os.path.join(scratch, "models"), "output_dir": os.path.join(scratch, "eval")}
+    outputs["tensorboard_dir"] = os.path.join(scratch, "eval", "tensorboard")
+    args.bundle_overrides = compact_json({**settings.bundle_overrides, **outputs})
+    return SiteTrainer(args, site)
 
 
 def cross_site_matrix(

@@ -31,6 +31,7 @@ class JobSettings:
     samples_per_client: int = 0  # 0: the partition's default
     label_map: str = ""  # JSON {file stem: {source label: shared class}} for federation_data; empty: none
     site_sizes: str = ""  # "400,400,60,...": one samples_per_client per site; empty: all samples_per_client
+    modalities: list[str] = field(default_factory=list)  # classification: only these modalities/files; empty: all
     image_size: int = 64
     seed: int = 0
     threads: int = 1
@@ -95,6 +96,9 @@ def job_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples-per-client", type=int, default=0)
     parser.add_argument("--label-map", default="", help="JSON label map of --federation-data onto one label space")
     parser.add_argument("--site-sizes", default="", help="one samples-per-client per site, e.g. 400,400,60,60")
+    parser.add_argument(
+        "--modalities", default="", help="classification: only these modalities (phantom) or files, e.g. CT,MR-T1"
+    )
     parser.add_argument("--image-size", type=int, default=defaults.image_size)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--threads", type=int, default=defaults.threads)
@@ -148,6 +152,7 @@ def parse_job_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse
         samples_per_client=args.samples_per_client,
         label_map=args.label_map,
         site_sizes=args.site_sizes,
+        modalities=[m for m in args.modalities.split(",") if m],
         image_size=args.image_size,
         seed=args.seed,
         threads=args.threads,
