@@ -287,6 +287,7 @@ def build_job(settings: JobSettings):
         strategy_options=settings.strategy_options or None,
         train_timeout=settings.train_timeout,
         server_options=settings.server_options or None,
+        late_sites=settings.late_sites or None,
     )
     job.to_server(controller)
     job.to(stage_server_files(settings, initial.state_dict()), "server")
