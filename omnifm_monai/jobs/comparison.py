@@ -230,10 +230,14 @@ def run_comparison(
             print(f"  {strategy} FAILED:\n    " + "\n    ".join(problems[:10]), flush=True)
         else:
             results.append(result)
-            if cross_site:
+            if cross_site:  # a diagnostic: its failure is reported, the strategy's result stays
                 root = os.path.join(out, strategy)
-                matrices[strategy] = run_cross_site(os.path.join(root, "state"), root)
-                print(f"  {strategy} cross-site:\n" + matrices[strategy]["markdown"], flush=True)
+                try:
+                    matrices[strategy] = run_cross_site(os.path.join(root, "state"), root)
+                    print(f"  {strategy} cross-site:\n" + matrices[strategy]["markdown"], flush=True)
+                except Exception as e:
+                    failures[f"{strategy} cross-site"] = [f"{type(e).__name__}: {e}"]
+                    print(f"  {strategy} cross-site FAILED: {type(e).__name__}: {e}", flush=True)
     if reference_epochs > 0:
         results += run_references(settings, out, max_epochs=reference_epochs, patience=patience)
     if results:
