@@ -13,6 +13,10 @@ classification bundle, budget (rounds x local epochs) and federation:
 - with ``--centralised``, the pooled reference: the same bundle trained on every site's training
   data together for ``rounds x local_epochs x participation`` epochs (the passes each site makes
   over its own data), scored on each site's own test split;
+- with ``--unseen-modality M``, the unseen-modality protocol (:mod:`omnifm_monai.jobs.unseen_modality`):
+  every run trains without modality ``M`` (``--modalities``: the others), then one site of ``M`` joins and is
+  scored with the final global model as received and after ``--adapt-epochs`` epochs adapting only its
+  private parts;
 - with ``--references``, the fair references (:mod:`omnifm_monai.jobs.references`): each site alone and
   all sites pooled, each trained to convergence (early stopping on its own validation split, patience
   ``--patience``, the same cap ``--reference-epochs`` for both), once per seed.
@@ -59,6 +63,12 @@ from omnifm_monai.jobs.references import (
     pooled_to_convergence,
 )
 from omnifm_monai.reporting import METRIC_LABELS, metric_scale, metric_unit
+from omnifm_monai.jobs.unseen_modality import (
+    DEFAULT_ADAPT_EPOCHS,
+    score_unseen_modality,
+    training_modalities,
+    unseen_markdown,
+)
 
 __all__ = ["ABLATIONS", "CENTRALISED", "METRICS", "STRATEGIES", "SWEEPS", "converged_references", "finished_run",
            "goals", "load_variants", "main", "paired_rows", "parse_args", "plot", "pooled_centralised", "run",
@@ -195,6 +205,9 @@ def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
             base = [*option_list(options), *forwarded]
             if args.samples_per_client:
                 base += ["--samples-per-client", str(args.samples_per_client)]
+            if args.unseen_modality:  # train without it (the job's last --modalities wins)
+                kept = training_modalities(parse_job_args(base)[0], args.unseen_modality)
+                base += ["--modalities", ",".join(kept)]
             out = os.path.join(args.out, f"p{participation}_s{seed}")
             variants = [(s, s, []) for s in args.strategies]
             if args.ablations:
@@ -221,6 +234,12 @@ def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
                     record[f"val_{headline}"] = result.final_mean(f"val_{headline}")  # what settings are chosen on
                     record["majority_rate"] = result.final_mean("majority_rate")
                     record["wall_seconds"] = result.wall_seconds
+                    if args.unseen_modality:
+                        where = os.path.join(out, folder)
+                        record["unseen"] = score_unseen_modality(
+                            os.path.join(where, "state"), args.unseen_modality, os.path.join(where, "unseen"),
+                            args.adapt_epochs,
+                        )  # fmt: skip
                 runs.append(record)
             if args.centralised:
                 print(f"participation {participation}, seed {seed}: {CENTRALISED}", flush=True)
@@ -363,6 +382,7 @@ def to_markdown(report: dict) -> str:
     for r in rows:
         cells = " | ".join(_cell(r[c], c.removeprefix("last5_").removeprefix("val_")) for c in columns)
         lines.append(f"| {r['participation']} | {r['label']} | {cells} | {r['failed']} |")
+    lines += unseen_markdown(report["runs"])
     paired = _paired_markdown(report.get("paired", []), headline)
     return "\n".join([*lines, *paired, "", "Goals:", *goals(rows, headline)])
 
@@ -418,6 +438,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     p.add_argument("--references", action="store_true", help="also each site alone and pooled, to convergence")
     p.add_argument("--reference-epochs", type=int, default=40, help="epoch cap of both convergence references")
     p.add_argument("--patience", type=int, default=5, help="early stopping: epochs without a better val score")
+    p.add_argument("--unseen-modality", default="", help="train without this modality, then score a site of it")
+    p.add_argument(
+        "--adapt-epochs", type=int, default=DEFAULT_ADAPT_EPOCHS, help="epochs the unseen site adapts its private parts"
+    )
     p.add_argument("--dp-noise", type=float, default=0.0, help="also OmniFM with DP on the spectral upload")
     p.add_argument("--participation", nargs="+", type=float, default=[0.2, 1.0])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

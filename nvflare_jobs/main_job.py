@@ -13,6 +13,9 @@ client crashed. The runs and the report are :mod:`omnifm_monai.jobs.comparison`'
 On the fixed task (``--scenario cross_modality_shared``) two references follow the strategies: each site
 alone and all sites pooled, trained centrally to convergence (early stopping on their own validation split,
 at most ``--reference-epochs``, by default rounds x local epochs); ``--reference-epochs 0`` leaves them out.
+
+``--cross-site`` adds, per strategy, every site's final model scored on every site's test split (a table and a
+heatmap in ``report.md``; :mod:`omnifm_monai.jobs.cross_site`, simulation only).
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
         help="epoch cap of the convergence references (default: rounds x local epochs on the fixed task, else 0)",
     )
     parser.add_argument("--patience", type=int, default=5, help="early stopping of the references (epochs)")
+    parser.add_argument(
+        "--cross-site",
+        action="store_true",
+        help="score every site's final model on every site's test split (a heatmap per strategy in report.md)",
+    )
     args, forwarded = parser.parse_known_args(argv)
     job_args, settings = comparison_job_args(forwarded)
     if args.reference_epochs is None:
@@ -50,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
 
 def main(argv: list[str] | None = None) -> int:
     args, job_args, settings = parse_args(argv)
-    options = {"reference_epochs": args.reference_epochs, "patience": args.patience}
+    options = {"reference_epochs": args.reference_epochs, "patience": args.patience, "cross_site": args.cross_site}
     return run_comparison(args.strategies, job_args, settings, args.out, **options)
 
 

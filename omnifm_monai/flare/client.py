@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples-per-client", type=int, default=0, help="0: the partition's default")
     parser.add_argument("--label-map", default="", help="JSON label map of --federation-data (empty: none)")
     parser.add_argument("--site-sizes", default="", help="one samples-per-client per site, e.g. 400,400,60")
+    parser.add_argument("--modalities", default="", help="classification: the federation's modalities, e.g. CT,US")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--torch-threads", type=int, default=0, help="0: PyTorch's default")
@@ -153,6 +154,7 @@ class SiteTrainer:
         self.trainer = workflow.trainer
         self.network = self.trainer.network
         self.strategy.extend_network(self.network)  # GPFL's modules, before the keys and the restore
+        self.dataset_dir = dataset_dir
         self._score_on_test = self.task.test_evaluator(dataset_dir, workflow.parser)  # network -> metrics
         self._score_on_val = self.task.test_evaluator(dataset_dir, workflow.parser, split="val")
         train_items = self.trainer.data_loader.dataset.data  # arrays, or file paths when loaded lazily
@@ -193,13 +195,20 @@ class SiteTrainer:
         copy_model_state(src={k: torch.as_tensor(np.asarray(v)) for k, v in params.items()}, dst=self.network)
         self.strategy.on_receive(self.network, self.trainer, meta)
 
+    def evaluation_network(self):
+        """The model this site scores and reports: the strategy's ``evaluation_network`` (Ditto's personal one)."""
+        return self.strategy.evaluation_network(self.network, self.trainer)
+
+    def score_on_test(self, network) -> dict[str, float]:
+        """The task's metrics of ``network`` on this site's test split (another site's model: cross-site)."""
+        return self._score_on_test(network)
+
     def evaluate(self) -> dict[str, float]:
         """The task's metrics of the current (received) model on the site's test split, and the same metrics on
         its validation split as ``val_<metric>`` (what benchmarks choose settings on; the test split chooses
         nothing)."""
-        network = self.strategy.evaluation_network(self.network, self.trainer)
-        metrics = self._score_on_test(network)
-        return metrics | {f"val_{k}": v for k, v in self._score_on_val(network).items()}
+        network = self.evaluation_network()
+        return self.score_on_test(network) | {f"val_{k}": v for k, v in self._score_on_val(network).items()}
 
     def train(self) -> float:
         """``local_epochs`` more epochs of the bundle's trainer; saves the private keys. Returns seconds."""

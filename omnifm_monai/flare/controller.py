@@ -12,7 +12,7 @@ from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
 from nvflare.app_common.workflows.model_controller import ModelController
 
 from omnifm_monai.flare.constants import MetaKey, TaskName
-from omnifm_monai.flare.sampling import sample_participants
+from omnifm_monai.flare.sampling import eligible_sites, sample_participants
 from omnifm_monai.flare.server_core import ServerCore
 from omnifm_monai.flare.uploads import InvalidUploadError
 from omnifm_monai.strategies import get_strategy
@@ -51,6 +51,10 @@ class OmniFMController(ModelController):
         final_evaluation: ask every site to evaluate the final model.
         server_options: keyword arguments of :class:`ServerCore` (``retrieval_k``,
             ``knowledge_base_size``, ``min_per_source``, ``max_age``, ...).
+        late_sites: site -> the first round it is sampled in (a site joining a running job): before it, the
+            participants are drawn from the other sites; from it on the site trains on the current global
+            state with a fresh private state, and gets prototypes once its first upload is in (as every
+            site). Every site takes part in the final evaluation.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class OmniFMController(ModelController):
         final_evaluation: bool = True,
         server_options: dict[str, Any] | None = None,
         persistor_id: str = "persistor",
+        late_sites: dict[str, int] | None = None,
     ) -> None:
         super().__init__(persistor_id=persistor_id, ignore_result_error=True)
         if num_rounds < 1:
@@ -84,6 +89,7 @@ class OmniFMController(ModelController):
         self.train_timeout = train_timeout
         self.final_evaluation = final_evaluation
         self.server_options = server_options
+        self.late_sites = dict(late_sites or {})
         self.site_errors: dict[str, str] = {}  # site -> why it could not start (MetaKey.SITE_ERROR)
 
     def run(self) -> None:
@@ -98,8 +104,9 @@ class OmniFMController(ModelController):
         while core.round < self.num_rounds:
             if self.abort_signal.triggered:
                 return
-            chosen = sample_participants(len(sites), self.participation, core.round, self.seed)
-            participants = [sites[i] for i in chosen]
+            eligible = eligible_sites(sites, core.round, self.late_sites)  # all but sites joining later
+            chosen = sample_participants(len(eligible), self.participation, core.round, self.seed)
+            participants = [eligible[i] for i in chosen]
             metrics = self._broadcast(core, participants, TaskName.TRAIN)
             if self.abort_signal.triggered:  # the job was aborted mid-round: the round is not done
                 self.warning(

@@ -140,6 +140,8 @@ def client_args(settings: JobSettings, site: str, num_classes: int, class_names:
             args += ["--label-map", os.path.abspath(settings.label_map)]
         if settings.site_sizes:
             args += ["--site-sizes", settings.site_sizes.replace(" ", "")]
+        if settings.modalities:
+            args += ["--modalities", ",".join(settings.modalities)]
     # NVFlare splits script_args on white space, without shell quoting
     spaced = [a for a in args if any(c.isspace() for c in a)]
     if spaced:
@@ -288,6 +290,7 @@ def build_job(settings: JobSettings):
         strategy_options=settings.strategy_options or None,
         train_timeout=settings.train_timeout,
         server_options=settings.server_options or None,
+        late_sites=settings.late_sites or None,
     )
     job.to_server(controller)
     job.to(stage_server_files(settings, initial.state_dict()), "server")

@@ -25,6 +25,7 @@ import sys
 import time
 
 from omnifm_monai.jobs.builder import federation_for, job_site_names
+from omnifm_monai.jobs.cross_site import cross_site_section, run_cross_site
 from omnifm_monai.jobs.references import LOCAL_CONVERGED, POOLED_CONVERGED, local_to_convergence, pooled_to_convergence
 from omnifm_monai.jobs.run_summary import summarize_run
 from omnifm_monai.jobs.settings import JobSettings, parse_job_args
@@ -193,6 +194,7 @@ def run_comparison(
     *,
     reference_epochs: int = 0,
     patience: int = 5,
+    cross_site: bool = False,
 ) -> int:
     """Simulate each strategy in turn, print the comparison table and write the report under ``out``.
 
@@ -203,6 +205,8 @@ def run_comparison(
         out: the report folder.
         reference_epochs: > 0: also the two convergence references (:func:`run_references`) with this cap.
         patience: their early stopping.
+        cross_site: also score every site's final model on every site's test split, per strategy
+            (:mod:`omnifm_monai.jobs.cross_site`), as a section of ``report.md``.
 
     Returns:
         the exit status: 1 if any strategy failed, else 0.
@@ -217,7 +221,7 @@ def run_comparison(
         f"strategies {strategies}",
         flush=True,
     )
-    results, failures = [], {}
+    results, failures, matrices = [], {}, {}
     for index, strategy in enumerate(strategies, 1):
         print(f"[{index}/{len(strategies)}] {strategy}", flush=True)
         result, problems = run_strategy(strategy, job_args, settings, out)
@@ -226,6 +230,14 @@ def run_comparison(
             print(f"  {strategy} FAILED:\n    " + "\n    ".join(problems[:10]), flush=True)
         else:
             results.append(result)
+            if cross_site:  # a diagnostic: its failure is reported, the strategy's result stays
+                root = os.path.join(out, strategy)
+                try:
+                    matrices[strategy] = run_cross_site(os.path.join(root, "state"), root)
+                    print(f"  {strategy} cross-site:\n" + matrices[strategy]["markdown"], flush=True)
+                except Exception as e:
+                    failures[f"{strategy} cross-site"] = [f"{type(e).__name__}: {e}"]
+                    print(f"  {strategy} cross-site FAILED: {type(e).__name__}: {e}", flush=True)
     if reference_epochs > 0:
         results += run_references(settings, out, max_epochs=reference_epochs, patience=patience)
     if results:
@@ -245,6 +257,9 @@ def run_comparison(
         )
         metrics, headline = task.report_metrics, task.headline_metric
         paths = write_report(results, out, title, notes, metrics, headline)
+        if matrices:
+            with open(paths["markdown"], "a") as f:
+                f.write("\n" + cross_site_section(matrices, out))
         rows = comparison_rows(results, metrics, headline)
         print("\n" + markdown_table(rows, metrics))
         print("\n" + "\n".join(verdict_lines(rows)))

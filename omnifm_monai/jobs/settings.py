@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from omnifm_monai.data.federation_classes import parse_class_names
+from omnifm_monai.flare.sampling import parse_late_sites
 
 __all__ = ["EXECUTION_MODES", "JobSettings", "job_argument_parser", "parse_job_args"]
 
@@ -31,6 +32,8 @@ class JobSettings:
     samples_per_client: int = 0  # 0: the partition's default
     label_map: str = ""  # JSON {file stem: {source label: shared class}} for federation_data; empty: none
     site_sizes: str = ""  # "400,400,60,...": one samples_per_client per site; empty: all samples_per_client
+    late_sites: dict[str, int] = field(default_factory=dict)  # site -> first round it is sampled in (joins late)
+    modalities: list[str] = field(default_factory=list)  # classification: only these modalities/files; empty: all
     image_size: int = 64
     seed: int = 0
     threads: int = 1
@@ -89,12 +92,16 @@ def job_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clients", type=int, default=None, help=f"default {defaults.num_clients}, or len(--sites)")
     parser.add_argument("--rounds", type=int, default=defaults.num_rounds)
     parser.add_argument("--participation", type=float, default=defaults.participation)
+    parser.add_argument("--late-sites", default="", help="sites joining a running job: site-4:3,site-5:4 (site:round)")
     parser.add_argument("--local-epochs", type=int, default=defaults.local_epochs)
     parser.add_argument("--scenario", default=defaults.scenario)
     parser.add_argument("--federation-data", default="", help="MedMNIST .npz folder(s), joined by : (default: phantom)")
     parser.add_argument("--samples-per-client", type=int, default=0)
     parser.add_argument("--label-map", default="", help="JSON label map of --federation-data onto one label space")
     parser.add_argument("--site-sizes", default="", help="one samples-per-client per site, e.g. 400,400,60,60")
+    parser.add_argument(
+        "--modalities", default="", help="classification: only these modalities (phantom) or files, e.g. CT,MR-T1"
+    )
     parser.add_argument("--image-size", type=int, default=defaults.image_size)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--threads", type=int, default=defaults.threads)
@@ -142,12 +149,14 @@ def parse_job_args(argv: list[str] | None = None) -> tuple[JobSettings, argparse
         num_clients=args.clients or len(site_names) or defaults.num_clients,
         num_rounds=args.rounds,
         participation=args.participation,
+        late_sites=parse_late_sites(args.late_sites),
         local_epochs=args.local_epochs,
         scenario=args.scenario,
         federation_data=args.federation_data,
         samples_per_client=args.samples_per_client,
         label_map=args.label_map,
         site_sizes=args.site_sizes,
+        modalities=[m for m in args.modalities.split(",") if m],
         image_size=args.image_size,
         seed=args.seed,
         threads=args.threads,

@@ -59,6 +59,11 @@ def predict_in_batches(network: nn.Module, images: torch.Tensor, batch_size: int
     return torch.cat([network(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)])
 
 
+def _modality_list(modalities: str | Sequence[str]) -> list[str]:
+    """``"CT,US"`` or ``["CT", "US"]`` -> ``["CT", "US"]``."""
+    return [m for m in modalities.split(",") if m] if isinstance(modalities, str) else list(modalities)
+
+
 class SiteData(Protocol):
     """One site's share of a simulated federation."""
 
@@ -118,15 +123,18 @@ class FederatedTask(ABC):
         samples_per_client: int | None,
         label_map: str = "",
         site_sizes: str = "",
+        modalities: Sequence[str] = (),
     ) -> TaskFederation:
         """The simulated federation every site and the server build identically from the same arguments.
 
         An empty ``data_dir`` means the phantom; ``samples_per_client`` of ``None`` or 0 keeps the
-        builder's default; ``label_map`` and ``site_sizes`` go to the builder only when given (the
-        classification builder knows them).
+        builder's default; ``label_map``, ``site_sizes`` and ``modalities`` go to the builder only when given
+        (the classification builder knows them).
         """
         extra = {"samples_per_client": samples_per_client} if samples_per_client else {}
         extra |= {k: v for k, v in (("label_map", label_map), ("site_sizes", site_sizes)) if v}
+        if modalities:
+            extra["modalities"] = list(modalities)
         return self.federation_builder()(
             scenario, num_clients, seed=seed, data_dir=data_dir or None, image_size=image_size, **extra
         )
@@ -136,8 +144,9 @@ class FederatedTask(ABC):
 
         Args:
             options: anything with ``scenario``, ``num_clients``, ``seed``, ``federation_data``,
-                ``image_size`` and ``samples_per_client`` attributes, optionally ``label_map`` and
-                ``site_sizes`` (the job's settings, the client's parsed command line); an empty
+                ``image_size`` and ``samples_per_client`` attributes, optionally ``label_map``, ``site_sizes``
+                and ``modalities`` (a list, or one string joined by commas: the job's settings, the client's
+                parsed command line); an empty
                 ``federation_data`` means the phantom, a ``samples_per_client`` of 0 the task's default.
         """
         return self.build_federation(
@@ -149,6 +158,7 @@ class FederatedTask(ABC):
             samples_per_client=options.samples_per_client or None,
             label_map=getattr(options, "label_map", ""),
             site_sizes=getattr(options, "site_sizes", ""),
+            modalities=_modality_list(getattr(options, "modalities", ())),
         )
 
     @abstractmethod

@@ -70,3 +70,36 @@ def test_a_run_without_abort_closes_every_round(tmp_path):
     assert [record["round"] for record in state["history"]] == [0, 1]
     assert sorted(state["history"][1]["accepted"]) == SITES
     assert json.loads((tmp_path / "final_metrics.json").read_text())["round"] == 2
+
+
+class _RecordingController(_LoopbackController):
+    """The loopback over three sites, recording what each site is sent, round by round."""
+
+    def __init__(self, **kwargs):
+        super().__init__(abort_in_round=-1, **kwargs)
+        self.sent: list[tuple[str, int, str, np.ndarray]] = []  # (task, round, site, w)
+
+    def sample_clients(self, num_clients=None):
+        return ["site-1", "site-2", "site-3"]
+
+    def send_model(self, task_name, data, targets, timeout, callback):
+        self.sent.append((task_name, data.current_round, targets[0], np.asarray(data.params["w"])))
+        super().send_model(task_name, data, targets, timeout, callback)
+
+
+def test_a_late_site_is_kept_out_of_sampling_until_its_round_then_gets_the_current_global_state(tmp_path):
+    # Prepare: site-3 joins in round 2 of 3; every upload is w = 1, so the global state is 1 after round 0
+    controller = _RecordingController(num_rounds=3, state_dir=str(tmp_path), late_sites={"site-3": 2})
+    # Execute
+    controller.run()
+    # Assert
+    history = json.loads((tmp_path / "server_state.json").read_text())["history"]
+    assert [sorted(record["accepted"]) for record in history] == [
+        ["site-1", "site-2"],
+        ["site-1", "site-2"],
+        ["site-1", "site-2", "site-3"],
+    ]
+    first = next((r, w) for task, r, site, w in controller.sent if site == "site-3")
+    assert first[0] == 2 and np.array_equal(first[1], np.ones(2, np.float32))  # the current state, not the initial
+    final = json.loads((tmp_path / "final_metrics.json").read_text())["metrics"]
+    assert sorted(final) == ["site-1", "site-2", "site-3"]  # a late site is evaluated at the end like the others

@@ -157,3 +157,16 @@ def test_the_server_starts_from_the_seeded_initial_weights(tmp_path):
     expected, _ = build_network(settings, federation.num_classes)
     for key, value in expected.state_dict().items():
         assert torch.equal(torch.as_tensor(loaded["weights"][key]), value), key
+
+
+def test_late_sites_reach_the_controller_and_modalities_the_sites(tmp_path):
+    from omnifm_monai.jobs import parse_job_args
+
+    settings, _ = parse_job_args(["--late-sites", "site-2:1", "--modalities", "CT,US"])
+    assert (settings.late_sites, settings.modalities) == ({"site-2": 1}, ["CT", "US"])
+    _, job_dir, federation = _export(tmp_path, late_sites={"site-2": 1}, modalities=["CT", "US"])
+    server, client = _configs(job_dir)
+    assert server["workflows"][0]["args"]["late_sites"] == {"site-2": 1}
+    args = client["executors"][0]["executor"]["args"]["task_script_args"].split()
+    assert args[args.index("--modalities") + 1] == "CT,US"
+    assert "PET" not in federation.summary() and "US" in federation.summary()

@@ -252,3 +252,22 @@ def test_real_medmnist_ten_sites():
 
 def test_scenarios_constant():
     assert SCENARIOS == ("cross_modality_hard", "cross_modality_mixed", "iid", "cross_modality_shared")
+
+
+def test_late_sites_are_eligible_from_their_round_on():
+    from omnifm_monai.flare.sampling import eligible_sites, parse_late_sites
+
+    sites = ["site-1", "site-2", "site-3", "site-4"]
+    late = parse_late_sites("site-4:3, site-2:1")
+    assert late == {"site-4": 3, "site-2": 1}
+    assert eligible_sites(sites, 0, late) == ["site-1", "site-3"]
+    assert eligible_sites(sites, 1, late) == ["site-1", "site-2", "site-3"]
+    assert eligible_sites(sites, 3, late) == sites
+    assert eligible_sites(sites, 0, {}) == sites  # no late sites: the sampling is unchanged
+    with pytest.raises(ValueError, match="not among"):
+        eligible_sites(sites, 0, {"site-9": 1})
+    with pytest.raises(ValueError, match="no site may train"):
+        eligible_sites(["site-1"], 0, {"site-1": 2})
+    for bad in ("site-4", "site-4:x", "site-4:1,site-4:2", ":3"):
+        with pytest.raises(ValueError, match="site:round"):
+            parse_late_sites(bad)
