@@ -62,13 +62,13 @@ from omnifm_monai.jobs.references import (
     local_to_convergence,
     pooled_to_convergence,
 )
-from omnifm_monai.reporting import METRIC_LABELS, metric_scale, metric_unit
 from omnifm_monai.jobs.unseen_modality import (
     DEFAULT_ADAPT_EPOCHS,
     score_unseen_modality,
     training_modalities,
     unseen_markdown,
 )
+from omnifm_monai.reporting import METRIC_LABELS, metric_scale, metric_unit
 
 __all__ = ["ABLATIONS", "CENTRALISED", "METRICS", "STRATEGIES", "SWEEPS", "converged_references", "finished_run",
            "goals", "load_variants", "main", "paired_rows", "parse_args", "plot", "pooled_centralised", "run",
