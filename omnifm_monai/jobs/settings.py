@@ -95,7 +95,12 @@ def job_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--late-sites", default="", help="sites joining a running job: site-4:3,site-5:4 (site:round)")
     parser.add_argument("--local-epochs", type=int, default=defaults.local_epochs)
     parser.add_argument("--scenario", default=defaults.scenario)
-    parser.add_argument("--federation-data", default="", help="MedMNIST .npz folder(s), joined by : (default: phantom)")
+    parser.add_argument(
+        "--federation-data",
+        default="",
+        help="real sources, one per site (MedMNIST .npz folder, MSD folders, image folders, volumes + pairs.json), "
+        "joined by : (default: phantom)",
+    )
     parser.add_argument("--samples-per-client", type=int, default=0)
     parser.add_argument("--label-map", default="", help="JSON label map of --federation-data onto one label space")
     parser.add_argument("--site-sizes", default="", help="one samples-per-client per site, e.g. 400,400,60,60")
