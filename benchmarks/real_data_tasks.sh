@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 REAL=${REAL:-../shared/data/real}
-COMMON=(--clients 4 --rounds 5 --local-epochs 2 --participation 1.0 --seeds 0 1 2
-        --strategies local fedavg fedbn omnifm --references --reference-epochs 30 --patience 5)
+read -r -a SEED_LIST <<< "${SEEDS:-0 1 2}"
+COMMON=(--clients 4 --rounds 5 --local-epochs 2 --participation 1.0 --seeds "${SEED_LIST[@]}"
+        --strategies local fedavg fedbn omnifm --references --reference-epochs 15 --patience 3)
 declare -A FEDERATION=(
   [fusion]="--task fusion --federation-data $REAL/fusion --image-size 32"
   [vqa]="--task vqa --federation-data $REAL/segmentation --image-size 32"

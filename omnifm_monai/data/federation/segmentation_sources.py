@@ -22,7 +22,8 @@ Rules:
   into contiguous z parts, one per site.
 - **Splits.** A site with >= 3 pieces (groups or parts) splits them 60/20/20 by a seeded permutation (volume
   split); with fewer, every piece is cut into contiguous z slabs of its kept slices (inferior 60 % train,
-  20 % val, superior 20 % test; slices at one z position stay together: slab split).
+  20 % val, superior 20 % test; slices at one z position stay together: slab split), cut separately among
+  the positions with foreground and those without, so that val and test hold foreground too.
 - ``samples_per_client`` k > 0 caps each site's training slices at k (seeded); None or 0 keeps all.
 
 Every slice records its in-plane pixel size in mm on the resized grid (``<split>_spacing`` in the site
@@ -261,6 +262,26 @@ def _slab_cuts(n: int) -> list[int]:
     return [train, min(max(val_end, train + 1), n - 1)]
 
 
+def _slabs_with_foreground(piece: _Piece) -> dict[str, np.ndarray]:
+    """A piece's z positions in contiguous 60/20/20 slabs, cut separately among the positions with foreground
+    and those without, so that every split holds foreground when the piece has >= 3 such positions (a lesion
+    spans a few slices: one slab of all positions can leave val or test without any)."""
+    rounded = {v.name: np.round(v.z, 2) for v in piece.volumes}
+    with_fg = np.array(
+        [any(v.masks[rounded[v.name] == z].any() for v in piece.volumes) for z in piece.z_values], dtype=bool
+    )  # (P,)
+    slabs: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
+    for positions in (piece.z_values[with_fg], piece.z_values[~with_fg]):
+        n = len(positions)
+        cuts = _slab_cuts(n) if n >= 4 else [1, 2] if n == 3 else [n, n]  # fewer than 3: all train
+        for split, z in zip(SPLITS, np.split(positions, cuts)):
+            slabs[split].append(z)
+    out = {split: np.sort(np.concatenate(parts)) for split, parts in slabs.items()}
+    if not all(len(out[s]) for s in SPLITS):  # too few of both kinds: one slab split of every position
+        out = dict(zip(SPLITS, np.split(piece.z_values, _slab_cuts(len(piece.z_values)))))
+    return out
+
+
 def _site_data(
     site: str, source: SegmentationSource, pieces: list[_Piece], seed: int, site_index: int, cap: int | None
 ) -> SegmentationData:
@@ -275,7 +296,7 @@ def _site_data(
                     f"{site}: '{piece.label}' of '{source.folder}' has {len(piece.z_values)} slice position(s) "
                     f"with kept slices; a slab split needs >= {MIN_SLAB_SLICES}: use fewer sites."
                 )
-            for split, z in zip(SPLITS, np.split(piece.z_values, _slab_cuts(len(piece.z_values)))):
+            for split, z in _slabs_with_foreground(piece).items():
                 per_split[split].append((piece, z))
     splits, spacing, cases = {}, {}, {}
     for split in SPLITS:

@@ -82,14 +82,18 @@ def test_slab_split_of_sites_with_two_volumes(synthetic):
     # Execute: 2 sites share a_ct's 4 volumes in sorted order, 2 each -> slab split
     fed = _build(synthetic / "a_ct", 2)
     first, second = fed.clients
-    # Assert: 8 kept slices per volume cut 5/2/1 (round(4.8), round(1.6)), inferior slices in train
+    # Assert: per volume, its 6 slices with foreground cut 4/1/1 (inferior ones in train) and its 2 empty
+    # ones (fewer than 3) both in train: 6/1/1 per volume, and val and test hold foreground
     assert first.cases == {s: ("case0", "case1") for s in SPLITS}
     assert second.cases == {s: ("case2", "case3") for s in SPLITS}
-    assert _counts(first) == _counts(second) == [10, 4, 2]
+    assert _counts(first) == _counts(second) == [12, 2, 2]
     intensity = {s: first.splits[s][0][:, 0].mean(axis=(1, 2)) for s in SPLITS}  # slice k holds k / 9
-    for volume in range(2):  # rows: case0's slices, then case1's (5/2/1 each)
+    foreground = {s: first.splits[s][1].reshape(len(first.splits[s][1]), -1).any(axis=1) for s in SPLITS}
+    assert foreground["val"].all() and foreground["test"].all()
+    for volume in range(2):  # rows: case0's slices, then case1's (6/1/1 each)
         train, val, test = (intensity[s].reshape(2, -1)[volume] for s in SPLITS)
-        assert train.max() < val.min() <= val.max() < test.min()
+        train_fg = train[foreground["train"].reshape(2, -1)[volume]]
+        assert train_fg.max() < val.min() <= val.max() < test.min()
     assert "| site-1 | a_ct   | CT       | slab split: 2 volumes" in fed.summary()
 
 
@@ -145,13 +149,13 @@ def test_cap_zero_determinism_pooled_and_npz_round_trip(synthetic, tmp_path):
     again = _build(synthetic / "a_ct", 2, samples_per_client=3, seed=5)
     full, zero = _build(synthetic / "a_ct", 2, samples_per_client=0), _build(synthetic / "a_ct", 2)
     # Assert: the cap is on train only, seeded; 0 and None keep everything
-    assert _counts(capped.clients[0]) == [3, 4, 2]
+    assert _counts(capped.clients[0]) == [3, 2, 2]
     for a, b in zip(capped.clients, again.clients):
         for s in SPLITS:
             assert all(np.array_equal(x, y) for x, y in zip(a.splits[s], b.splits[s]))
-    assert _counts(full.clients[0]) == _counts(zero.clients[0]) == [10, 4, 2]
+    assert _counts(full.clients[0]) == _counts(zero.clients[0]) == [12, 2, 2]
     pooled = full.pooled(SIZE)
-    assert (pooled.name, _counts(pooled)) == ("pooled", [20, 8, 4])
+    assert (pooled.name, _counts(pooled)) == ("pooled", [24, 4, 4])
     assert pooled.spacing["train"].shape == (20, 2)
     # the bundle's loader reads a site back with its spacing, scaled to the bundle's image_size
     full.clients[0].save_npz(tmp_path / "site-1.npz")
