@@ -154,6 +154,13 @@ def held_by_site(site: int, scenario: str, pool: Sequence) -> tuple:
     return tuple(pool) if scenario == "iid" else (pool[site % len(pool)],)
 
 
+def sites_per_source(num_clients: int, num_sources: int) -> list[list[int]]:
+    """The 0-based sites that hold each of the first ``min(num_clients, num_sources)`` sources, dealt
+    round-robin (site ``i`` holds source ``i % n``): the real-data builders' one source per site."""
+    used = min(num_clients, num_sources)
+    return [list(range(s, num_clients, used)) for s in range(used)]
+
+
 def equal_shares(total: int, parts: int) -> list[int]:
     """``total`` items in ``parts`` shares that differ by at most one, larger first."""
     return [len(c) for c in np.array_split(np.arange(total), parts)]

@@ -27,7 +27,6 @@ Layout (``/work/shared/data/real/fusion`` is one)::
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import numpy as np
 from monai.transforms import ScaleIntensity, SpatialPad
 from monai.utils import convert_to_numpy
 
+from omnifm_monai.data.federation.base import sites_per_source
 from omnifm_monai.data.fusion import FusionData
 from omnifm_monai.data.image_io import read_volume, resize_images, to_uint8
 from omnifm_monai.data.site_archive import SPLITS, split_cuts
@@ -180,9 +180,8 @@ def folder_sites(
     used = pairs[:num_clients]
     cache: dict = {}
     sites: list[FusionData | None] = [None] * num_clients
-    for p, pair in enumerate(used):
+    for pair, held_by in zip(used, sites_per_source(num_clients, len(used))):
         fixed, moving = _pair_volumes(pair, cache)
-        held_by: Sequence[int] = range(p, num_clients, len(used))
         for site, block in zip(held_by, np.array_split(kept_slices(fixed), len(held_by))):
             index = _site_splits(block, site, seed, samples_per_client)
             if any(len(i) == 0 for i in index.values()):

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from omnifm_monai.data.federation.base import check_scenario_and_clients, per_split
+from omnifm_monai.data.federation.base import check_scenario_and_clients, per_split, sites_per_source
 from omnifm_monai.data.federation.segmentation import SegmentationFederation
 from omnifm_monai.data.image_io import to_uint8
 from omnifm_monai.data.segmentation import (
@@ -386,10 +386,8 @@ def real_segmentation_federation(
         raise ValueError(f"samples_per_client={samples_per_client} must be >= 0 (0 or None: all the data).")
     sources = find_segmentation_sources(data_dir)
     used, left_out = sources[:num_clients], tuple(s.name for s in sources[num_clients:])
-    site_source = [i % len(used) for i in range(num_clients)]
     clients: list[SegmentationData | None] = [None] * num_clients
-    for s, source in enumerate(used):
-        sites = [i for i in range(num_clients) if site_source[i] == s]
+    for source, sites in zip(used, sites_per_source(num_clients, len(used))):
         groups = _scan_groups(_read_volumes(source, image_size, seed))
         for i, pieces in zip(sites, _pieces_per_site(groups, len(sites))):
             clients[i] = _site_data(f"site-{i + 1}", source, pieces, seed, i, samples_per_client or None)

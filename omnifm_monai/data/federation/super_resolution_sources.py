@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from omnifm_monai.data.federation.base import check_scenario_and_clients, equal_shares, per_split
+from omnifm_monai.data.federation.base import check_scenario_and_clients, equal_shares, per_split, sites_per_source
 from omnifm_monai.data.federation.super_resolution import SuperResolutionFederation
 from omnifm_monai.data.image_io import find_input_files, fix_channels, image_reader_kind, shared_image_reader
 from omnifm_monai.data.site_archive import SPLITS
@@ -254,9 +254,8 @@ def super_resolution_sites(
     used = sources[:num_clients]
     note = f"first {len(used)} of {len(sources)} sources" if len(used) < len(sources) else ""
     clients, layouts = [], []
-    for j, folder in enumerate(used):
+    for j, (folder, sites) in enumerate(zip(used, sites_per_source(num_clients, len(used)))):
         images, dtype = read_source(folder)
-        sites = list(range(j, num_clients, len(used)))  # 0-based sites of this source
         groups = sorted({im.group for im in images})
         if len(groups) < len(sites):
             raise ValueError(

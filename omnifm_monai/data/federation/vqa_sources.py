@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from omnifm_monai.data.federation.base import sites_per_source
 from omnifm_monai.data.federation.vqa import VQAFederation
 from omnifm_monai.data.image_io import to_uint8
 from omnifm_monai.data.site_archive import SPLITS
@@ -137,10 +138,9 @@ def derived_vqa_federation(
     vocab = derived_vocabularies(sources)
     clients: list[VQAData | None] = [None] * num_clients
     with tempfile.TemporaryDirectory(prefix="omnifm_vqa_derived_") as tmp:
-        for s, source in enumerate(sources):
+        for source, sites in zip(sources, sites_per_source(num_clients, len(sources))):
             folder = Path(tmp) / source.folder.name
             write_derived_vqa(source, folder, seed=seed)
-            sites = list(range(s, num_clients, len(sources)))
             per_site: list[tuple[dict, dict]] = [({}, {}) for _ in sites]
             for split in SPLITS:
                 images, qa = _read_split(folder, split, image_size)

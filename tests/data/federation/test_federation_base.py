@@ -11,6 +11,7 @@ from omnifm_monai.data.federation.base import (
     phantom_site_samples,
     shuffled_split_indices,
     site_images_uint8,
+    sites_per_source,
 )
 
 
@@ -31,6 +32,12 @@ def test_held_by_site_and_equal_shares():
     assert held_by_site(4, "modality_specific", pool) == ("b",)
     assert held_by_site(4, "iid", pool) == pool
     assert equal_shares(10, 3) == [4, 3, 3]
+
+
+def test_sites_per_source_deals_sites_round_robin_over_the_used_sources():
+    assert sites_per_source(num_clients=5, num_sources=2) == [[0, 2, 4], [1, 3]]
+    assert sites_per_source(num_clients=2, num_sources=4) == [[0], [1]]  # only the first 2 sources are used
+    assert sites_per_source(num_clients=3, num_sources=3) == [[0], [1], [2]]
 
 
 def test_site_images_uint8_makes_mixed_sites_rgb():
