@@ -9,10 +9,7 @@ from nvflare.apis.dxo import from_shareable
 from nvflare.app_common.abstract.fl_model import FLModel
 from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
-from omnifm_monai.data.federation import build_federation
-from omnifm_monai.flare.client import SiteTrainer, parse_args
 from omnifm_monai.flare.constants import MetaKey
-from omnifm_monai.jobs import bundle_root
 from omnifm_monai.strategies import STRATEGIES, norm_layer_keys
 
 DOCUMENTED_META = {
@@ -23,15 +20,6 @@ DOCUMENTED_META = {
     MetaKey.AMPLITUDE_SPECTRA,
 }  # see omnifm_monai/flare/payload.py
 IMAGE_SIZE = 32
-
-
-@pytest.fixture(scope="module")
-def site_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("site")
-    federation = build_federation("cross_modality_hard", 2, seed=0, image_size=IMAGE_SIZE, samples_per_client=30)
-    path = root / "site-1.npz"
-    federation.client("site-1").save_npz(path)
-    return root, path, federation.num_classes
 
 
 def _leaves(value):
@@ -46,17 +34,8 @@ def _leaves(value):
         yield value
 
 
-def _sent_message(strategy, site_data):
+def _sent_message(site):
     """The Shareable the client's ``flare.send`` would hand NVFlare after one local epoch."""
-    root, path, num_classes = site_data
-    args = parse_args(
-        [
-            "--bundle-root", str(bundle_root("classification")), "--strategy", strategy,
-            "--dataset-dir", str(path), "--num-classes", str(num_classes), "--image-size", str(IMAGE_SIZE),
-            "--site-dir", str(root / strategy), "--bundle-overrides", json.dumps({"batch_size": 8}),
-        ]
-    )  # fmt: skip
-    site = SiteTrainer(args, "site-1")
     metrics = site.evaluate()
     metrics["train_seconds"] = site.train()
     params, meta = site.payload()
@@ -64,9 +43,12 @@ def _sent_message(strategy, site_data):
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-def test_only_shared_weights_and_documented_meta_leave_the_site(strategy, site_data):
+def test_only_shared_weights_and_documented_meta_leave_the_site(
+    strategy, phantom_site_file, classification_site, tmp_path
+):
     # Execute
-    site, shareable = _sent_message(strategy, site_data)
+    site_dir = tmp_path / strategy
+    site, shareable = _sent_message(classification_site(*phantom_site_file(IMAGE_SIZE), site_dir, strategy=strategy))
     dxo = from_shareable(shareable)
     sent = FLModelUtils.from_shareable(shareable)
     # Assert: weights: exactly the network's keys minus the strategy's private ones
@@ -79,14 +61,14 @@ def test_only_shared_weights_and_documented_meta_leave_the_site(strategy, site_d
         assert {"gpfl.gce.weight", "gpfl.gamma.0.weight"} <= set(sent.params)
     if strategy == "ditto":  # the personal model is a separate file at the site, never in the message
         assert site.strategy.evaluation_network(site.network, site.trainer) is not site.network
-        assert (site_data[0] / strategy / "personalized_model.pt").is_file()
+        assert (site_dir / "personalized_model.pt").is_file()
     if strategy == "moon":  # the previous local model stays in the site's folder
-        assert (site_data[0] / strategy / "moon_previous.pt").is_file()
+        assert (site_dir / "moon_previous.pt").is_file()
     if strategy in ("fedbn", "omnifm"):
         assert not norm_layer_keys(site.network) & set(sent.params)
     if strategy == "local":
         assert not sent.params
-    record = json.loads((site_data[0] / strategy / "models" / "metadata.json").read_text())["training"]
+    record = json.loads((site_dir / "models" / "metadata.json").read_text())["training"]
     assert record["strategy"] == strategy  # the site's checkpoint says how it was trained
     for key, value in (sent.params or {}).items():  # no image-shaped array hides among the weights
         assert np.asarray(value).shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE), key

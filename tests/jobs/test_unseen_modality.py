@@ -7,10 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from omnifm_monai.data.federation import build_federation
 from omnifm_monai.data.phantom.properties import MODALITIES
-from omnifm_monai.flare.client import SiteTrainer, parse_args
-from omnifm_monai.jobs import bundle_root
 from omnifm_monai.jobs.settings import JobSettings, parse_job_args
 from omnifm_monai.jobs.unseen_modality import (
     adapt_only,
@@ -46,31 +43,16 @@ def test_modalities_job_option_reaches_the_federation():
     assert (unseen.num_clients, unseen.modalities, unseen.samples_per_client) == (1, ["PET"], 20)
 
 
-@pytest.fixture(scope="module")
-def site_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("site")
-    federation = build_federation("cross_modality_hard", 2, seed=0, image_size=IMAGE_SIZE, samples_per_client=30)
-    path = root / "site-1.npz"
-    federation.client("site-1").save_npz(path)
-    return root, path, federation.num_classes
-
-
-def _site(strategy, site_data):
-    root, path, num_classes = site_data
-    args = parse_args(
-        [
-            "--bundle-root", str(bundle_root("classification")), "--strategy", strategy,
-            "--dataset-dir", str(path), "--num-classes", str(num_classes), "--image-size", str(IMAGE_SIZE),
-            "--site-dir", str(root / strategy), "--bundle-overrides", json.dumps({"batch_size": 8}),
-        ]
-    )  # fmt: skip
-    return SiteTrainer(args, "site-1")
+@pytest.fixture
+def make_site(phantom_site_file, classification_site, tmp_path):
+    """Factory: site-1 of the phantom (32 px) with a strategy."""
+    return lambda strategy: classification_site(*phantom_site_file(IMAGE_SIZE), tmp_path / strategy, strategy=strategy)
 
 
 @pytest.mark.parametrize("strategy", ["fedavg", "omnifm"])
-def test_adapt_only_changes_the_adaptation_keys_and_nothing_else(strategy, site_data):
+def test_adapt_only_changes_the_adaptation_keys_and_nothing_else(strategy, make_site):
     # Prepare
-    site = _site(strategy, site_data)
+    site = make_site(strategy)
     keys = adaptation_keys(site.strategy, site.network)
     if strategy == "fedavg":  # no private weights: the normalisation layers and the task head
         assert keys == norm_layer_keys(site.network) | {"task_head.weight", "task_head.bias"}
@@ -87,8 +69,8 @@ def test_adapt_only_changes_the_adaptation_keys_and_nothing_else(strategy, site_
     assert all(p.requires_grad for p in site.network.parameters())  # the flags are back
 
 
-def test_adapt_only_refuses_no_parameters(site_data):
-    site = _site("fedavg", site_data)
+def test_adapt_only_refuses_no_parameters(make_site):
+    site = make_site("fedavg")
     with pytest.raises(ValueError, match="name no parameter"):
         adapt_only(site.network, site.trainer, {"no.such.key"}, epochs=1)
     with pytest.raises(ValueError, match=">= 1"):
