@@ -68,7 +68,7 @@ from omnifm_monai.jobs.unseen_modality import (
     training_modalities,
     unseen_markdown,
 )
-from omnifm_monai.reporting import METRIC_LABELS, metric_scale, metric_unit
+from omnifm_monai.reporting import metric_label, metric_scale, metric_unit
 
 __all__ = ["ABLATIONS", "CENTRALISED", "METRICS", "STRATEGIES", "SWEEPS", "converged_references", "finished_run",
            "goals", "load_variants", "main", "paired_rows", "parse_args", "plot", "pooled_centralised", "run",
@@ -299,7 +299,7 @@ def _paired_markdown(rows: list[dict], headline: str) -> list[str]:
     scale, unit = metric_scale(headline), metric_unit(headline)
     lines = [
         "",
-        f"Paired differences over seeds (same seed and partition), {METRIC_LABELS.get(headline, headline)}, {unit}; "
+        f"Paired differences over seeds (same seed and partition), {metric_label(headline)}, {unit}; "
         "a difference counts only when its 95 % t interval excludes 0:",
         "",
         "| participation | strategy | versus | mean difference | 95 % CI | seeds | interval excludes 0 |",
@@ -365,11 +365,11 @@ def to_markdown(report: dict) -> str:
     s = report["settings"]
     headline, metrics = _report_metrics(report)
     rows = table_rows(report)
-    label = METRIC_LABELS.get(headline, headline)
+    label = metric_label(headline, metrics)
     optional = {f"val_{headline}": f"val {label}", "majority_rate": "majority rate"}  # shown where measured
     shown = [c for c in optional if any(np.isfinite(r[c]["mean"]) for r in rows)]
     columns = [*metrics, f"last5_{headline}", *shown]
-    titles = [*(METRIC_LABELS.get(c, c) for c in metrics), f"last-5 {label}", *(optional[c] for c in shown)]
+    titles = [*(metric_label(c, metrics) for c in metrics), f"last-5 {label}", *(optional[c] for c in shown)]
     lines = [
         f"{s['clients']} sites, {s['rounds']} rounds x {s['local_epochs']} local epoch(s), "
         f"image size {s['image_size']}, seeds {s['seeds']}, extra job options {s['forwarded'] or 'none'}; "
@@ -406,7 +406,7 @@ def plot(report: dict, path: Path) -> None:
         spreads = [scale * stats[k]["std"] if k in stats else 0 for k in labels]
         ax.bar(np.arange(len(labels)) + i * width, means, width, yerr=spreads, label=f"participation {participation}")
     ax.set_xticks(np.arange(len(labels)) + width * (len(participations) - 1) / 2, labels, rotation=30, ha="right")
-    ax.set_ylabel(f"mean per-site test {METRIC_LABELS.get(headline, headline)}")
+    ax.set_ylabel(f"mean per-site test {metric_label(headline)}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)

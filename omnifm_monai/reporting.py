@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "metric_unit",
     "CLASSIFICATION_METRICS",
     "METRIC_LABELS",
+    "metric_label",
 ]
 
 CLASSIFICATION_METRICS = ("restricted_accuracy", "restricted_macro_f1", "accuracy", "macro_f1")
@@ -35,7 +37,7 @@ CLASSIFICATION_METRICS = ("restricted_accuracy", "restricted_macro_f1", "accurac
 METRIC_LABELS = {
     "restricted_accuracy": "acc (own labels)",
     "restricted_macro_f1": "macro-F1 (own)",
-    "accuracy": "acc (all labels)",
+    "accuracy": "accuracy",  # VQA's answer accuracy; classification's beside its own-label one: see metric_label
     "macro_f1": "macro-F1 (all)",
     "dice": "Dice",
     "hd95": "HD95",  # mm from the image spacing; phantom sites (no spacing) at 1 mm per pixel
@@ -54,6 +56,15 @@ METRIC_LABELS = {
     "max_qabf": "max Qabf",
 }
 """Column titles of known metrics (others are shown under their own name)."""
+
+
+def metric_label(metric: str, beside: Sequence[str] = ()) -> str:
+    """The column title of ``metric``; ``accuracy`` reads ``acc (all labels)`` when shown ``beside`` the
+    classification's accuracy restricted to each site's own labels (a VQA answer accuracy stays ``accuracy``)."""
+    if metric == "accuracy" and "restricted_accuracy" in beside:
+        return "acc (all labels)"
+    return METRIC_LABELS.get(metric, metric)
+
 
 _UNSCALED = {"psnr", "hd95", "mi", "entropy"}  # not in [0, 1] (dB, pixels, bits): shown as they are, not in %
 _BASELINE_PREFIXES = ("bicubic_", "average_", "max_")  # the same metric scored for a baseline
@@ -181,7 +192,7 @@ def markdown_table(rows: list[dict[str, Any]], metrics: tuple[str, ...] = CLASSI
     headline = rows[0]["headline"]
     sites = sorted({s for r in rows for s in r[f"per_site_{headline}"]}, key=lambda s: (len(s), s))
     header = (
-        ["strategy", *(METRIC_LABELS.get(m, m) for m in metrics), f"last-5 {METRIC_LABELS.get(headline, headline)}"]
+        ["strategy", *(metric_label(m, metrics) for m in metrics), f"last-5 {metric_label(headline, metrics)}"]
         + sites
         + ["rounds", "wall s", "model KB/round", "spectral B/round"]
     )
@@ -212,7 +223,7 @@ def verdict_lines(rows: list[dict[str, Any]]) -> list[str]:
     if not scored:
         return ["No finished run to compare."]
     headline = scored[0]["headline"]
-    label = METRIC_LABELS.get(headline, headline)
+    label = metric_label(headline)
 
     def value(r: dict[str, Any]) -> float:
         return r[f"mean_{headline}"]
@@ -275,7 +286,7 @@ def _plot_convergence(results: list[RunResult], path: str, metric: str) -> None:
         ax.plot(range(1, len(means) + 1), means, marker="o", label=result.strategy)
     ax.set_xlabel("round (metric of the model each site received)")
     unit = "" if _is_unscaled(metric) else " (%)"
-    ax.set_ylabel(f"mean over sites: {METRIC_LABELS.get(metric, metric)}{unit}")
+    ax.set_ylabel(f"mean over sites: {metric_label(metric)}{unit}")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from omnifm_monai.reporting import comparison_rows, load_run, markdown_table, write_report
+from omnifm_monai.reporting import comparison_rows, load_run, markdown_table, metric_label, write_report
 
 
 def _fake_run(root, strategy, accuracies, final):
@@ -76,3 +76,9 @@ def test_units_follow_the_metric_not_its_baseline_prefix():
     assert format_metric("mi", 5.123) == "5.12" and format_metric("max_mi", 5.123) == "5.12"
     assert format_metric("bicubic_psnr", 28.321) == "28.32" and format_metric("average_qabf", 0.5) == "50.0"
     assert format_metric("macro_f1", 0.5) == "50.0" and format_metric("dice", float("nan")) == "n/a"
+
+
+def test_metric_label_names_the_all_label_accuracy_only_beside_the_own_label_one():
+    assert metric_label("accuracy", ("restricted_accuracy", "accuracy")) == "acc (all labels)"
+    assert metric_label("accuracy", ("accuracy", "closed_accuracy", "open_accuracy")) == "accuracy"  # VQA
+    assert metric_label("hd95") == "HD95" and metric_label("unknown_metric") == "unknown_metric"

@@ -135,10 +135,10 @@ def cross_site_matrix(
 
 def cross_site_markdown(result: Mapping[str, Any]) -> str:
     """The matrix as a Markdown table: one row per model, one column per test split, plus the off-diagonal mean."""
-    from omnifm_monai.reporting import METRIC_LABELS, format_metric
+    from omnifm_monai.reporting import format_metric, metric_label
 
     metric, columns = result["metric"], result["test_sites"]
-    label = METRIC_LABELS.get(metric, metric)
+    label = metric_label(metric)
     header = [f"model \\ test ({label})", *columns, "mean on other sites"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for site, values in zip(result["models"], result["matrix"]):
@@ -156,7 +156,7 @@ def plot_cross_site(result: Mapping[str, Any], path: str, title: str = "") -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from omnifm_monai.reporting import METRIC_LABELS, format_metric
+    from omnifm_monai.reporting import format_metric, metric_label
 
     metric = result["metric"]
     matrix = np.asarray(result["matrix"], dtype=float)  # (R, C)
@@ -171,7 +171,7 @@ def plot_cross_site(result: Mapping[str, Any], path: str, title: str = "") -> No
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("test split of")
     ax.set_ylabel("final model of")
-    ax.set_title(title or METRIC_LABELS.get(metric, metric), fontsize=9)
+    ax.set_title(title or metric_label(metric), fontsize=9)
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
     fig.savefig(path)
