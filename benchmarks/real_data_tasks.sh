@@ -10,12 +10,16 @@ REAL=${REAL:-../shared/data/real}
 read -r -a SEED_LIST <<< "${SEEDS:-0 1 2}"
 COMMON=(--clients 4 --rounds 5 --local-epochs 2 --participation 1.0 --seeds "${SEED_LIST[@]}"
         --strategies local fedavg fedbn omnifm --references --reference-epochs 15 --patience 3)
+# The segmentation sites hold 2-37 training slices, one or two batches: 2 epochs a round would be a handful of
+# optimizer steps in the whole run, so they train 10 epochs a round, and the references get a cap and patience
+# to match (a later option wins over COMMON's).
+SMALL_SITES="--local-epochs 10 --reference-epochs 60 --patience 10"
 declare -A FEDERATION=(
   [fusion]="--task fusion --federation-data $REAL/fusion --image-size 32"
   [vqa]="--task vqa --federation-data $REAL/segmentation --image-size 32"
-  [segmentation_lesion]="--task segmentation --federation-data $REAL/segmentation/pyradiomics_* --image-size 64"
+  [segmentation_lesion]="--task segmentation --federation-data $REAL/segmentation/pyradiomics_* --image-size 64 $SMALL_SITES"
   [super_resolution_x2]="--task super_resolution --federation-data $REAL/super_resolution --image-size 64"
-  [segmentation_organ]="--task segmentation --federation-data $REAL/segmentation/totalseg_ct --image-size 64"
+  [segmentation_organ]="--task segmentation --federation-data $REAL/segmentation/totalseg_ct --image-size 64 $SMALL_SITES"
   [super_resolution_x4]="--task super_resolution --federation-data $REAL/super_resolution --image-size 64 --bundle-overrides {\"scale\":4}"
 )
 ORDER=(fusion vqa segmentation_lesion super_resolution_x2 segmentation_organ super_resolution_x4)

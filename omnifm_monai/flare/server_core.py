@@ -33,7 +33,7 @@ from omnifm_monai.flare.uploads import (
     validate_tokens,
     validate_upload,
 )
-from omnifm_monai.knowledge import SpectralKnowledgeBase, check_int, site_prototypes
+from omnifm_monai.knowledge import SpectralKnowledgeBase, check_int, first_contact_prototypes, site_prototypes
 from omnifm_monai.strategies import Strategy
 from omnifm_monai.strategies.aggregate import AGGREGATOR_STATE_FILE
 
@@ -160,10 +160,13 @@ class ServerCore:
         return dict(self.global_params), meta
 
     def _prototypes_for(self, site: str) -> np.ndarray:
-        """Top-k neighbours (from other sites) of each of the site's queries, deduplicated, (P, d_s)."""
+        """Top-k neighbours (from other sites) of each of the site's queries, deduplicated, (P, d_s); before the
+        site's first upload (it joins late, or is sampled for the first time) the other sources' newest entries."""
         kb, queries = self.knowledge_base, self.site_queries.get(site)
-        if queries is None or len(kb) == 0 or self.prototypes_per_site == 0:
+        if len(kb) == 0 or self.prototypes_per_site == 0:
             return np.zeros((0, self.token_dim), np.float32)
+        if queries is None:
+            return first_contact_prototypes(kb, site=site, limit=self.prototypes_per_site)
         start = time.perf_counter()
         prototypes = site_prototypes(
             kb,

@@ -3,7 +3,7 @@
 from .base import SpectralKnowledgeBase
 from .duplicates import collapse_duplicates
 from .persistence import CONFIG_KEYS, DATA_KEYS, Entries, config_from_state, entries_from_state, read_npz, write_npz
-from .prototypes import site_prototypes
+from .prototypes import first_contact_prototypes, site_prototypes
 from .pruning import age_keep, frequency_keep, priority_order, rank_in_source, share_cap, share_keep, source_quotas
 from .retrieval import pick_prototypes, topk_cosine
 from .validation import EPS_NORM, as_unit_rows, as_unit_tokens, check_int, check_sources, is_int, row_norms
@@ -22,6 +22,7 @@ __all__ = [
     "collapse_duplicates",
     "config_from_state",
     "entries_from_state",
+    "first_contact_prototypes",
     "frequency_keep",
     "is_int",
     "pick_prototypes",

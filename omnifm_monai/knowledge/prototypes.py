@@ -1,4 +1,5 @@
-"""Which prototypes the server sends a site: its queries' neighbours from the other sites."""
+"""Which prototypes the server sends a site: its queries' neighbours from the other sites, or, before its
+first upload (a site joining late, or sampled for the first time), the newest entries of every other source."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 from omnifm_monai.knowledge.base import SpectralKnowledgeBase
 from omnifm_monai.knowledge.retrieval import pick_prototypes
 
-__all__ = ["site_prototypes"]
+__all__ = ["first_contact_prototypes", "site_prototypes"]
 
 
 def site_prototypes(
@@ -48,3 +49,20 @@ def site_prototypes(
         _, index = kb.retrieve(queries, retrieval_k, exclude_source=site, round_num=round_num)  # (Q, k')
         picked = pick_prototypes(index, limit=limit)  # (P,)
     return kb.get(picked).astype(np.float32)
+
+
+def first_contact_prototypes(kb: SpectralKnowledgeBase, *, site: str, limit: int) -> np.ndarray:
+    """Prototypes for a site with no query yet: the other sources' newest entries, taken in turn from each
+    source (newest first) so that every source is represented, at most ``limit``, (P, d_s) float32.
+
+    Nothing is retrieved, so no entry counts a hit.
+    """
+    sources, rounds = kb.sources, np.asarray(kb.rounds)  # (N,), (N,)
+    per_source = [
+        order[np.argsort(-rounds[order], kind="stable")]  # one source's rows, newest first
+        for name in sorted(set(sources.tolist()) - {site})
+        for order in [np.flatnonzero(sources == name)]
+    ]  # fmt: skip
+    longest = max((len(rows) for rows in per_source), default=0)
+    picked = [rows[rank] for rank in range(longest) for rows in per_source if rank < len(rows)][:limit]
+    return kb.get(np.asarray(picked, np.int64)).astype(np.float32).reshape(len(picked), -1)

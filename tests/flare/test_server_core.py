@@ -126,6 +126,23 @@ def test_omnifm_retrieves_from_other_sites_only():
     assert core.payload("site-2")[1][MetaKey.PROTOTYPES].shape == (2, 4)
 
 
+def test_a_site_without_an_upload_yet_gets_the_other_sources_newest_entries_in_turn():
+    # Prepare: round 0 site-1 (two entries) and site-2; round 1 site-1 again (a newer entry)
+    core = _core("omnifm", retrieval_k=2, prototypes_per_site=3)
+    core.submit("site-1", *_omnifm_upload([[1, 0, 0, 0], [0, 1, 0, 0]]))
+    core.submit("site-2", *_omnifm_upload([[0, 0, 1, 0]]))
+    core.close_round(["site-1", "site-2"])
+    core.submit("site-1", *_omnifm_upload([[0, 0, 0, 1]]))
+    core.close_round(["site-1"])
+    hits_before = core.knowledge_base.summary()["total_hits"]
+    # Execute: site-3 joins late (no query of its own yet)
+    prototypes = core.payload("site-3")[1][MetaKey.PROTOTYPES]
+    # Assert: site-1's newest, site-2's, then site-1's next; capped at 3; no retrieval, so no hit counted
+    np.testing.assert_allclose(prototypes, [[0, 0, 0, 1], [0, 0, 1, 0], [1, 0, 0, 0]])
+    assert core.knowledge_base.summary()["total_hits"] == hits_before
+    assert core.payload("site-2")[1][MetaKey.PROTOTYPES].shape[1] == 4  # a site with queries still retrieves
+
+
 @pytest.mark.parametrize(
     "tokens, reason",
     [(None, "needs spectral tokens"), (np.ones((2, 3)), r"\(N, 4\)"), (np.zeros((1, 4)), "zero"),
