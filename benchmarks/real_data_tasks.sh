@@ -11,9 +11,10 @@ read -r -a SEED_LIST <<< "${SEEDS:-0 1 2}"
 COMMON=(--clients 4 --rounds 5 --local-epochs 2 --participation 1.0 --seeds "${SEED_LIST[@]}"
         --strategies local fedavg fedbn omnifm --references --reference-epochs 15 --patience 3)
 # The segmentation sites hold 2-37 training slices, one or two batches: 2 epochs a round would be a handful of
-# optimizer steps in the whole run, so they train 10 epochs a round, and the references get a cap and patience
-# to match (a later option wins over COMMON's).
-SMALL_SITES="--local-epochs 10 --reference-epochs 60 --patience 10"
+# optimizer steps in the whole run, so they train 10 epochs a round. Their references train the full 60-epoch cap
+# and keep the best validation epoch (patience = cap): validation Dice sits at 0 for tens of epochs before
+# the lesion appears, so patience 10 stopped them at epoch 11-17 (a later option wins over COMMON's).
+SMALL_SITES="--local-epochs 10 --reference-epochs 60 --patience 60"
 declare -A FEDERATION=(
   [fusion]="--task fusion --federation-data $REAL/fusion --image-size 32"
   [vqa]="--task vqa --federation-data $REAL/segmentation --image-size 32"
