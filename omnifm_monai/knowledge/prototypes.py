@@ -58,11 +58,12 @@ def first_contact_prototypes(kb: SpectralKnowledgeBase, *, site: str, limit: int
     Nothing is retrieved, so no entry counts a hit.
     """
     sources, rounds = kb.sources, np.asarray(kb.rounds)  # (N,), (N,)
-    per_source = [
-        order[np.argsort(-rounds[order], kind="stable")]  # one source's rows, newest first
-        for name in sorted(set(sources.tolist()) - {site})
-        for order in [np.flatnonzero(sources == name)]
-    ]  # fmt: skip
+    per_source = []  # each other source's rows, newest first
+    for name in sorted(set(sources.tolist()) - {site}):
+        rows = np.flatnonzero(sources == name)  # (n_s,)
+        per_source.append(rows[np.argsort(-rounds[rows], kind="stable")])
     longest = max((len(rows) for rows in per_source), default=0)
     picked = [rows[rank] for rank in range(longest) for rows in per_source if rank < len(rows)][:limit]
-    return kb.get(np.asarray(picked, np.int64)).astype(np.float32).reshape(len(picked), -1)
+    if not picked:  # the base holds only this site's own entries
+        return np.zeros((0, kb.dim), np.float32)
+    return kb.get(np.asarray(picked, np.int64)).astype(np.float32)  # (P, d_s)
