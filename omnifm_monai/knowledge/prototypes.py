@@ -62,8 +62,7 @@ def first_contact_prototypes(kb: SpectralKnowledgeBase, *, site: str, limit: int
     for name in sorted(set(sources.tolist()) - {site}):
         rows = np.flatnonzero(sources == name)  # (n_s,)
         per_source.append(rows[np.argsort(-rounds[rows], kind="stable")])
-    longest = max((len(rows) for rows in per_source), default=0)
-    picked = [rows[rank] for rank in range(longest) for rows in per_source if rank < len(rows)][:limit]
-    if not picked:  # the base holds only this site's own entries
-        return np.zeros((0, kb.dim), np.float32)
-    return kb.get(np.asarray(picked, np.int64)).astype(np.float32)  # (P, d_s)
+    ranked = np.full((len(per_source), max(map(len, per_source), default=0)), -1, np.int64)  # (S, L), -1: padding
+    for s, rows in enumerate(per_source):
+        ranked[s, : len(rows)] = rows
+    return kb.get(pick_prototypes(ranked, limit=limit)).astype(np.float32)  # (P, d_s), ranks interleaved
