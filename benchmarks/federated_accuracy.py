@@ -71,8 +71,8 @@ from omnifm_monai.jobs.unseen_modality import (
 from omnifm_monai.reporting import metric_label, metric_scale, metric_unit
 
 __all__ = ["ABLATIONS", "CENTRALISED", "METRICS", "STRATEGIES", "SWEEPS", "converged_references", "finished_run",
-           "goals", "load_variants", "main", "paired_rows", "parse_args", "plot", "pooled_centralised", "run",
-           "summarise", "table_rows", "task_metrics", "to_markdown"]  # fmt: skip
+           "goals", "load_variants", "main", "paired_rows", "parse_args", "plot", "pooled_centralised", "record_run",
+           "run", "summarise", "table_rows", "task_metrics", "to_markdown"]  # fmt: skip
 
 STRATEGIES = ("local", "fedavg", "fedprox", "fedper", "fedbn", "omnifm")
 ABLATIONS: dict[str, list[str]] = {
@@ -157,15 +157,31 @@ def converged_references(job_args: list[str], out_dir: str, *, max_epochs: int, 
     return result
 
 
-def finished_run(out: str, folder: str):
-    """``(result, [])`` of a run that already finished under ``out/folder``, else ``(None, [])``."""
+RUN_RECORD = "benchmark_run.json"
+"""Written beside each finished run: the job options it ran with and its wall time."""
+
+
+def finished_run(out: str, folder: str, job_args: list[str] | None = None):
+    """``(result, [])`` of a run that already finished under ``out/folder``, else ``(None, [])``.
+
+    With ``job_args``, a run whose :data:`RUN_RECORD` names other job options does not count (a restarted
+    benchmark with changed options runs it again); its wall time comes from the record (NaN without one).
+    """
     from omnifm_monai.reporting import load_run
 
-    state_root = os.path.join(out, folder, "state")
+    record_path = Path(out, folder, RUN_RECORD)
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    if job_args is not None and record and record.get("job_args") != list(job_args):
+        return None, []
     try:
-        return load_run(state_root, folder), []
+        return load_run(os.path.join(out, folder, "state"), folder, record.get("wall_seconds", float("nan"))), []
     except FileNotFoundError:
         return None, []
+
+
+def record_run(out: str, folder: str, job_args: list[str], wall_seconds: float) -> None:
+    """Write ``out/folder/``:data:`RUN_RECORD` for :func:`finished_run`."""
+    Path(out, folder, RUN_RECORD).write_text(json.dumps({"job_args": list(job_args), "wall_seconds": wall_seconds}))
 
 
 def summarise(values: list[float]) -> dict[str, float]:
@@ -224,9 +240,11 @@ def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
                 settings, _ = parse_job_args(job_args)
                 print(f"participation {participation}, seed {seed}: {label}", flush=True)
                 folder = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
-                result, problems = finished_run(out, folder)
+                result, problems = finished_run(out, folder, job_args)
                 if result is None:  # not run yet (a restarted benchmark keeps the runs that finished)
                     result, problems = run_strategy(strategy, job_args, settings, out, label=folder)
+                    if result is not None:
+                        record_run(out, folder, job_args, result.wall_seconds)
                 record = {"participation": participation, "seed": seed, "label": label, "problems": problems[:5]}
                 if result is not None:
                     record.update({m: result.final_mean(m) for m in metrics})

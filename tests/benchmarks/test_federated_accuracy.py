@@ -61,6 +61,9 @@ def test_a_restarted_benchmark_keeps_finished_runs(script, tmp_path):
     (server / "final_metrics.json").write_text('{"metrics": {"site-1": {"restricted_accuracy": 0.5}}}')
     result, problems = script.finished_run(str(tmp_path), "omnifm")
     assert result.final_mean("restricted_accuracy") == 0.5 and problems == []
+    script.record_run(str(tmp_path), "omnifm", ["--rounds", "5"], 12.5)
+    assert script.finished_run(str(tmp_path), "omnifm", ["--rounds", "5"])[0].wall_seconds == 12.5
+    assert script.finished_run(str(tmp_path), "omnifm", ["--rounds", "6"])[0] is None  # other options: run again
 
 
 def test_every_sweep_and_ablation_changes_the_setting_it_names(script):
