@@ -4,11 +4,12 @@ For every participation rate and seed this runs, each as its own NVFlare simulat
 classification bundle, budget (rounds x local epochs) and federation:
 
 - the strategies (``--strategies``: local-only, FedAvg, FedProx, FedPer, FedBN, OmniFM);
-- with ``--ablations``, OmniFM with one component removed in turn (:data:`ABLATIONS`);
-- with ``--sweeps``, OmniFM with one setting changed in turn (:data:`SWEEPS`: SPAlign weight lambda,
-  retrieval k, the tokenizer's low-pass cutoff, prototypes sent per site);
+- with ``--ablations``, OmniFM with one component added (the spectral path, off by default) or removed in turn
+  (:data:`ABLATIONS`);
+- with ``--sweeps``, OmniFM with the spectral path and one of its settings changed in turn (:data:`SWEEPS`:
+  SPAlign weight lambda, retrieval k, the tokenizer's low-pass cutoff, prototypes sent per site);
 - with ``--variants``, any labelled strategy with its own job options (an investigation's candidates);
-- with ``--dp-noise Z``, OmniFM with every site's spectral upload clipped and noised (noise
+- with ``--dp-noise Z``, OmniFM with the spectral path and every site's spectral upload clipped and noised (noise
   multiplier ``Z``, :class:`~omnifm_monai.flare.privacy.SpectralTokenPrivacy`): the accuracy cost of DP;
 - with ``--centralised``, the pooled reference: the same bundle trained on every site's training
   data together for ``rounds x local_epochs x participation`` epochs (the passes each site makes
@@ -75,23 +76,33 @@ __all__ = ["ABLATIONS", "CENTRALISED", "METRICS", "STRATEGIES", "SWEEPS", "conve
            "run", "summarise", "table_rows", "task_metrics", "to_markdown"]  # fmt: skip
 
 STRATEGIES = ("local", "fedavg", "fedprox", "fedper", "fedbn", "omnifm")
+SPECTRAL_PATH = '{"spectral":true}'  # OmniFM's spectral path (ECA, GSKR, SPAlign): an option, off in omnifm
 ABLATIONS: dict[str, list[str]] = {
-    # label -> extra job arguments on top of --strategy omnifm
-    "omnifm w/o GSKR": ["--server-options", '{"prototypes_per_site":0}'],  # no retrieved prototypes
-    "omnifm w/o ECA+GSKR": ["--strategy-options", '{"spectral":false}'],  # no spectral path at all
+    # label -> extra job arguments on top of --strategy omnifm (the default has no spectral path)
+    "omnifm + ECA+GSKR": ["--strategy-options", SPECTRAL_PATH],  # the paper's spectral path added
+    "omnifm + ECA w/o GSKR": ["--strategy-options", SPECTRAL_PATH, "--server-options", '{"prototypes_per_site":0}'],
+    "omnifm + ECA+GSKR w/o SPAlign": [
+        "--strategy-options",
+        SPECTRAL_PATH,
+        "--bundle-overrides",
+        '{"spalign_weight":0}',
+    ],
     "omnifm w/o PSP suffix": ["--strategy-options", '{"prompt":false}'],
-    "omnifm w/o SPAlign": ["--bundle-overrides", '{"spalign_weight":0}'],
     "omnifm w/o norm recalibration": ["--strategy-options", '{"recalibrate_norms":false}'],
 }
 SWEEPS: dict[str, list[str]] = {
-    # label -> extra job arguments on top of --strategy omnifm (defaults: lambda 0.1, k 8, cutoff 0.1, 64 prototypes)
-    "omnifm lambda=0.01": ["--bundle-overrides", '{"spalign_weight":0.01}'],
-    "omnifm lambda=1": ["--bundle-overrides", '{"spalign_weight":1.0}'],
-    "omnifm k=2": ["--server-options", '{"retrieval_k":2}'],
-    "omnifm k=32": ["--server-options", '{"retrieval_k":32}'],
-    "omnifm cutoff=0.05": ["--bundle-overrides", '{"network_def#spectral_options#cutoff":0.05}'],
-    "omnifm cutoff=0.3": ["--bundle-overrides", '{"network_def#spectral_options#cutoff":0.3}'],
-    "omnifm 8 prototypes per site": ["--server-options", '{"prototypes_per_site":8}'],
+    # label -> extra job arguments on top of --strategy omnifm with the spectral path
+    # (its defaults: lambda 0.1, k 8, cutoff 0.1, 64 prototypes)
+    f"omnifm + ECA+GSKR {label}": ["--strategy-options", SPECTRAL_PATH, *extra]
+    for label, extra in {
+        "lambda=0.01": ["--bundle-overrides", '{"spalign_weight":0.01}'],
+        "lambda=1": ["--bundle-overrides", '{"spalign_weight":1.0}'],
+        "k=2": ["--server-options", '{"retrieval_k":2}'],
+        "k=32": ["--server-options", '{"retrieval_k":32}'],
+        "cutoff=0.05": ["--bundle-overrides", '{"network_def#spectral_options#cutoff":0.05}'],
+        "cutoff=0.3": ["--bundle-overrides", '{"network_def#spectral_options#cutoff":0.3}'],
+        "8 prototypes per site": ["--server-options", '{"prototypes_per_site":8}'],
+    }.items()
 }
 METRICS = ("restricted_accuracy", "accuracy", "restricted_macro_f1", "macro_f1")
 """Classification's metrics (its task's ``report_metrics``); other tasks use theirs (:func:`task_metrics`)."""
@@ -232,9 +243,8 @@ def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
                 variants += [(label, "omnifm", extra) for label, extra in SWEEPS.items()]
             variants += [(label, strategy, extra) for label, (strategy, *extra) in args.variants.items()]
             if args.dp_noise > 0:
-                variants.append(
-                    (f"omnifm + spectral DP z={args.dp_noise:g}", "omnifm", ["--spectral-dp-noise", str(args.dp_noise)])
-                )
+                dp = ["--strategy-options", SPECTRAL_PATH, "--spectral-dp-noise", str(args.dp_noise)]
+                variants.append((f"omnifm + ECA+GSKR, spectral DP z={args.dp_noise:g}", "omnifm", dp))
             for label, strategy, extra in variants:
                 job_args = [*base, *extra]
                 settings, _ = parse_job_args(job_args)

@@ -252,9 +252,18 @@ def build_job(settings: JobSettings):
 
     from omnifm_monai.flare.controller import OmniFMController
     from omnifm_monai.flare.privacy import SpectralTokenPrivacy
+    from omnifm_monai.strategies import get_strategy
     from omnifm_monai.tasks import get_task
 
     task = get_task(settings.task)
+    if (
+        settings.spectral_dp_noise > 0
+        and not get_strategy(settings.strategy, **settings.strategy_options).uses_knowledge_base
+    ):
+        raise ValueError(
+            f"spectral_dp_noise={settings.spectral_dp_noise:g} protects spectral tokens, but {settings.strategy!r} "
+            "sends none; give it the spectral path (--strategy-options '{\"spectral\":true}') or omnifm_paper."
+        )
     if settings.site_names and not settings.dataset_dir:
         raise ValueError("site_names are for sites with their own data (dataset_dir); simulations use site-N.")
     if settings.dataset_dir:  # the hospitals' own data: nothing to simulate
@@ -312,7 +321,7 @@ def build_job(settings: JobSettings):
             **where,
         )
         job.to(executor, site, tasks=["*"])
-        if settings.spectral_dp_noise > 0 and strategy.uses_knowledge_base:
+        if settings.spectral_dp_noise > 0:
             dp = SpectralTokenPrivacy(
                 noise_multiplier=settings.spectral_dp_noise,
                 budget=settings.spectral_dp_budget,

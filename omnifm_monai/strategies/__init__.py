@@ -76,7 +76,9 @@ STRATEGIES: dict[str, Strategy] = {
         LocalOnly(),
         OmniFM(),
         # OmniFM exactly as the paper describes it: only c (and the prototype bank) stays at the site
-        OmniFM(name="omnifm_paper", private_patterns=(), private_norm_layers=False, recalibrate_norms=False),
+        OmniFM(
+            name="omnifm_paper", private_patterns=(), private_norm_layers=False, recalibrate_norms=False, spectral=True
+        ),
         # server-side baselines (issue 13): server optimizers, control variates, dynamic regularisation
         FedAdam(),
         FedYogi(),

@@ -19,8 +19,8 @@ read those options; they call the hooks below, in this order::
                         aggregator.outgoing_meta(site) in what each site is sent
 
 The options are the ``--strategy-options`` every strategy takes (``{"recalibrate_norms": true}`` gives
-FedAvg the BatchNorm recalibration, ``{"spectral": false}`` is OmniFM's ablation without the spectral
-path), so their behaviour is implemented here once; a strategy file only sets its defaults and
+FedAvg the BatchNorm recalibration, ``{"spectral": true}`` gives OmniFM its spectral path, off by
+default), so their behaviour is implemented here once; a strategy file only sets its defaults and
 overrides the hooks that make it different (see docs/method.md, "Adding a strategy").
 """
 

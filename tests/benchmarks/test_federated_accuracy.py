@@ -22,7 +22,7 @@ def test_mean_spread_and_goals(script):
         *(_run("omnifm", s, 0.73 + d, 0.55) for s, d in ((0, -0.02), (1, 0.02))),
         *(_run(script.CENTRALISED, s, 0.74, 0.74) for s in (0, 1)),
         *(_run("fedavg + recalibrated norms", s, 0.72, 0.70) for s in (0, 1)),
-        *(_run("omnifm w/o GSKR", s, 0.90, 0.90) for s in (0, 1)),  # an ablation is no baseline
+        *(_run("omnifm w/o PSP suffix", s, 0.90, 0.90) for s in (0, 1)),  # an ablation is no baseline
     ]
     report = {"runs": runs, "machine": {"date": "today"},
               "settings": {"clients": 10, "rounds": 2, "local_epochs": 1, "image_size": 32, "seeds": [0, 1],
@@ -71,13 +71,16 @@ def test_every_sweep_and_ablation_changes_the_setting_it_names(script):
     from omnifm_monai.jobs import parse_job_args as parse_args
 
     settings = {label: parse_args(["--strategy", "omnifm", *extra])[0] for label, extra in script.SWEEPS.items()}
-    assert settings["omnifm lambda=1"].bundle_overrides == {"spalign_weight": 1.0}
-    assert settings["omnifm k=2"].server_options == {"retrieval_k": 2}
-    assert settings["omnifm 8 prototypes per site"].server_options == {"prototypes_per_site": 8}
-    network, _ = build_network(settings["omnifm cutoff=0.3"], num_classes=6)
+    assert settings["omnifm + ECA+GSKR lambda=1"].bundle_overrides == {"spalign_weight": 1.0}
+    assert settings["omnifm + ECA+GSKR k=2"].server_options == {"retrieval_k": 2}
+    assert settings["omnifm + ECA+GSKR 8 prototypes per site"].server_options == {"prototypes_per_site": 8}
+    assert all(s.strategy_options == {"spectral": True} for s in settings.values())  # the settings of that path
+    network, _ = build_network(settings["omnifm + ECA+GSKR cutoff=0.3"], num_classes=6)
     assert network.cutoff == 0.3  # a nested bundle id reaches the network definition
-    for extra in script.ABLATIONS.values():
-        parse_args(["--strategy", "omnifm", *extra])  # every ablation's options parse
+    ablations = {label: parse_args(["--strategy", "omnifm", *extra])[0] for label, extra in script.ABLATIONS.items()}
+    assert ablations["omnifm + ECA w/o GSKR"].strategy_options == {"spectral": True}
+    assert ablations["omnifm + ECA w/o GSKR"].server_options == {"prototypes_per_site": 0}
+    assert ablations["omnifm w/o PSP suffix"].strategy_options == {"prompt": False}
 
 
 def test_labelled_variants_from_the_command_line(script, tmp_path):

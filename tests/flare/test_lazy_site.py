@@ -25,7 +25,8 @@ def test_a_lazy_site_gets_its_centroid_images_through_the_dataset_and_sends_a_pa
     args = parse_args(
         [
             "--bundle-root", str(bundle_root("classification")), "--strategy", "omnifm",
-            "--dataset-dir", str(tmp_path / "labels.csv"), "--num-classes", "2", "--image-size", "16",
+            "--strategy-options", '{"spectral":true}', "--dataset-dir", str(tmp_path / "labels.csv"),
+            "--num-classes", "2", "--image-size", "16",
             "--site-dir", str(tmp_path / "site"), "--bundle-overrides", overrides,
         ]
     )  # fmt: skip

@@ -109,7 +109,7 @@ def test_unreadable_ledger_names_the_file(tmp_path):
 
 def test_server_accepts_weights_without_tokens_from_a_site_whose_budget_is_spent():
     # Prepare: the omnifm server core (knowledge base on) and a site whose DP budget is spent
-    core = ServerCore(get_strategy("omnifm"), {"w": np.zeros(2, np.float32)}, [], token_dim=8)
+    core = ServerCore(get_strategy("omnifm", spectral=True), {"w": np.zeros(2, np.float32)}, [], token_dim=8)
     # Execute
     core.submit("site-1", {"w": np.ones(2, np.float32)}, {MetaKey.NUM_SAMPLES: 3, MetaKey.DP_BUDGET_SPENT: True})
     with pytest.raises(InvalidUploadError, match="needs spectral tokens"):

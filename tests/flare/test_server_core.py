@@ -17,10 +17,13 @@ INITIAL = {
     "psp.private_suffix": np.ones((1, 1, 4), np.float32),
 }
 PRIVATE = {"psp.private_suffix"}
+# OmniFM with its spectral path: the server keeps the knowledge base (the path is off in the default ``omnifm``)
+OMNIFM_SPECTRAL = get_strategy("omnifm", spectral=True)
 
 
 def _core(strategy="fedavg", **kwargs):
-    return ServerCore(get_strategy(strategy), INITIAL, PRIVATE, token_dim=4, **kwargs)
+    strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
+    return ServerCore(strategy, INITIAL, PRIVATE, token_dim=4, **kwargs)
 
 
 def _upload(value, count=10, samples=1):
@@ -116,7 +119,7 @@ def _omnifm_upload(site_vectors):
 
 
 def test_omnifm_retrieves_from_other_sites_only():
-    core = _core("omnifm", retrieval_k=2)
+    core = _core(OMNIFM_SPECTRAL, retrieval_k=2)
     assert core.payload("site-1")[1][MetaKey.PROTOTYPES].shape == (0, 4)  # nothing known yet
     core.submit("site-1", *_omnifm_upload([[1, 0, 0, 0], [0, 1, 0, 0]]))
     core.submit("site-2", *_omnifm_upload([[0, 0, 1, 0]]))
@@ -129,7 +132,7 @@ def test_omnifm_retrieves_from_other_sites_only():
 
 def test_a_site_without_an_upload_yet_gets_the_other_sources_newest_entries_in_turn():
     # Prepare: round 0 site-1 (two entries) and site-2; round 1 site-1 again (a newer entry)
-    core = _core("omnifm", retrieval_k=2, prototypes_per_site=3)
+    core = _core(OMNIFM_SPECTRAL, retrieval_k=2, prototypes_per_site=3)
     core.submit("site-1", *_omnifm_upload([[1, 0, 0, 0], [0, 1, 0, 0]]))
     core.submit("site-2", *_omnifm_upload([[0, 0, 1, 0]]))
     core.close_round(["site-1", "site-2"])
@@ -157,7 +160,7 @@ def test_first_contact_prototypes_are_empty_when_the_base_holds_only_the_sites_o
      (np.full((1, 4), np.inf), "finite|NaN|Inf"), (np.ones((300, 4)), "at most")],
 )  # fmt: skip
 def test_omnifm_rejects_bad_tokens(tokens, reason):
-    core = _core("omnifm")
+    core = _core(OMNIFM_SPECTRAL)
     params, meta = _upload(1.0)
     if tokens is not None:
         meta[MetaKey.TOKENS] = tokens
@@ -175,17 +178,17 @@ def test_local_strategy_shares_nothing():
 
 
 def test_save_and_resume(tmp_path):
-    core = _core("omnifm")
+    core = _core(OMNIFM_SPECTRAL)
     core.submit("site-1", *_omnifm_upload([[1, 0, 0, 0]]))
     core.close_round(["site-1"], {"site-1": {"accuracy": 0.25}})
     core.save(tmp_path / "state")
-    resumed = _core("omnifm")
+    resumed = _core(OMNIFM_SPECTRAL)
     assert resumed.load(tmp_path / "state")
     assert resumed.round == 1 and resumed.history == core.history
     np.testing.assert_array_equal(resumed.global_params["layer.weight"], core.global_params["layer.weight"])
     np.testing.assert_array_equal(resumed.knowledge_base.vectors, core.knowledge_base.vectors)
     np.testing.assert_array_equal(resumed.site_queries["site-1"], core.site_queries["site-1"])
-    assert not _core("omnifm").load(tmp_path / "missing")
+    assert not _core(OMNIFM_SPECTRAL).load(tmp_path / "missing")
     with pytest.raises(ValueError, match="omnifm"):
         _core("fedavg").load(tmp_path / "state")
 
@@ -201,7 +204,7 @@ def test_a_site_reporting_failed_training_is_skipped_for_the_round():
 
 
 def test_no_prototypes_when_gskr_is_ablated():
-    core = _core("omnifm", prototypes_per_site=0)
+    core = _core(OMNIFM_SPECTRAL, prototypes_per_site=0)
     for site in ("site-1", "site-2"):
         params, meta = _upload(1.0)
         core.submit(site, params, {**meta, MetaKey.TOKENS: np.eye(2, 4, dtype=np.float32)})
@@ -315,12 +318,12 @@ def test_a_good_dp_report_is_recorded_as_floats():
 def test_server_options_are_validated_at_start(option, value):
     options = {"token_dim": 4, option: value}
     with pytest.raises(ValueError, match=option):
-        ServerCore(get_strategy("omnifm"), INITIAL, PRIVATE, **options)
+        ServerCore(OMNIFM_SPECTRAL, INITIAL, PRIVATE, **options)
 
 
 def test_an_empty_token_upload_keeps_the_sites_queries():
     # Prepare: site-1's queries from round 0
-    core = _core("omnifm")
+    core = _core(OMNIFM_SPECTRAL)
     core.submit("site-1", *_omnifm_upload([[1, 0, 0, 0]]))
     core.close_round(["site-1"])
     # Execute: a (0, d) upload in round 1
@@ -332,7 +335,7 @@ def test_an_empty_token_upload_keeps_the_sites_queries():
 
 
 # ---------------------------------------------------------------------- issue 17: durability (item 4)
-def _saved_core(tmp_path, strategy="omnifm"):
+def _saved_core(tmp_path, strategy=OMNIFM_SPECTRAL):
     core = _core(strategy)
     params, meta = _omnifm_upload([[1, 0, 0, 0]])
     core.submit("site-1", params, meta)
@@ -346,7 +349,7 @@ def test_a_crash_between_the_two_renames_resumes_from_the_old_copy(tmp_path):
     _saved_core(tmp_path)
     (tmp_path / "state").rename(tmp_path / "state.old")
     # Execute
-    resumed = _core("omnifm")
+    resumed = _core(OMNIFM_SPECTRAL)
     found = resumed.load(tmp_path / "state")
     resumed.save(tmp_path / "state")  # the next save completes and removes the old copy
     # Assert
@@ -359,7 +362,7 @@ def test_save_over_a_leftover_old_copy(tmp_path):
     (tmp_path / "state.old").mkdir()
     (tmp_path / "state.old" / "junk").write_text("x")
     core.save(tmp_path / "state")  # os.replace onto a non-empty folder failed on main
-    assert _core("omnifm").load(tmp_path / "state")
+    assert _core(OMNIFM_SPECTRAL).load(tmp_path / "state")
 
 
 @pytest.mark.parametrize("name", ["global_params.npz", "site_queries.npz", "knowledge_base.npz", "server_state.json"])
@@ -370,7 +373,7 @@ def test_truncated_state_files_are_named(tmp_path, name):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     # Execute / Assert: a ValueError naming the file (main: BadZipFile / JSONDecodeError without it)
     with pytest.raises(ValueError, match=name):
-        _core("omnifm").load(tmp_path / "state")
+        _core(OMNIFM_SPECTRAL).load(tmp_path / "state")
 
 
 def test_a_flipped_byte_in_the_model_is_caught_by_the_checksum(tmp_path):
@@ -380,7 +383,7 @@ def test_a_flipped_byte_in_the_model_is_caught_by_the_checksum(tmp_path):
     data[-100] ^= 0x01
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="global_params.npz.*checksum"):
-        _core("omnifm").load(tmp_path / "state")
+        _core(OMNIFM_SPECTRAL).load(tmp_path / "state")
 
 
 def _rewrite_state(tmp_path, **changes):
@@ -398,12 +401,12 @@ def test_a_nan_model_or_a_negative_round_is_refused_on_load(tmp_path):
              "bn.num_batches_tracked": np.array(0)})  # fmt: skip
     _rewrite_state(tmp_path)
     with pytest.raises(ValueError, match="global_params.npz holds NaN"):
-        _core("omnifm").load(tmp_path / "state")
+        _core(OMNIFM_SPECTRAL).load(tmp_path / "state")
     # Prepare: a negative round
     _saved_core(tmp_path)
     _rewrite_state(tmp_path, round=-1)
     with pytest.raises(ValueError, match="server_state.json has round -1"):
-        _core("omnifm").load(tmp_path / "state")
+        _core(OMNIFM_SPECTRAL).load(tmp_path / "state")
 
 
 def test_save_refuses_non_finite_weights(tmp_path):
@@ -411,4 +414,4 @@ def test_save_refuses_non_finite_weights(tmp_path):
     core.global_params["layer.weight"] = np.full((2, 2), np.inf, np.float32)
     with pytest.raises(ValueError, match="non-finite"):
         core.save(tmp_path / "state")
-    assert _core("omnifm").load(tmp_path / "state")  # the previous state is intact
+    assert _core(OMNIFM_SPECTRAL).load(tmp_path / "state")  # the previous state is intact

@@ -27,7 +27,8 @@ def faulty_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("faults")
     command = [
         sys.executable, "-m", "nvflare_jobs.omnifm_job",
-        "--strategy", "omnifm", "--clients", "3", "--rounds", "4", "--threads", "3", "--train-timeout", "30",
+        "--strategy", "omnifm", "--strategy-options", '{"spectral":true}',  # faults in the spectral upload too
+        "--clients", "3", "--rounds", "4", "--threads", "3", "--train-timeout", "30",
         "--image-size", "32", "--samples-per-client", "40",
         "--client-script", str(Path(__file__).with_name("faulty_client.py")),
         "--state-root", str(tmp_path / "state"), "--workspace", str(tmp_path / "ws"),

@@ -10,7 +10,7 @@ import torch
 from simulator_run import simulate_many
 
 OPTIONS = {"fedrep": {"head_epochs": 1}}  # one head epoch keeps the test short (default 10)
-STRATEGIES = ["ditto", "fedrep", "moon", "gpfl"]
+STRATEGIES = ["ditto", "fedrep", "moon", "gpfl", "omnifm"]  # omnifm as it is by default: no spectral path
 
 pytestmark = pytest.mark.slow
 
@@ -51,6 +51,12 @@ def test_one_round_of_each_personal_strategy(strategy, runs):
         for site in sites:
             private = torch.load(site / f"private_{strategy}.pt", weights_only=True)
             assert {"task_head.weight", "task_head.bias"} <= set(private) and not set(private) & set(shared)
+    if strategy == "omnifm":  # c, the norm layers and the head stayed home; no spectral path was built
+        assert not any(k.startswith("tokenizer.") or "running_mean" in k for k in shared)
+        for site in sites:
+            private = torch.load(site / "private_omnifm.pt", weights_only=True)
+            assert {"psp.private_suffix", "task_head.weight", "backbone.bn1.running_mean"} <= set(private)
+            assert not set(private) & set(shared)
     if strategy == "gpfl":  # CoV and GCE averaged; the personal conditional input is the site's own
         assert {"gpfl.gce.weight", "gpfl.gamma.0.weight", "gpfl.beta.0.weight"} <= set(shared)
         for site in sites:

@@ -27,7 +27,8 @@ pytestmark = pytest.mark.slow
 def _simulate(tmp_path: Path, rounds: int) -> str:
     command = [
         sys.executable, "-m", "nvflare_jobs.omnifm_job",
-        "--strategy", "omnifm", "--clients", "2", "--rounds", str(rounds), "--threads", "2",
+        "--strategy", "omnifm", "--strategy-options", '{"spectral":true}',  # the path is off by default
+        "--clients", "2", "--rounds", str(rounds), "--threads", "2",
         "--image-size", "32", "--samples-per-client", "40",
         "--state-root", str(tmp_path / "state"), "--workspace", str(tmp_path / f"ws{rounds}"),
     ]  # fmt: skip

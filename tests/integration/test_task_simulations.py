@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Every task's round, side by side: 2 sites (two modalities or modality pairs), 1 round, tiny data."""
-    options = {t: ["--task", t, "--strategy", "omnifm", "--samples-per-client", "30"] for t in TASKS}
+    spectral = ["--strategy-options", '{"spectral":true}']  # OmniFM's spectral path, off by default
+    options = {t: ["--task", t, "--strategy", "omnifm", *spectral, "--samples-per-client", "30"] for t in TASKS}
     return simulate_many(tmp_path_factory.mktemp("task_rounds"), options)
 
 

@@ -8,6 +8,8 @@ import torch
 
 from omnifm_monai.jobs import CLIENT_SCRIPT, JobSettings, build_job, client_args
 
+SPECTRAL = {"spectral": True}  # OmniFM's spectral path, off in the default omnifm
+
 
 def _export(tmp_path, **overrides):
     settings = JobSettings(
@@ -71,11 +73,17 @@ def test_arguments_cannot_hold_white_space(tmp_path):
 
 
 def test_spectral_dp_filter_is_configured_on_each_site(tmp_path):
-    _, job_dir, _ = _export(tmp_path, strategy="omnifm", spectral_dp_noise=6.0)
+    _, job_dir, _ = _export(tmp_path, strategy="omnifm", strategy_options=SPECTRAL, spectral_dp_noise=6.0)
     _, client = _configs(job_dir)
     filters = [f for chain in client["task_result_filters"] for f in chain["filters"]]
     assert [f["path"] for f in filters] == ["omnifm_monai.flare.privacy.SpectralTokenPrivacy"]
     assert filters[0]["args"]["noise_multiplier"] == 6.0
+
+
+def test_spectral_dp_without_a_spectral_upload_is_refused(tmp_path):
+    # the default omnifm sends no spectral tokens: a DP budget for them would protect nothing
+    with pytest.raises(ValueError, match=r"spectral_dp_noise=6.*omnifm.*spectral"):
+        _export(tmp_path, strategy="omnifm", spectral_dp_noise=6.0)
 
 
 def test_initial_global_model_follows_the_seed():
@@ -95,7 +103,9 @@ def test_initial_global_model_follows_the_seed():
 
 
 def test_spectral_dp_budget_and_ledger_reach_each_site(tmp_path):
-    settings, job_dir, _ = _export(tmp_path, strategy="omnifm", spectral_dp_noise=6.0, spectral_dp_budget=4.0)
+    settings, job_dir, _ = _export(
+        tmp_path, strategy="omnifm", strategy_options=SPECTRAL, spectral_dp_noise=6.0, spectral_dp_budget=4.0
+    )
     _, client = _configs(job_dir)
     args = [f for chain in client["task_result_filters"] for f in chain["filters"]][0]["args"]
     assert args["budget"] == 4.0

@@ -17,7 +17,9 @@ DIM, HONEST, ATTACKER = 16, ("site-1", "site-2", "site-3"), "site-9"
 
 def _attack(noise: float, rounds: int = 12, **options):
     rng = np.random.default_rng(0)
-    core = ServerCore(get_strategy("omnifm"), {"w": np.zeros(3, np.float32)}, set(), token_dim=DIM, **options)
+    core = ServerCore(
+        get_strategy("omnifm", spectral=True), {"w": np.zeros(3, np.float32)}, set(), token_dim=DIM, **options
+    )
     centroids = {s: rng.standard_normal((8, DIM)) for s in (*HONEST, ATTACKER)}
     for _ in range(rounds):
         sent = {s: core.payload(s)[1][MetaKey.PROTOTYPES] for s in (*HONEST, ATTACKER)}

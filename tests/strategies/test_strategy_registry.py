@@ -31,7 +31,9 @@ def test_private_keys_per_strategy():
         "spectral_memory.private_prototypes",
         "spectral_memory.private_num_prototypes",
     }
-    assert keys["omnifm"] == keys["omnifm_paper"] | keys["fedbn"] | keys["fedper"]
+    assert keys["omnifm"] == {"psp.private_suffix"} | keys["fedbn"] | keys["fedper"]  # no spectral bank by default
+    spectral = get_strategy("omnifm", spectral=True)
+    assert spectral.private_keys(_network(spectral)) == keys["omnifm_paper"] | keys["fedbn"] | keys["fedper"]
     fedbn = keys["fedbn"]
     assert "backbone.bn1.running_mean" in fedbn and "backbone.layer2.0.downsample.1.weight" in fedbn
     assert not any("conv" in k or k.startswith("head") for k in fedbn)
