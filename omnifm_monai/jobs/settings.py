@@ -30,7 +30,7 @@ class JobSettings:
     scenario: str = "cross_modality_hard"
     federation_data: str = ""  # folder of MedMNIST .npz files; empty: the embedded phantom
     samples_per_client: int = 0  # 0: the partition's default
-    label_map: str = ""  # JSON {file stem: {source label: shared class}} for federation_data; empty: none
+    label_map: str = ""  # JSON {file stem: {source label: shared class}} (federation_data, or "phantom"); empty: none
     site_sizes: str = ""  # "400,400,60,...": one samples_per_client per site; empty: all samples_per_client
     late_sites: dict[str, int] = field(default_factory=dict)  # site -> first round it is sampled in (joins late)
     modalities: list[str] = field(default_factory=list)  # classification: only these modalities/files; empty: all
@@ -102,7 +102,9 @@ def job_argument_parser() -> argparse.ArgumentParser:
         "joined by : (default: phantom)",
     )
     parser.add_argument("--samples-per-client", type=int, default=0)
-    parser.add_argument("--label-map", default="", help="JSON label map of --federation-data onto one label space")
+    parser.add_argument(
+        "--label-map", default="", help="JSON label map onto one label space (--federation-data's files or 'phantom')"
+    )
     parser.add_argument("--site-sizes", default="", help="one samples-per-client per site, e.g. 400,400,60,60")
     parser.add_argument(
         "--modalities", default="", help="classification: only these modalities (phantom) or files, e.g. CT,MR-T1"

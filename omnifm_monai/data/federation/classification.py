@@ -39,9 +39,13 @@ Rules (the paper does not publish its split; these are ours):
   ``samples_per_client`` caps each site's training set (stratified subsample; ``None`` keeps everything);
   validation and test sets are never capped. ``data_dir`` may name several folders (a sequence, or one
   string joined by ``os.pathsep``).
-- Label map (``label_map=``, folder only; required for ``cross_modality_shared`` there): exactly the files
+- Label map (``label_map=``; required for ``cross_modality_shared`` on a folder): exactly the files
   the map names are read, each file's labels become shared ids (:mod:`.label_map`) instead of disjoint
-  offsets, and the class names are the map's. Sites are then assigned to files as above.
+  offsets, and the class names are the map's. Sites are then assigned to files as above. On the phantom
+  the map names the one stem ``"phantom"`` with finding ids (:data:`~omnifm_monai.data.phantom.FINDINGS`)
+  as source labels: only the findings it maps to a class are rendered (one mapped to null is not
+  rendered either), so a site keeps its size, and they are relabelled into the map's classes, e.g.
+  ``{"phantom": {"0": "normal", "2": "abnormal", "5": "abnormal"}}`` asks every site normal or abnormal.
 - ``site_sizes``: one ``samples_per_client`` per site, in site order (phantom: images before the split;
   folder: the training cap), e.g. ``(400, 400, 60, 60)``: a few large sites and several small ones.
 - Channels and sizes: a site that mixes gray and RGB sources stores everything as RGB (gray repeated
@@ -60,7 +64,7 @@ from pathlib import Path
 import numpy as np
 
 from omnifm_monai.data.federation.base import SiteFederation, check_scenario_and_clients, per_split
-from omnifm_monai.data.federation.label_map import LabelMap, load_label_map
+from omnifm_monai.data.federation.label_map import PHANTOM_STEM, LabelMap, load_label_map
 from omnifm_monai.data.federation.medmnist_sites import npz_sites
 from omnifm_monai.data.federation.partition import merge_blocks, sources_of_site, stratified_order, with_label_space
 from omnifm_monai.data.federation.site_sizes import sizes_per_site
@@ -187,6 +191,7 @@ def _phantom_federation(
     image_size: int,
     sizes: Sequence[int],
     modalities: Sequence[str] | None,
+    label_map: LabelMap | None = None,
 ) -> Federation:
     if modalities is None:
         modalities = MODALITIES
@@ -200,7 +205,12 @@ def _phantom_federation(
             "test are non-empty."
         )
     rng = np.random.default_rng([seed, len(modalities), num_clients])
-    all_findings = tuple(range(len(FINDINGS)))
+    if label_map is not None and scenario not in ("iid", "cross_modality_shared"):
+        raise ValueError(
+            f"a label map on the phantom needs one label space for every site (scenario cross_modality_shared or "
+            f"iid), got scenario={scenario!r}."
+        )
+    all_findings = tuple(range(len(FINDINGS))) if label_map is None else _mapped_findings(label_map)
     spaces = (
         dict.fromkeys(modalities, all_findings)
         if scenario in ("iid", "cross_modality_shared")
@@ -238,8 +248,27 @@ def _phantom_federation(
         splits = {s: (x_all[np.sort(idx)], y_all[np.sort(idx)]) for s, idx in zip(SPLITS, cuts)}
         client = merge_blocks(f"site-{i + 1}", [(splits, "+".join(held), "phantom")], FINDINGS, image_size)
         space = sorted({f for m in held for f in spaces[m]})
-        clients.append(with_label_space(client, space, FINDINGS))
-    return Federation(scenario=scenario, seed=seed, class_names=tuple(FINDINGS), clients=tuple(clients))
+        client = with_label_space(client, space, FINDINGS)
+        clients.append(client if label_map is None else label_map.apply(client, PHANTOM_STEM))
+    class_names = tuple(FINDINGS) if label_map is None else label_map.class_names
+    return Federation(scenario=scenario, seed=seed, class_names=class_names, clients=tuple(clients))
+
+
+def _mapped_findings(label_map: LabelMap) -> tuple[int, ...]:
+    """The finding ids a phantom label map renders (those it maps to a class), checked against the map."""
+    if label_map.stems != (PHANTOM_STEM,):
+        raise ValueError(
+            f"label map {label_map.origin} names {list(label_map.stems)}; on the phantom it names only "
+            f"{PHANTOM_STEM!r}, with finding ids {dict(enumerate(FINDINGS))} as source labels."
+        )
+    table = label_map.files[PHANTOM_STEM]
+    unknown = sorted(set(table) - set(range(len(FINDINGS))))
+    if unknown:
+        raise ValueError(
+            f"label map {label_map.origin}: 'phantom' has finding id(s) {unknown}; expected ids 0-{len(FINDINGS) - 1} "
+            f"of {list(FINDINGS)}."
+        )
+    return tuple(f for f in sorted(table) if table[f] is not None)
 
 
 def _folders(data_dir: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
@@ -277,8 +306,9 @@ def build_federation(
             folder: cap on each site's training images (``None`` keeps all).
         modalities: phantom: the modalities to use (default all of ``phantom.MODALITIES``); folder: keep
             only the files whose modality or flag is listed (e.g. ``["US", "XRAY"]``).
-        label_map: folder only: a :class:`~.label_map.LabelMap`, a JSON file or a mapping
-            ``{file stem: {source label: shared class name}}``; the files it names, in one shared label space.
+        label_map: a :class:`~.label_map.LabelMap`, a JSON file or a mapping
+            ``{file stem: {source label: shared class name}}``; the files it names, in one shared label space
+            (phantom: the one stem ``"phantom"``, source labels finding ids; the findings it maps are rendered).
         site_sizes: one ``samples_per_client`` per site (a sequence, or ``"400,400,60"``); empty or ``None``:
             every site ``samples_per_client``.
 
@@ -288,7 +318,8 @@ def build_federation(
     Raises:
         ValueError: for an unknown scenario, ``num_clients < 1``, too few sites for the files or too many
             for a file's smallest split, a bad ``modalities``/``samples_per_client``/``site_sizes``/``label_map``,
-            a label map on the phantom, or ``cross_modality_shared`` on a folder without a label map.
+            a phantom label map naming another stem or finding, or ``cross_modality_shared`` on a folder without
+            a label map.
         FileNotFoundError: when ``data_dir`` is not a folder or holds no ``.npz`` file, or a file the label
             map names is missing.
     """
@@ -297,20 +328,18 @@ def build_federation(
         raise ValueError(f"image_size={image_size} must be >= 1.")
     if samples_per_client is not None and samples_per_client < 1:
         raise ValueError(f"samples_per_client={samples_per_client} must be >= 1 or None.")
+    if label_map is not None and not isinstance(label_map, LabelMap):
+        label_map = load_label_map(label_map)
     if data_dir is None:
-        if label_map is not None:
-            raise ValueError("label_map= needs data_dir= (a folder of .npz files); the phantom's findings are shared.")
         samples = _DEFAULT_PHANTOM_SAMPLES if samples_per_client is None else samples_per_client
         sizes = sizes_per_site(site_sizes, num_clients, samples)
-        return _phantom_federation(scenario, num_clients, seed, image_size, sizes, modalities)
+        return _phantom_federation(scenario, num_clients, seed, image_size, sizes, modalities, label_map)
     folders = _folders(data_dir)
     if label_map is None and scenario == "cross_modality_shared":
         raise ValueError(
             f"scenario={scenario!r} on data_dir={[str(f) for f in folders]} needs label_map= (e.g. "
             "benchmarks/label_maps/medmnist_triage.json): each file has its own labels."
         )
-    if label_map is not None and not isinstance(label_map, LabelMap):
-        label_map = load_label_map(label_map)
     sizes = sizes_per_site(site_sizes, num_clients, samples_per_client)
     class_names, clients = npz_sites(scenario, num_clients, seed, folders, image_size, sizes, modalities, label_map)
     return Federation(scenario=scenario, seed=seed, class_names=class_names, clients=clients)

@@ -11,6 +11,7 @@ Shared class ids follow the order in which the names first appear in the map (ab
 ``1 = abnormal``). A source label mapped to ``null`` is dropped with its images; a source label missing
 from the map is an error, so that no class is merged or dropped by accident. The map also selects the
 files: exactly the stems it names are read (``{stem}.npz``, looked up in the data folders in order).
+On the phantom the map names the one stem :data:`PHANTOM_STEM` and selects the findings that are rendered.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ import numpy as np
 
 from omnifm_monai.data.medmnist import ImageClassificationData
 
-__all__ = ["LabelMap", "load_label_map", "find_mapped_files"]
+__all__ = ["PHANTOM_STEM", "LabelMap", "load_label_map", "find_mapped_files"]
+
+PHANTOM_STEM = "phantom"
+"""The stem a label map of the embedded phantom names; its source labels are the phantom's finding ids."""
 
 
 @dataclass(frozen=True)

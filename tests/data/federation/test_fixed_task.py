@@ -68,7 +68,7 @@ def test_label_map_file_and_its_errors(two_folders, tmp_path):
         build_federation("cross_modality_shared", 1, data_dir=first, label_map=MAP)
     with pytest.raises(ValueError, match="needs label_map="):
         build_federation("cross_modality_shared", 2, data_dir=[first, second])
-    with pytest.raises(ValueError, match="label_map= needs data_dir="):
+    with pytest.raises(ValueError, match="on the phantom it names only 'phantom'"):
         build_federation("cross_modality_shared", 2, label_map=MAP)
     with pytest.raises(ValueError, match="expected an integer label id"):
         load_label_map({"alpha": {"zero": "normal"}})
@@ -99,6 +99,29 @@ def test_phantom_shared_same_findings_one_modality_per_site():
     assert [c.num_samples("test") for c in fed.clients] == [4, 2, 2]
     assert all(c.label_space == tuple(range(len(FINDINGS))) for c in fed.clients)
     assert len({c.modality for c in fed.clients}) == 3 and all("+" not in c.modality for c in fed.clients)
+
+
+def test_phantom_label_map_renders_only_the_mapped_findings_and_relabels_them():
+    # Prepare: normal vs abnormal from three of the six findings (0 normal, 2 solid tumour, 5 oedema)
+    triage = {"phantom": {"0": "normal", "2": "abnormal", "5": "abnormal", "3": None}}
+    # Execute
+    fed = build_federation("cross_modality_shared", 2, image_size=32, site_sizes=(30, 30), label_map=triage)
+    plain = build_federation("cross_modality_shared", 2, image_size=32, site_sizes=(30, 30))
+    # Assert: the map's classes, every image kept (nothing rendered that is then dropped), both classes present
+    assert fed.class_names == ("normal", "abnormal") and fed.num_classes == 2
+    for site, other in zip(fed.clients, plain.clients):
+        assert site.label_space == (0, 1) and site.class_names == ("normal", "abnormal")
+        assert site.num_samples("train") == other.num_samples("train") == 18
+        labels = np.concatenate([y for _, y in site.splits.values()])
+        assert set(labels.tolist()) == {0, 1} and 0.2 < labels.mean() < 0.9  # 2 of 3 rendered findings abnormal
+        assert site.modality == other.modality
+
+
+def test_phantom_label_map_errors():
+    with pytest.raises(ValueError, match=r"finding id\(s\) \[7\]; expected ids 0-5"):
+        build_federation("cross_modality_shared", 2, label_map={"phantom": {"0": "normal", "7": "abnormal"}})
+    with pytest.raises(ValueError, match="one label space for every site.*cross_modality_hard"):
+        build_federation("cross_modality_hard", 2, label_map={"phantom": {"0": "normal", "1": "abnormal"}})
 
 
 def test_site_sizes_parsing_and_errors():
