@@ -73,7 +73,7 @@ from omnifm_monai.reporting import metric_label, metric_scale, metric_unit
 
 __all__ = ["ABLATIONS", "CENTRALISED", "METRICS", "STRATEGIES", "SWEEPS", "converged_references", "finished_run",
            "goals", "load_variants", "main", "paired_rows", "parse_args", "plot", "pooled_centralised", "record_run",
-           "run", "summarise", "table_rows", "task_metrics", "to_markdown"]  # fmt: skip
+           "run", "strategy_fields", "summarise", "table_rows", "task_metrics", "to_markdown"]  # fmt: skip
 
 STRATEGIES = ("local", "fedavg", "fedprox", "fedper", "fedbn", "omnifm")
 SPECTRAL_PATH = '{"spectral":true}'  # OmniFM's spectral path (ECA, GSKR, SPAlign): an option, off in omnifm
@@ -172,11 +172,13 @@ RUN_RECORD = "benchmark_run.json"
 """Written beside each finished run: the job options it ran with and its wall time."""
 
 
-def finished_run(out: str, folder: str, job_args: list[str] | None = None):
+def finished_run(out: str, folder: str, job_args: list[str] | None = None, strategy: str = ""):
     """``(result, [])`` of a run that already finished under ``out/folder``, else ``(None, [])``.
 
     With ``job_args``, a run whose :data:`RUN_RECORD` names other job options does not count (a restarted
-    benchmark with changed options runs it again); its wall time comes from the record (NaN without one).
+    benchmark with changed options runs it again); with ``strategy`` (:func:`strategy_fields`), neither does
+    one recorded with other strategy fields or none (a code change of a strategy's defaults runs it again).
+    Its wall time comes from the record (NaN without one).
     """
     from omnifm_monai.reporting import load_run
 
@@ -184,15 +186,25 @@ def finished_run(out: str, folder: str, job_args: list[str] | None = None):
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     if job_args is not None and record and record.get("job_args") != list(job_args):
         return None, []
+    if strategy and record and record.get("strategy") != strategy:
+        return None, []
     try:
         return load_run(os.path.join(out, folder, "state"), folder, record.get("wall_seconds", float("nan"))), []
     except FileNotFoundError:
         return None, []
 
 
-def record_run(out: str, folder: str, job_args: list[str], wall_seconds: float) -> None:
+def record_run(out: str, folder: str, job_args: list[str], wall_seconds: float, strategy: str = "") -> None:
     """Write ``out/folder/``:data:`RUN_RECORD` for :func:`finished_run`."""
-    Path(out, folder, RUN_RECORD).write_text(json.dumps({"job_args": list(job_args), "wall_seconds": wall_seconds}))
+    record = {"job_args": list(job_args), "wall_seconds": wall_seconds, "strategy": strategy}
+    Path(out, folder, RUN_RECORD).write_text(json.dumps(record))
+
+
+def strategy_fields(strategy: str, options: dict) -> str:
+    """The resolved strategy a run trains with (every field, defaults included), as the run record keeps it."""
+    from omnifm_monai.strategies import get_strategy
+
+    return repr(get_strategy(strategy, **options))
 
 
 def summarise(values: list[float]) -> dict[str, float]:
@@ -250,11 +262,12 @@ def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
                 settings, _ = parse_job_args(job_args)
                 print(f"participation {participation}, seed {seed}: {label}", flush=True)
                 folder = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
-                result, problems = finished_run(out, folder, job_args)
+                fields = strategy_fields(strategy, settings.strategy_options)
+                result, problems = finished_run(out, folder, job_args, fields)
                 if result is None:  # not run yet (a restarted benchmark keeps the runs that finished)
                     result, problems = run_strategy(strategy, job_args, settings, out, label=folder)
                     if result is not None:
-                        record_run(out, folder, job_args, result.wall_seconds)
+                        record_run(out, folder, job_args, result.wall_seconds, fields)
                 record = {"participation": participation, "seed": seed, "label": label, "problems": problems[:5]}
                 if result is not None:
                     record.update({m: result.final_mean(m) for m in metrics})

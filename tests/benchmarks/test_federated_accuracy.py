@@ -64,6 +64,12 @@ def test_a_restarted_benchmark_keeps_finished_runs(script, tmp_path):
     script.record_run(str(tmp_path), "omnifm", ["--rounds", "5"], 12.5)
     assert script.finished_run(str(tmp_path), "omnifm", ["--rounds", "5"])[0].wall_seconds == 12.5
     assert script.finished_run(str(tmp_path), "omnifm", ["--rounds", "6"])[0] is None  # other options: run again
+    # a strategy whose defaults changed since the run (e.g. omnifm's spectral path) runs again
+    spectral, default = script.strategy_fields("omnifm", {"spectral": True}), script.strategy_fields("omnifm", {})
+    assert "spectral=False" in default and default != spectral
+    script.record_run(str(tmp_path), "omnifm", ["--rounds", "5"], 12.5, spectral)
+    assert script.finished_run(str(tmp_path), "omnifm", ["--rounds", "5"], spectral)[0].wall_seconds == 12.5
+    assert script.finished_run(str(tmp_path), "omnifm", ["--rounds", "5"], default)[0] is None
 
 
 def test_every_sweep_and_ablation_changes_the_setting_it_names(script):
