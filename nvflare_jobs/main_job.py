@@ -1,7 +1,7 @@
 """The main job: every strategy on the same federation in the NVFlare simulator, then a report.
 
-    python -m nvflare_jobs.main_job                      # phantom, each site its own label space (README)
-    python -m nvflare_jobs.main_job --scenario cross_modality_shared   # the fixed task, with references
+    python -m nvflare_jobs.main_job                      # the fixed task on the phantom, with references (README)
+    python -m nvflare_jobs.main_job --scenario cross_modality_hard     # each site its own label space
     python -m nvflare_jobs.main_job --federation-data ../shared/data/medmnist --clients 10 --image-size 28
     python -m nvflare_jobs.main_job --task segmentation --out runs/main_segmentation
 
@@ -10,9 +10,11 @@ progress is read from the server's persisted round history. A run counts only if
 returned its final evaluation and no site logged a traceback: the simulator can exit 0 while a
 client crashed. The runs and the report are :mod:`omnifm_monai.jobs.comparison`'s.
 
-On the fixed task (``--scenario cross_modality_shared``) two references follow the strategies: each site
-alone and all sites pooled, trained centrally to convergence (early stopping on their own validation split,
-at most ``--reference-epochs``, by default rounds x local epochs); ``--reference-epochs 0`` leaves them out.
+By default a classification run on the phantom is the fixed task (``cross_modality_shared``: every site the
+question normal or calcification, one modality per site, two large and four small sites). There two references
+follow the strategies: each site alone and all sites pooled, trained centrally to convergence (early stopping
+on their own validation split after ``--patience`` epochs, at most ``--reference-epochs``, by default 100);
+``--reference-epochs 0`` leaves them out.
 
 ``--cross-site`` adds, per strategy, every site's final model scored on every site's test split (a table and a
 heatmap in ``report.md``; :mod:`omnifm_monai.jobs.cross_site`, simulation only).
@@ -24,6 +26,7 @@ import argparse
 import sys
 
 from omnifm_monai.jobs import DEFAULT_STRATEGIES, JobSettings, comparison_job_args, run_comparison
+from omnifm_monai.jobs.comparison import FIXED_TASK_REFERENCE_EPOCHS, REFERENCE_PATIENCE
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str], JobSettings]:
@@ -40,9 +43,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
         "--reference-epochs",
         type=int,
         default=None,
-        help="epoch cap of the convergence references (default: rounds x local epochs on the fixed task, else 0)",
+        help=f"epoch cap of both references (default: {FIXED_TASK_REFERENCE_EPOCHS} on the fixed task, else 0)",
     )
-    parser.add_argument("--patience", type=int, default=5, help="early stopping of the references (epochs)")
+    parser.add_argument(
+        "--patience", type=int, default=REFERENCE_PATIENCE, help="early stopping of the references (epochs)"
+    )
     parser.add_argument(
         "--cross-site",
         action="store_true",
@@ -52,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     job_args, settings = comparison_job_args(forwarded)
     if args.reference_epochs is None:
         fixed_task = settings.scenario == "cross_modality_shared"
-        args.reference_epochs = settings.num_rounds * settings.local_epochs if fixed_task else 0
+        args.reference_epochs = FIXED_TASK_REFERENCE_EPOCHS if fixed_task else 0
     return args, job_args, settings
 
 

@@ -5,18 +5,20 @@ Each strategy runs as its own simulator process (``python -m nvflare_jobs.omnifm
 run counts only if every site returned its final evaluation and no site logged a traceback: the
 simulator can exit 0 while a client crashed. ``python -m nvflare_jobs.main_job`` is the command line.
 
-The main job's default is the phantom with each site its own label space (``cross_modality_hard``).
-``--scenario cross_modality_shared`` runs the fixed-task phantom federation (:data:`FIXED_TASK_DEMO`: every
-site the same findings, one modality per site, two large and four small sites) with two references trained
-centrally to convergence (:mod:`omnifm_monai.jobs.references`): each site alone and all sites pooled. It is
-not the default yet: measured once (docs/results.md), every row was within a few points of chance and the
-site-alone reference, early-stopped on 24 validation images, fell below the same-budget local row.
+The main job's default is the fixed task on the phantom (:data:`FIXED_TASK_DEMO`): every site asked the same
+question, normal or calcification (:data:`FIXED_TASK_LABEL_MAP`), one modality per site, two large and four
+small sites, with two references trained centrally to convergence (:mod:`omnifm_monai.jobs.references`): each
+site alone and all sites pooled. The question was chosen on the validation splits of those references
+(docs/results.md). ``--scenario cross_modality_hard`` runs the earlier demo, one label space per modality;
+other tasks keep their own scenarios.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
+import logging
 import os
 import shutil
 import signal
@@ -24,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from omnifm_monai.jobs.builder import federation_for, job_site_names
+from omnifm_monai.jobs.builder import REPO_ROOT, federation_for, job_site_names
 from omnifm_monai.jobs.cross_site import cross_site_section, run_cross_site
 from omnifm_monai.jobs.references import LOCAL_CONVERGED, POOLED_CONVERGED, local_to_convergence, pooled_to_convergence
 from omnifm_monai.jobs.run_summary import summarize_run
@@ -43,7 +45,10 @@ from omnifm_monai.tasks import get_task
 __all__ = [
     "DEFAULT_STRATEGIES",
     "FIXED_TASK_DEMO",
+    "FIXED_TASK_LABEL_MAP",
+    "FIXED_TASK_REFERENCE_EPOCHS",
     "MAIN_JOB_DEFAULTS",
+    "REFERENCE_PATIENCE",
     "comparison_job_args",
     "run_comparison",
     "run_references",
@@ -58,6 +63,12 @@ MAIN_JOB_DEFAULTS = ["--clients", "6", "--rounds", "8", "--local-epochs", "3", "
 # the demo's federation when the command line names none: the fixed task, 2 large and 4 small sites
 # (1280 phantom images instead of 6 x 400, which pays for the two convergence references: docs/running.md)
 FIXED_TASK_DEMO = ["--scenario", "cross_modality_shared", "--site-sizes", "400,400,120,120,120,120"]
+# the fixed-task phantom's question when no --label-map is given: normal or calcification, chosen on the
+# references' validation splits (all six findings, or a tumour, stay near chance at 32 px: docs/results.md)
+FIXED_TASK_LABEL_MAP = REPO_ROOT / "nvflare_jobs" / "label_maps" / "phantom_calcification.json"
+# the convergence references' epoch cap and patience on the fixed task: a small site (72 training images,
+# 2 steps an epoch) starts to learn after 40-70 epochs, so a shorter patience stops it at chance
+FIXED_TASK_REFERENCE_EPOCHS, REFERENCE_PATIENCE = 100, 30
 
 
 def run_logged_errors(workspace: str) -> list[str]:
@@ -143,9 +154,10 @@ def _given(options: list[str], *flags: str) -> bool:
 def comparison_job_args(forwarded: list[str]) -> tuple[list[str], JobSettings]:
     """The job options of every run: :data:`MAIN_JOB_DEFAULTS` first, so any in ``forwarded`` win.
 
-    A classification comparison on the fixed-task phantom (``--scenario cross_modality_shared``, no
-    ``--federation-data`` or ``--dataset-dir``) gets the unequal site sizes of :data:`FIXED_TASK_DEMO`
-    unless ``--clients``, ``--samples-per-client`` or ``--site-sizes`` is given.
+    A classification comparison on the phantom (no ``--federation-data`` or ``--dataset-dir``) is the fixed
+    task unless ``--scenario`` says otherwise; there it asks :data:`FIXED_TASK_LABEL_MAP`'s question unless
+    ``--label-map`` is given, and it gets the unequal site sizes of :data:`FIXED_TASK_DEMO` unless
+    ``--clients``, ``--samples-per-client`` or ``--site-sizes`` is given.
 
     Args:
         forwarded: options of ``python -m nvflare_jobs.omnifm_job`` (``--clients``, ``--rounds``, ...).
@@ -153,21 +165,46 @@ def comparison_job_args(forwarded: list[str]) -> tuple[list[str], JobSettings]:
     Returns:
         ``(job_args, settings)``; without ``--threads`` in ``forwarded``, one simulator thread per site.
     """
-    demo = []
     given, _ = parse_job_args(forwarded)
-    if (
-        given.task == "classification"
-        and given.scenario == FIXED_TASK_DEMO[1]
-        and not _given(forwarded, "--federation-data", "--dataset-dir", "--clients", "--samples-per-client")
-        and not _given(forwarded, "--site-sizes")
-    ):
-        demo = FIXED_TASK_DEMO[2:]
+    phantom = given.task == "classification" and not _given(forwarded, "--federation-data", "--dataset-dir")
+    scenario_given = _given(forwarded, "--scenario")
+    demo = FIXED_TASK_DEMO[:2] if phantom and not scenario_given else []
+    if phantom and (given.scenario == FIXED_TASK_DEMO[1] or not scenario_given):
+        if not _given(forwarded, "--clients", "--samples-per-client", "--site-sizes"):
+            demo += FIXED_TASK_DEMO[2:]
+        if not _given(forwarded, "--label-map"):
+            demo += ["--label-map", str(FIXED_TASK_LABEL_MAP)]
     job_args = [*MAIN_JOB_DEFAULTS, *demo, *forwarded]
     settings, _ = parse_job_args(job_args)
     if "--threads" not in forwarded:  # one simulator process per site
         job_args += ["--threads", str(settings.num_clients)]
         settings.threads = settings.num_clients
     return job_args, settings
+
+
+@contextlib.contextmanager
+def _epoch_logs_silenced():
+    """Drop the INFO lines of MONAI's StatsHandler (one per iteration) and of ignite's early stopping while
+    the references train; their levels stay, so StatsHandler does not warn that it cannot log."""
+
+    def above_info(record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO
+
+    names = ("monai.handlers.StatsHandler", "ignite.handlers.early_stopping.EarlyStopping")
+    loggers = [logging.getLogger(name) for name in names]
+    for logger in loggers:
+        logger.addFilter(above_info)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(above_info)
+
+
+def _stopping_line(records: dict) -> str:
+    """``site-1 10/40, ...``: the best validation epoch and the epochs run, per site (or for the pooled data)."""
+    records = {"pooled": records} if "epochs" in records else records
+    return ", ".join(f"{name} {r['best_epoch']}/{r['epochs']}" for name, r in records.items())
 
 
 def run_references(settings: JobSettings, out: str, *, max_epochs: int, patience: int) -> list[RunResult]:
@@ -180,9 +217,10 @@ def run_references(settings: JobSettings, out: str, *, max_epochs: int, patience
     ):
         print(f"[reference] {label}: at most {max_epochs} epochs, patience {patience}", flush=True)
         start = time.perf_counter()
-        per_site, _ = train(settings, os.path.join(out, folder), max_epochs=max_epochs, patience=patience)
+        with _epoch_logs_silenced():
+            per_site, records = train(settings, os.path.join(out, folder), max_epochs=max_epochs, patience=patience)
         results.append(RunResult(label, [], per_site, {}, time.perf_counter() - start))
-        print(f"  {label}: {time.perf_counter() - start:.0f} s", flush=True)
+        print(f"  {label}: {time.perf_counter() - start:.0f} s; best epoch / epochs run: {_stopping_line(records)}")
     return results
 
 

@@ -23,8 +23,8 @@ def test_main_job_defaults_and_forwarded_options():
     assert (settings.num_clients, settings.num_rounds, settings.local_epochs) == (10, 8, 3)
     assert settings.image_size == 28 and settings.threads == 10
     assert job_args[-2:] == ["--threads", "10"]
-    assert args.reference_epochs == 8 * 3  # the fixed task's references: capped at rounds x local epochs
-    assert parse_args([])[0].reference_epochs == 0  # the default demo (own label spaces): none
+    assert (args.reference_epochs, args.patience) == (100, 30)  # the fixed task's references
+    assert parse_args(["--scenario", "cross_modality_hard"])[0].reference_epochs == 0  # own label spaces: none
 
 
 def test_a_new_main_job_run_never_reports_an_earlier_runs_state(tmp_path, monkeypatch):
@@ -51,17 +51,59 @@ def test_a_new_main_job_run_never_reports_an_earlier_runs_state(tmp_path, monkey
     assert not (stale / "final_metrics.json").exists()
 
 
-def test_the_fixed_task_demo_is_one_option_away():
-    from omnifm_monai.jobs import comparison_job_args
+def test_the_demo_is_the_fixed_task_and_the_earlier_demo_is_one_option_away():
+    import json
 
-    _, settings = comparison_job_args([])  # the default demo: each site its own label space
-    assert (settings.scenario, settings.site_sizes, settings.samples_per_client) == ("cross_modality_hard", "", 400)
-    _, settings = comparison_job_args(["--scenario", "cross_modality_shared"])
+    from omnifm_monai.jobs import comparison_job_args
+    from omnifm_monai.jobs.builder import federation_for
+
+    _, settings = comparison_job_args([])  # the default demo: the fixed task, normal or calcification
     assert (settings.scenario, settings.site_sizes) == ("cross_modality_shared", "400,400,120,120,120,120")
+    assert json.loads(open(settings.label_map).read()) == {"phantom": {"0": "normal", "3": "calcification"}}
+    settings.site_sizes, settings.num_clients = "10,10", 2  # the same question on a tiny federation
+    federation = federation_for(settings)
+    assert federation.class_names == ("normal", "calcification")
+    assert all(set(client.splits["train"][1].tolist()) <= {0, 1} for client in federation.clients)
+    _, settings = comparison_job_args(["--label-map", "mine.json"])  # a question of one's own wins
+    assert (settings.scenario, settings.label_map) == ("cross_modality_shared", "mine.json")
     _, settings = comparison_job_args(["--scenario", "cross_modality_shared", "--clients", "10"])  # equal sizes
     assert (settings.scenario, settings.site_sizes) == ("cross_modality_shared", "")
-    _, settings = comparison_job_args(["--task", "segmentation"])  # other tasks keep their own scenarios
-    assert settings.scenario == "cross_modality_hard"
+    _, settings = comparison_job_args(["--scenario", "cross_modality_hard"])  # each site its own label space
+    assert (settings.site_sizes, settings.label_map, settings.samples_per_client) == ("", "", 400)
+    for other in (["--task", "segmentation"], ["--federation-data", "some/folder"]):  # they keep their scenarios
+        _, settings = comparison_job_args(other)
+        assert (settings.scenario, settings.label_map) == ("cross_modality_hard", "")
+
+
+def test_the_references_print_one_line_each_not_one_per_iteration(tmp_path, monkeypatch, capsys):
+    import logging
+
+    from omnifm_monai.jobs import comparison
+
+    def fake_training(settings, out, *, max_epochs, patience):
+        logging.getLogger("monai.handlers.StatsHandler").info("Epoch: 1/100, Iter: 1/7 -- train_loss: 0.6")
+        record = {"epochs": 40, "best_epoch": 10, "best_val": 1.0}
+        return {"site-1": {"accuracy": 1.0}}, ({"site-1": record} if "local" in out else record)
+
+    monkeypatch.setattr(comparison, "local_to_convergence", fake_training)
+    monkeypatch.setattr(comparison, "pooled_to_convergence", fake_training)
+    stats_logger, seen = logging.getLogger("monai.handlers.StatsHandler"), []
+    handler, level = logging.Handler(), stats_logger.level
+    handler.emit = seen.append
+    stats_logger.addHandler(handler)
+    stats_logger.setLevel(logging.INFO)
+    try:
+        results = comparison.run_references(None, str(tmp_path), max_epochs=100, patience=30)
+        dropped = list(seen)
+        stats_logger.info("after the references")
+    finally:
+        stats_logger.removeHandler(handler)
+        stats_logger.setLevel(level)
+    printed = capsys.readouterr().out
+    assert [r.strategy for r in results] == ["local (to convergence)", "pooled (to convergence)"]
+    assert "best epoch / epochs run: site-1 10/40" in printed and "best epoch / epochs run: pooled 10/40" in printed
+    assert dropped == []  # the iteration lines were dropped while the references trained
+    assert [r.getMessage() for r in seen] == ["after the references"]  # and only then
 
 
 def test_reference_rows_and_the_verdict():
