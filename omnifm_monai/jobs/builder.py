@@ -12,6 +12,10 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -350,11 +354,26 @@ def run_simulation(settings: JobSettings, workspace: str) -> RunSummary:
     if federation is not None:
         print(federation.summary(), flush=True)
     settings.save()
-    job.simulator_run(os.path.abspath(workspace), threads=settings.threads)
+    _simulate(job, job_site_names(settings), os.path.abspath(workspace), settings.threads)
     headline = get_task(settings.task).headline_metric
     summary = summarize_run(settings.server_state_dir(), job_site_names(settings), headline, os.path.abspath(workspace))
     print(summary.text(), flush=True)
     return summary
+
+
+def _simulate(job, sites: Sequence[str], workspace: str, threads: int) -> int:
+    """What ``FedJob.simulator_run`` does, through :mod:`omnifm_monai.flare.simulator` (NVFlare's simulator with
+    its shared client-name race fixed); returns the simulator's exit code."""
+    with tempfile.TemporaryDirectory() as job_root:
+        job.export_job(job_root)
+        command = [sys.executable, "-m", "omnifm_monai.flare.simulator", os.path.join(job_root, job.name)]
+        command += ["-w", workspace, "-c", ",".join(sites), "-n", str(len(sites)), "-t", str(threads)]
+        process = subprocess.Popen(command, start_new_session=True)  # its own group: stopped whole, by its pid
+        try:
+            return process.wait()
+        except BaseException:
+            os.killpg(process.pid, signal.SIGTERM)
+            raise
 
 
 def export_job(settings: JobSettings, export_dir: str, *, save_settings: bool = False) -> str:

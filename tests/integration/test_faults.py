@@ -8,12 +8,12 @@ touching the global state, and take the crashed and the stalled site back in the
 import glob
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from simulator_run import run_bounded
 
 from omnifm_monai.knowledge import SpectralKnowledgeBase
 
@@ -33,7 +33,7 @@ def faulty_run(tmp_path_factory):
         "--client-script", str(Path(__file__).with_name("faulty_client.py")),
         "--state-root", str(tmp_path / "state"), "--workspace", str(tmp_path / "ws"),
     ]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    done = run_bounded(command, timeout=900)
     logs = {
         path: Path(path).read_text(errors="replace")
         for path in glob.glob(str(tmp_path / "ws" / "**" / "log*.txt"), recursive=True)

@@ -27,6 +27,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
+from simulator_run import run_bounded
 
 REPO = Path(__file__).resolve().parents[2]
 REAL = REPO / ".." / "shared" / "data" / "real"
@@ -48,7 +49,7 @@ pytestmark = [
 
 
 def _run(*command: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    done = run_bounded([sys.executable, *command], timeout=timeout)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done
 

@@ -4,14 +4,15 @@ import glob
 import json
 import math
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from simulator_run import run_bounded
 
+from omnifm_monai.flare.simulator import PATCHED_LOG_LINE
 from omnifm_monai.knowledge import SpectralKnowledgeBase
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +33,7 @@ def _simulate(tmp_path: Path, rounds: int) -> str:
         "--image-size", "32", "--samples-per-client", "40",
         "--state-root", str(tmp_path / "state"), "--workspace", str(tmp_path / f"ws{rounds}"),
     ]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    done = run_bounded(command, timeout=600)
     logs = done.stdout + done.stderr
     for path in glob.glob(str(tmp_path / f"ws{rounds}" / "**" / "log*.txt"), recursive=True):
         logs += Path(path).read_text(errors="replace")
@@ -52,6 +53,7 @@ def test_every_site_finished_without_error(federated_runs):
     tmp_path, first, _, second = federated_runs
     assert "Traceback (most recent call last)" not in first, first[-3000:]
     assert "Traceback (most recent call last)" not in second, second[-3000:]
+    assert PATCHED_LOG_LINE in first and PATCHED_LOG_LINE in second  # the simulator ran with the name-race fix
     final = json.loads((tmp_path / "state" / "server" / "final_metrics.json").read_text())
     assert sorted(final["metrics"]) == ["site-1", "site-2"]
     for metrics in final["metrics"].values():

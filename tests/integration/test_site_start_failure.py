@@ -2,11 +2,10 @@
 naming the site and its error (the NVFlare simulator itself exits 0 after a client crash)."""
 
 import json
-import subprocess
 import sys
 
 import pytest
-from simulator_run import REPO
+from simulator_run import run_bounded
 
 from tests.data.test_federation_classes import write_class_folders
 
@@ -23,7 +22,7 @@ def test_a_site_without_its_data_fails_the_job_with_a_summary(tmp_path):
         "--state-root", str(tmp_path / "state"), "--workspace", str(tmp_path / "ws"),
     ]  # fmt: skip
     # Execute
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    done = run_bounded(command, timeout=900)
     # Assert: nonzero exit, and the summary names the site and why
     out = done.stdout + done.stderr
     assert done.returncode == 1, out[-3000:]
