@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -368,11 +367,13 @@ def _simulate(job, sites: Sequence[str], workspace: str, threads: int) -> int:
         job.export_job(job_root)
         command = [sys.executable, "-m", "omnifm_monai.flare.simulator", os.path.join(job_root, job.name)]
         command += ["-w", workspace, "-c", ",".join(sites), "-n", str(len(sites)), "-t", str(threads)]
-        process = subprocess.Popen(command, start_new_session=True)  # its own group: stopped whole, by its pid
+        process = subprocess.Popen(command, start_new_session=True)  # as NVFlare starts it
         try:
             return process.wait()
-        except BaseException:
-            os.killpg(process.pid, signal.SIGTERM)
+        except BaseException:  # interrupted: stop the simulator and every worker under it, by their pids
+            from nvflare.private.fed.app.utils import kill_child_processes
+
+            kill_child_processes(os.getpid())
             raise
 
 

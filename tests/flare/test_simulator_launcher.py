@@ -65,3 +65,37 @@ def test_every_client_runner_gets_the_per_thread_context(tmp_path):
     args = SimpleNamespace(workspace=str(tmp_path), set=[], threads=2)
     runner = SimulatorClientRunner("", args, [], {}, SimpleNamespace(), {"client_name": "site-1"})
     assert isinstance(runner.build_ctx, PerThreadClientName) and runner.build_ctx["client_name"] == "site-1"
+
+
+def test_the_job_starts_the_patched_simulator_and_an_interrupt_stops_its_tree(tmp_path, monkeypatch):
+    import os
+
+    import nvflare.private.fed.app.utils as nvflare_utils
+    import pytest
+
+    from omnifm_monai.jobs import builder
+
+    class ExportedJob:
+        name = "omnifm_job"
+
+        def export_job(self, root):
+            os.makedirs(os.path.join(root, self.name))
+
+    started, stopped = [], []
+
+    class InterruptedSimulator:
+        def __init__(self, command, **kwargs):
+            started.append((command, kwargs))
+            self.pid = 12345
+
+        def wait(self):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(builder.subprocess, "Popen", InterruptedSimulator)
+    monkeypatch.setattr(nvflare_utils, "kill_child_processes", stopped.append)
+    with pytest.raises(KeyboardInterrupt):
+        builder._simulate(ExportedJob(), ["site-1", "site-2"], str(tmp_path / "ws"), threads=2)
+    ((command, kwargs),) = started
+    assert command[1:3] == ["-m", "omnifm_monai.flare.simulator"] and command[3].endswith("omnifm_job")
+    assert command[4:] == ["-w", str(tmp_path / "ws"), "-c", "site-1,site-2", "-n", "2", "-t", "2"]
+    assert kwargs == {"start_new_session": True} and stopped == [os.getpid()]
