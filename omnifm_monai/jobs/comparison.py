@@ -220,7 +220,8 @@ def run_references(settings: JobSettings, out: str, *, max_epochs: int, patience
         with _epoch_logs_silenced():
             per_site, records = train(settings, os.path.join(out, folder), max_epochs=max_epochs, patience=patience)
         results.append(RunResult(label, [], per_site, {}, time.perf_counter() - start))
-        print(f"  {label}: {time.perf_counter() - start:.0f} s; best epoch / epochs run: {_stopping_line(records)}")
+        stopping = _stopping_line(records)
+        print(f"  {label}: {time.perf_counter() - start:.0f} s; best epoch / epochs run: {stopping}", flush=True)
     return results
 
 
