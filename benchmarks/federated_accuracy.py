@@ -69,6 +69,7 @@ from omnifm_monai.jobs.unseen_modality import (
     training_modalities,
     unseen_markdown,
 )
+from omnifm_monai.jobs.variants import load_variants, strategy_runs
 from omnifm_monai.reporting import metric_label, metric_scale, metric_unit
 
 __all__ = ["ABLATIONS", "CENTRALISED", "METRICS", "STRATEGIES", "SWEEPS", "converged_references", "finished_run",
@@ -248,24 +249,24 @@ def run(args: argparse.Namespace, forwarded: list[str]) -> dict:
                 kept = training_modalities(parse_job_args(base)[0], args.unseen_modality)
                 base += ["--modalities", ",".join(kept)]
             out = os.path.join(args.out, f"p{participation}_s{seed}")
-            variants = [(s, s, []) for s in args.strategies]
+            variants = {}  # label -> [strategy, job options...], run after the strategies
             if args.ablations:
-                variants += [(label, "omnifm", extra) for label, extra in ABLATIONS.items()]
+                variants |= {label: ["omnifm", *extra] for label, extra in ABLATIONS.items()}
             if args.sweeps:
-                variants += [(label, "omnifm", extra) for label, extra in SWEEPS.items()]
-            variants += [(label, strategy, extra) for label, (strategy, *extra) in args.variants.items()]
+                variants |= {label: ["omnifm", *extra] for label, extra in SWEEPS.items()}
+            variants |= args.variants
             if args.dp_noise > 0:
                 dp = ["--strategy-options", SPECTRAL_PATH, "--spectral-dp-noise", str(args.dp_noise)]
-                variants.append((f"omnifm + ECA+GSKR, spectral DP z={args.dp_noise:g}", "omnifm", dp))
-            for label, strategy, extra in variants:
-                job_args = [*base, *extra]
+                variants[f"omnifm + ECA+GSKR, spectral DP z={args.dp_noise:g}"] = ["omnifm", *dp]
+            for run in strategy_runs(args.strategies, variants):
+                label, strategy, folder = run.label, run.strategy, run.folder
+                job_args = [*base, *run.job_args]
                 settings, _ = parse_job_args(job_args)
                 print(f"participation {participation}, seed {seed}: {label}", flush=True)
-                folder = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
                 fields = strategy_fields(strategy, settings.strategy_options)
                 result, problems = finished_run(out, folder, job_args, fields)
                 if result is None:  # not run yet (a restarted benchmark keeps the runs that finished)
-                    result, problems = run_strategy(strategy, job_args, settings, out, label=folder)
+                    result, problems = run_strategy(strategy, job_args, settings, out, label=label)
                     if result is not None:
                         record_run(out, folder, job_args, result.wall_seconds, fields)
                 record = {"participation": participation, "seed": seed, "label": label, "problems": problems[:5]}
@@ -452,16 +453,6 @@ def plot(report: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-def load_variants(value: str) -> dict[str, list[str]]:
-    """``--variants``: a JSON file, or JSON text, mapping a label to ``[strategy, job options...]``."""
-    text = Path(value).read_text() if Path(value).is_file() else value
-    variants = json.loads(text)
-    for label, spec in variants.items():
-        if not (isinstance(spec, list) and spec and all(isinstance(a, str) for a in spec)):
-            raise argparse.ArgumentTypeError(f"variant {label!r}: expected [strategy, job options...], got {spec!r}")
-    return variants
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:

@@ -16,6 +16,11 @@ follow the strategies: each site alone and all sites pooled, trained centrally t
 on their own validation split after ``--patience`` epochs, at most ``--reference-epochs``, by default 100);
 ``--reference-epochs 0`` leaves them out.
 
+Beside the strategies run their variants (``--variants``: a JSON file or text, ``{label: [strategy, job
+options...]}``, :mod:`omnifm_monai.jobs.variants`). By default that is FedBN with OmniFM's BatchNorm
+recalibration (``"fedbn + recalibrated norms"``), the best baseline measured on the demo's federation, so the
+table compares OmniFM with its fairest peer; ``--variants '{}'`` leaves it out.
+
 ``--cross-site`` adds, per strategy, every site's final model scored on every site's test split (a table and a
 heatmap in ``report.md``; :mod:`omnifm_monai.jobs.cross_site`, simulation only).
 """
@@ -27,6 +32,7 @@ import sys
 
 from omnifm_monai.jobs import DEFAULT_STRATEGIES, JobSettings, comparison_job_args, run_comparison
 from omnifm_monai.jobs.comparison import FIXED_TASK_REFERENCE_EPOCHS, REFERENCE_PATIENCE
+from omnifm_monai.jobs.variants import DEFAULT_VARIANTS, load_variants, strategy_runs
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str], JobSettings]:
@@ -38,6 +44,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="Other options: see omnifm_job.")
     parser.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES))
+    parser.add_argument(
+        "--variants",
+        type=load_variants,
+        default=DEFAULT_VARIANTS,
+        help="JSON file or text, {label: [strategy, job options...]}, run after the strategies "
+        "(default: fedbn + recalibrated norms; '{}': none)",
+    )
     parser.add_argument("--out", default="runs/main_job")
     parser.add_argument(
         "--reference-epochs",
@@ -54,6 +67,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
         help="score every site's final model on every site's test split (a heatmap per strategy in report.md)",
     )
     args, forwarded = parser.parse_known_args(argv)
+    try:
+        strategy_runs(args.strategies, args.variants)  # two runs into one folder: refused before any runs
+    except ValueError as e:
+        parser.error(str(e))
     job_args, settings = comparison_job_args(forwarded)
     if args.reference_epochs is None:
         fixed_task = settings.scenario == "cross_modality_shared"
@@ -63,7 +80,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
 
 def main(argv: list[str] | None = None) -> int:
     args, job_args, settings = parse_args(argv)
-    options = {"reference_epochs": args.reference_epochs, "patience": args.patience, "cross_site": args.cross_site}
+    options = {"variants": args.variants, "reference_epochs": args.reference_epochs, "patience": args.patience}
+    options["cross_site"] = args.cross_site
     return run_comparison(args.strategies, job_args, settings, args.out, **options)
 
 

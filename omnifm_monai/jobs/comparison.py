@@ -31,6 +31,7 @@ from omnifm_monai.jobs.cross_site import cross_site_section, run_cross_site
 from omnifm_monai.jobs.references import LOCAL_CONVERGED, POOLED_CONVERGED, local_to_convergence, pooled_to_convergence
 from omnifm_monai.jobs.run_summary import summarize_run
 from omnifm_monai.jobs.settings import JobSettings, parse_job_args
+from omnifm_monai.jobs.variants import run_folder, strategy_runs
 from omnifm_monai.reporting import (
     RunResult,
     comparison_rows,
@@ -102,12 +103,13 @@ def run_strategy(
 ) -> tuple[RunResult | None, list[str]]:
     """Simulate one strategy in a subprocess; returns its result (None if it failed) and the problems seen.
 
-    ``label`` (default: the strategy) names the run's folder under ``out_dir`` and its row in the report,
-    for variants of one strategy (ablations) run with extra ``job_args``. The folder starts empty: the
-    controller would otherwise resume an earlier run's server state and report its results again.
+    ``label`` (default: the strategy) names the run's row in the report and its folder under ``out_dir``
+    (:func:`~omnifm_monai.jobs.variants.run_folder`), for variants of one strategy run with extra ``job_args``.
+    The folder starts empty: the controller would otherwise resume an earlier run's server state and report
+    its results again.
     """
     label = label or strategy
-    root = os.path.join(out_dir, label)
+    root = os.path.join(out_dir, run_folder(label))
     shutil.rmtree(root, ignore_errors=True)
     state_root, workspace = os.path.join(root, "state"), os.path.join(root, "workspace")
     command = [sys.executable, "-m", "nvflare_jobs.omnifm_job", *job_args]
@@ -231,6 +233,7 @@ def run_comparison(
     settings: JobSettings,
     out: str,
     *,
+    variants: dict[str, list[str]] | None = None,
     reference_epochs: int = 0,
     patience: int = 5,
     cross_site: bool = False,
@@ -239,6 +242,7 @@ def run_comparison(
 
     Args:
         strategies: the strategies, each its own simulation.
+        variants: then these, ``{label: [strategy, job options...]}`` (:mod:`omnifm_monai.jobs.variants`).
         job_args: the job options of every run (:func:`comparison_job_args`).
         settings: the same options, parsed.
         out: the report folder.
@@ -250,6 +254,7 @@ def run_comparison(
     Returns:
         the exit status: 1 if any strategy failed, else 0.
     """
+    runs = strategy_runs(strategies, variants)
     data = settings.federation_data or "embedded phantom"
     budget = (
         f"{settings.num_rounds} rounds x {settings.local_epochs} local epoch(s), participation "
@@ -257,26 +262,26 @@ def run_comparison(
     )
     print(
         f"OmniFM-MONAI main job: {settings.num_clients} sites, {settings.scenario} on {data}, {budget}; "
-        f"strategies {strategies}",
+        f"runs {[run.label for run in runs]}",
         flush=True,
     )
     results, failures, matrices = [], {}, {}
-    for index, strategy in enumerate(strategies, 1):
-        print(f"[{index}/{len(strategies)}] {strategy}", flush=True)
-        result, problems = run_strategy(strategy, job_args, settings, out)
+    for index, run in enumerate(runs, 1):
+        print(f"[{index}/{len(runs)}] {run.label}", flush=True)
+        result, problems = run_strategy(run.strategy, [*job_args, *run.job_args], settings, out, label=run.label)
         if result is None:
-            failures[strategy] = problems
-            print(f"  {strategy} FAILED:\n    " + "\n    ".join(problems[:10]), flush=True)
+            failures[run.label] = problems
+            print(f"  {run.label} FAILED:\n    " + "\n    ".join(problems[:10]), flush=True)
         else:
             results.append(result)
             if cross_site:  # a diagnostic: its failure is reported, the strategy's result stays
-                root = os.path.join(out, strategy)
+                root = os.path.join(out, run.folder)
                 try:
-                    matrices[strategy] = run_cross_site(os.path.join(root, "state"), root)
-                    print(f"  {strategy} cross-site:\n" + matrices[strategy]["markdown"], flush=True)
+                    matrices[run.label] = run_cross_site(os.path.join(root, "state"), root)
+                    print(f"  {run.label} cross-site:\n" + matrices[run.label]["markdown"], flush=True)
                 except Exception as e:
-                    failures[f"{strategy} cross-site"] = [f"{type(e).__name__}: {e}"]
-                    print(f"  {strategy} cross-site FAILED: {type(e).__name__}: {e}", flush=True)
+                    failures[f"{run.label} cross-site"] = [f"{type(e).__name__}: {e}"]
+                    print(f"  {run.label} cross-site FAILED: {type(e).__name__}: {e}", flush=True)
     if reference_epochs > 0:
         results += run_references(settings, out, max_epochs=reference_epochs, patience=patience)
     if results:

@@ -127,3 +127,35 @@ def test_reference_rows_and_the_verdict():
     assert "OmniFM vs local (to convergence): -3.0 points (below)." in lines
     assert "OmniFM vs fedavg: +12.0 points (above)." in lines
     assert "| local (to convergence) | 65.0 | n/a | 65.0 | - | nan | - | - |" in table
+
+
+def test_the_main_job_runs_the_recalibrated_fedbn_beside_the_strategies_unless_told_not_to(tmp_path, monkeypatch):
+    from nvflare_jobs import main_job
+    from omnifm_monai.jobs import comparison
+
+    launched = []
+
+    def fake_run(strategy, job_args, settings, out_dir, label=""):
+        launched.append((label, strategy, job_args[len(base) :]))
+        return None, ["not simulated in this test"]
+
+    monkeypatch.setattr(comparison, "run_strategy", fake_run)
+    args, base, settings = main_job.parse_args(["--strategies", "omnifm", "--reference-epochs", "0"])
+    assert main_job.main(["--strategies", "omnifm", "--reference-epochs", "0", "--out", str(tmp_path)]) == 1
+    assert launched == [
+        ("omnifm", "omnifm", []),
+        ("fedbn + recalibrated norms", "fedbn", ["--strategy-options", '{"recalibrate_norms":true}']),
+    ]
+    launched.clear()
+    main_job.main(["--strategies", "omnifm", "--variants", "{}", "--reference-epochs", "0", "--out", str(tmp_path)])
+    assert [label for label, _, _ in launched] == ["omnifm"]
+
+
+def test_the_main_job_refuses_two_runs_into_one_folder_in_one_line(capsys):
+    import pytest
+
+    from nvflare_jobs import main_job
+
+    with pytest.raises(SystemExit):
+        main_job.parse_args(["--strategies", "fedbn", "--variants", '{"fedbn": ["fedbn", "--rounds", "2"]}'])
+    assert "would share the folder(s) ['fedbn']" in capsys.readouterr().err
