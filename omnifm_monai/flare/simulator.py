@@ -24,13 +24,17 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["CLIENT_NAME_KEY", "PATCHED_LOG_LINE", "PerThreadClientName", "patch_client_runner", "main"]
+__all__ = ["CLIENT_NAME_KEY", "PATCHED_LOG_LINE", "WARM_LOG_LINE", "PerThreadClientName", "patch_client_runner", "main"]
 
 CLIENT_NAME_KEY = "client_name"
 """The build-context key NVFlare's client runner writes per site turn."""
 
 PATCHED_LOG_LINE = "client runner: each site turn sends its own client name (omnifm_monai.flare.simulator)"
 """What the patched client runner logs once, so a run's log shows that the fix was in place."""
+
+
+WARM_LOG_LINE = "simulator workers fork from one warm process (omnifm_monai.flare.warm_workers)"
+"""What the simulator prints when its site turns fork from the warm process instead of a new interpreter."""
 
 
 class PerThreadClientName(dict):
@@ -112,7 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nvflare.private.fed.app.simulator.simulator import define_simulator_parser, run_simulator
     from nvflare.private.fed.app.utils import version_check
 
+    from omnifm_monai.flare.warm_workers import patch_worker_launch
+
     patch_client_runner()
+    if patch_worker_launch():
+        print(WARM_LOG_LINE, flush=True)
     version_check()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     define_simulator_parser(parser)

@@ -64,9 +64,15 @@ def simulate(tmp_path: Path, *options: str, timeout: int = 600) -> str:
 
 
 def simulate_many(
-    root: Path, runs: Mapping[str, Sequence[str]], *, parallel: int = PARALLEL, timeout: int = 900
+    root: Path,
+    runs: Mapping[str, Sequence[str]],
+    *,
+    parallel: int = PARALLEL,
+    timeout: int = 900,
+    env: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, tuple[Path, str]]:
-    """:func:`simulate` for each ``{name: options}``, at most ``parallel`` at a time, each in ``root/name``.
+    """:func:`simulate` for each ``{name: options}``, at most ``parallel`` at a time, each in ``root/name``
+    (with the environment variables ``env[name]`` added, if given).
 
     Returns:
         ``{name: (its folder, its logs)}``; a run past ``timeout`` seconds is killed (by its pid) and its
@@ -87,7 +93,9 @@ def simulate_many(
             folder = root / name
             folder.mkdir(parents=True, exist_ok=True)
             with open(folder / "output.txt", "w") as out:
-                process = subprocess.Popen(_command(folder, options), cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+                extra = dict(os.environ, **(env or {}).get(name, {}))
+                command = _command(folder, options)
+                process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=extra)
             running[name] = (process, time.monotonic())
         for name, (process, started) in list(running.items()):
             if process.poll() is not None:

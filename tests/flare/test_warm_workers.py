@@ -1,0 +1,106 @@
+"""Simulator workers forked from a warm process: what the forked child is, and how the runner's handle behaves."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="warm workers are Linux only")
+
+FAKE_WORKER = """
+import json, os, sys, time
+from nvflare.fuel.f3.streaming import stream_utils
+out, mode = sys.argv[1], sys.argv[2]
+with open(out, "w") as f:
+    json.dump({"pid": os.getpid(), "sid": os.getsid(0), "argv": sys.argv[1:], "cwd": os.getcwd(),
+               "mark": os.environ.get("OMNIFM_TEST_MARK"), "stream_base": stream_utils.sid_base}, f)
+if mode == "sleep":
+    time.sleep(60)
+sys.exit(3)
+"""
+
+
+@pytest.fixture
+def pool_and_env(tmp_path):
+    from omnifm_monai.flare.warm_workers import WarmWorkerPool
+
+    custom = tmp_path / "custom"  # only on the child's PYTHONPATH, as a job's custom/ folder is
+    custom.mkdir()
+    (custom / "fake_worker.py").write_text(textwrap.dedent(FAKE_WORKER))
+    env = dict(os.environ, OMNIFM_TEST_MARK="from the runner")
+    env["PYTHONPATH"] = os.pathsep.join([str(custom), env.get("PYTHONPATH", "")])
+    pool = WarmWorkerPool(preloaded=("nvflare.fuel.f3.streaming.stream_utils",))
+    yield pool, env, tmp_path
+    pool.close()
+
+
+def test_a_forked_worker_runs_the_module_in_its_own_session_with_the_runners_environment(pool_and_env):
+    pool, env, tmp_path = pool_and_env
+    # Execute
+    worker = pool.launch([sys.executable, "-m", "fake_worker", str(tmp_path / "a.json"), "exit"], env)
+    code = worker.wait(timeout=60)
+    # Assert
+    seen = json.loads((tmp_path / "a.json").read_text())
+    assert code == 3 and worker.returncode == 3 and worker.poll() == 3  # its exit status, as Popen gives it
+    assert seen["pid"] == worker.pid == seen["sid"]  # a session of its own, as preexec_fn=os.setsid makes
+    assert seen["argv"] == [str(tmp_path / "a.json"), "exit"] and seen["mark"] == "from the runner"
+    assert seen["cwd"] == os.getcwd()
+
+
+def test_each_forked_worker_numbers_its_streams_from_its_own_base(pool_and_env):
+    """Without a fresh base, workers forked from one process reuse each other's NVFlare stream ids, and the
+    runner drops a result whose id it has seen."""
+    pool, env, tmp_path = pool_and_env
+    bases = []
+    for name in ("a", "b", "c"):
+        worker = pool.launch([sys.executable, "-m", "fake_worker", str(tmp_path / f"{name}.json"), "exit"], env)
+        worker.wait(timeout=60)
+        bases.append(json.loads((tmp_path / f"{name}.json").read_text())["stream_base"])
+    assert len(set(bases)) == 3
+
+
+def test_the_runners_handle_times_out_terminates_and_reports_the_signal(pool_and_env):
+    pool, env, tmp_path = pool_and_env
+    worker = pool.launch([sys.executable, "-m", "fake_worker", str(tmp_path / "s.json"), "sleep"], env)
+    with pytest.raises(subprocess.TimeoutExpired):
+        worker.wait(timeout=0.2)
+    assert worker.poll() is None
+    worker.terminate()
+    assert worker.wait(timeout=30) == -signal.SIGTERM
+
+
+def test_the_runner_starts_workers_anew_when_the_warm_process_cannot_start(tmp_path, caplog):
+    from omnifm_monai.flare.warm_workers import WORKER_MODULE, WarmWorkerPool, _SubprocessWithWarmWorkers
+
+    launcher = _SubprocessWithWarmWorkers(WarmWorkerPool(preloaded=("no_such_module_anywhere",)))
+    command = [sys.executable, "-m", WORKER_MODULE, "--help"]
+    start = time.monotonic()
+    process = launcher.Popen(command, shell=False, stdout=subprocess.DEVNULL)  # stdout: not the runner's call
+    assert isinstance(process, subprocess.Popen) and not launcher.failed  # any other call is subprocess's own
+    process.wait(timeout=120)
+    process = launcher.Popen(command, shell=False, env=dict(os.environ))
+    assert isinstance(process, subprocess.Popen) and process.wait(timeout=120) == 0  # NVFlare's own start
+    assert "the warm worker process ended" in launcher.failed
+    assert "warm simulator workers are off for this run" in caplog.text
+    assert time.monotonic() - start < 240
+
+
+def test_the_launch_is_patched_on_linux_unless_told_not_to(monkeypatch):
+    from nvflare.private.fed.app.simulator import simulator_runner
+
+    from omnifm_monai.flare import warm_workers
+
+    monkeypatch.setattr(simulator_runner, "subprocess", subprocess)
+    monkeypatch.setenv(warm_workers.COLD_WORKERS_ENV, "1")
+    assert not warm_workers.patch_worker_launch() and simulator_runner.subprocess is subprocess
+    monkeypatch.delenv(warm_workers.COLD_WORKERS_ENV)
+    assert warm_workers.patch_worker_launch()
+    patched = simulator_runner.subprocess
+    assert isinstance(patched, warm_workers._SubprocessWithWarmWorkers)
+    assert patched.TimeoutExpired is subprocess.TimeoutExpired  # the rest of subprocess is untouched
+    assert warm_workers.patch_worker_launch() and simulator_runner.subprocess is patched  # idempotent
