@@ -77,6 +77,7 @@ COLD_WORKERS_ENV = "OMNIFM_COLD_WORKERS"
 """``1``: start every worker as NVFlare does, a new interpreter per site turn."""
 
 _START_TIMEOUT_S = 120.0  # the warm process's imports, on a loaded machine
+_LISTEN_TIMEOUT_S = 5.0  # a forked worker opens its port in tenths of a second; past this the runner retries
 
 
 class ForkedWorker:
@@ -223,11 +224,40 @@ class _SubprocessWithWarmWorkers:
         worker = argv is not None and argv[1:3] == ["-m", WORKER_MODULE]
         if worker and not self.failed and not more and set(options) <= {"shell", "preexec_fn", "env"}:
             try:
-                return self.pool.launch(argv, options.get("env") or os.environ)
+                worker = self.pool.launch(argv, options.get("env") or os.environ)
             except (OSError, RuntimeError, ValueError) as e:
                 self.failed = f"{type(e).__name__}: {e}"
                 _logger.warning(f"warm simulator workers are off for this run ({self.failed}); starting each anew")
+            else:
+                wait_until_listening(worker, _option_value(argv, "--port"))
+                return worker
         return subprocess.Popen(args, *more, **options)
+
+
+def _option_value(argv: Sequence[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1] if flag in argv[:-1] else ""
+
+
+def wait_until_listening(worker: ForkedWorker, port: str, timeout: float = _LISTEN_TIMEOUT_S) -> bool:
+    """Wait until ``worker`` listens on ``port`` (at most ``timeout`` s); whether it does.
+
+    The runner connects to a new worker's port at once and, refused, sleeps 1 s before it tries again: a
+    forked worker is listening after a few tenths of a second, so this wait saves most of that second.
+    """
+    import psutil
+
+    if not port.isdigit():
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and worker.poll() is None:
+        try:
+            sockets = psutil.Process(worker.pid).net_connections(kind="tcp")
+        except (psutil.Error, OSError):
+            return False
+        if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == int(port) for c in sockets):
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def patch_worker_launch() -> bool:

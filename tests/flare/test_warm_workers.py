@@ -19,7 +19,11 @@ out, mode = sys.argv[1], sys.argv[2]
 with open(out, "w") as f:
     json.dump({"pid": os.getpid(), "sid": os.getsid(0), "argv": sys.argv[1:], "cwd": os.getcwd(),
                "mark": os.environ.get("OMNIFM_TEST_MARK"), "stream_base": stream_utils.sid_base}, f)
-if mode == "sleep":
+if mode == "listen":  # as NVFlare's worker does, a little after it starts
+    import socket
+    time.sleep(0.3)
+    server = socket.create_server(("127.0.0.1", int(sys.argv[3])))
+if mode in ("sleep", "listen"):
     time.sleep(60)
 sys.exit(3)
 """
@@ -104,3 +108,23 @@ def test_the_launch_is_patched_on_linux_unless_told_not_to(monkeypatch):
     assert isinstance(patched, warm_workers._SubprocessWithWarmWorkers)
     assert patched.TimeoutExpired is subprocess.TimeoutExpired  # the rest of subprocess is untouched
     assert warm_workers.patch_worker_launch() and simulator_runner.subprocess is patched  # idempotent
+
+
+def test_the_launch_returns_once_the_worker_listens_on_its_port(pool_and_env):
+    """The runner's first connection then succeeds, instead of being refused and retried a second later."""
+    from nvflare.fuel.utils.network_utils import get_open_ports
+
+    from omnifm_monai.flare.warm_workers import wait_until_listening
+
+    pool, env, tmp_path = pool_and_env
+    port = str(get_open_ports(1)[0])
+    worker = pool.launch([sys.executable, "-m", "fake_worker", str(tmp_path / "l.json"), "listen", port], env)
+    sleeper = pool.launch([sys.executable, "-m", "fake_worker", str(tmp_path / "n.json"), "sleep"], env)
+    try:
+        assert wait_until_listening(worker, port, timeout=30)
+        assert not wait_until_listening(sleeper, port, timeout=0.5)  # another process's port is not its own
+        assert not wait_until_listening(worker, "", timeout=0.5)  # no port given: nothing to wait for
+    finally:
+        worker.kill()
+        sleeper.kill()
+    assert worker.wait(timeout=30) == -signal.SIGKILL

@@ -20,11 +20,13 @@ def test_main_job_defaults_and_forwarded_options():
         ]
     )
     assert args.strategies == ["local", "omnifm"]
-    assert (settings.num_clients, settings.num_rounds, settings.local_epochs) == (10, 8, 3)
+    assert (settings.num_clients, settings.num_rounds, settings.local_epochs) == (10, 24, 3)  # the fixed task's
     assert settings.image_size == 28 and settings.threads == 10
     assert job_args[-2:] == ["--threads", "10"]
     assert (args.reference_epochs, args.patience) == (100, 30)  # the fixed task's references
     assert parse_args(["--scenario", "cross_modality_hard"])[0].reference_epochs == 0  # own label spaces: none
+    assert parse_args(["--scenario", "cross_modality_hard"])[2].num_rounds == 8  # and the shorter budget
+    assert parse_args(["--rounds", "5"])[2].num_rounds == 5  # the user's rounds win
 
 
 def test_a_new_main_job_run_never_reports_an_earlier_runs_state(tmp_path, monkeypatch):
