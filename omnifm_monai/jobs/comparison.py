@@ -193,21 +193,28 @@ def comparison_job_args(forwarded: list[str]) -> tuple[list[str], JobSettings]:
 
 @contextlib.contextmanager
 def _epoch_logs_silenced():
-    """Drop the INFO lines of MONAI's StatsHandler (one per iteration) and of ignite's early stopping while
-    the references train; their levels stay, so StatsHandler does not warn that it cannot log."""
+    """Drop the INFO lines of MONAI's StatsHandler (one per iteration) and of ignite's early stopping, and the
+    bundle workflow's notice that it has no logging file, while the references train; their levels stay, so
+    StatsHandler does not warn that it cannot log."""
 
     def above_info(record: logging.LogRecord) -> bool:
         return record.levelno > logging.INFO
 
-    names = ("monai.handlers.StatsHandler", "ignite.handlers.early_stopping.EarlyStopping")
-    loggers = [logging.getLogger(name) for name in names]
-    for logger in loggers:
-        logger.addFilter(above_info)
+    def not_the_logging_file_notice(record: logging.LogRecord) -> bool:  # we build the bundles without one
+        return not record.getMessage().startswith("Logging file is set to False")
+
+    filters = {
+        "monai.handlers.StatsHandler": above_info,
+        "ignite.handlers.early_stopping.EarlyStopping": above_info,
+        "monai.bundle.workflows": not_the_logging_file_notice,
+    }
+    for name, keep in filters.items():
+        logging.getLogger(name).addFilter(keep)
     try:
         yield
     finally:
-        for logger in loggers:
-            logger.removeFilter(above_info)
+        for name, keep in filters.items():
+            logging.getLogger(name).removeFilter(keep)
 
 
 def _stopping_line(records: dict) -> str:

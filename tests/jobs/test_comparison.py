@@ -84,15 +84,18 @@ def test_the_references_print_one_line_each_not_one_per_iteration(tmp_path, monk
 
     def fake_training(settings, out, *, max_epochs, patience):
         logging.getLogger("monai.handlers.StatsHandler").info("Epoch: 1/100, Iter: 1/7 -- train_loss: 0.6")
+        logging.getLogger("monai.bundle.workflows").warning("Logging file is set to False, skipping logging.")
         record = {"epochs": 40, "best_epoch": 10, "best_val": 1.0}
         return {"site-1": {"accuracy": 1.0}}, ({"site-1": record} if "local" in out else record)
 
     monkeypatch.setattr(comparison, "local_to_convergence", fake_training)
     monkeypatch.setattr(comparison, "pooled_to_convergence", fake_training)
     stats_logger, seen = logging.getLogger("monai.handlers.StatsHandler"), []
+    workflow_logger = logging.getLogger("monai.bundle.workflows")
     handler, level = logging.Handler(), stats_logger.level
     handler.emit = seen.append
     stats_logger.addHandler(handler)
+    workflow_logger.addHandler(handler)
     stats_logger.setLevel(logging.INFO)
     try:
         results = comparison.run_references(None, str(tmp_path), max_epochs=100, patience=30)
@@ -100,6 +103,7 @@ def test_the_references_print_one_line_each_not_one_per_iteration(tmp_path, monk
         stats_logger.info("after the references")
     finally:
         stats_logger.removeHandler(handler)
+        workflow_logger.removeHandler(handler)
         stats_logger.setLevel(level)
     printed = capsys.readouterr().out
     assert [r.strategy for r in results] == ["local (to convergence)", "pooled (to convergence)"]
