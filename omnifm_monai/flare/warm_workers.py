@@ -12,7 +12,8 @@ the first launch starts one *warm* process (``python -m omnifm_monai.flare.warm_
 of its own (as the runner's ``preexec_fn=os.setsid`` does), takes the runner's environment and command line
 and runs NVFlare's worker module as ``__main__``, so a turn still runs in a fresh process of its own, with
 NVFlare's worker code, and ends as NVFlare's does. The runner gets a :class:`ForkedWorker`, which answers
-the ``Popen`` calls the runner makes (``poll``, ``wait``, ``terminate``, ``kill``, ``returncode``).
+the ``Popen`` calls the runner makes (``poll``, ``wait``, ``terminate``, ``kill``, ``returncode``). In ``ps`` a
+forked worker keeps the warm process's command line (``python -m omnifm_monai.flare.warm_workers ...``).
 
 Only the simulator uses it (``python -m omnifm_monai.flare.simulator``, by default; ``OMNIFM_COLD_WORKERS=1``
 turns it off). The warm process runs no PyTorch operation before it forks, so no
@@ -192,13 +193,15 @@ class WarmWorkerPool:
         """End the warm process (its forked workers run on, as NVFlare's own workers would)."""
         with self._lock:
             if self._socket is not None:
-                self._socket.close()
-            if self._process is not None and self._process.poll() is None:
-                self._process.terminate()
-                try:
-                    self._process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self._process.kill()
+                self._socket.close()  # the warm process reads the end of its requests and exits
+            if self._process is not None:
+                for stop in (lambda: None, self._process.terminate, self._process.kill):
+                    stop()
+                    try:
+                        self._process.wait(timeout=5)
+                        break
+                    except subprocess.TimeoutExpired:
+                        continue
             self._process = self._socket = None
 
 
@@ -312,6 +315,7 @@ def _run_worker(request: dict, requests, control: socket.socket) -> None:
     code = 1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the worker's own children are its own to wait for
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # and a SIGTERM ends it as it ends NVFlare's worker
         requests.close()
         control.close()
         os.setsid()  # as the runner's preexec_fn: the worker ends by killing its own process group
@@ -365,6 +369,12 @@ def _reap_on_sigchld(status_dir: str) -> None:
 
 
 if __name__ == "__main__":
+    import shutil
+
     _status_dir = sys.argv[2]
     _reap_on_sigchld(_status_dir)
-    serve(socket.socket(fileno=int(sys.argv[1])), _status_dir, [m for m in sys.argv[3].split(",") if m])
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so that the status folder is removed
+    try:
+        serve(socket.socket(fileno=int(sys.argv[1])), _status_dir, [m for m in sys.argv[3].split(",") if m])
+    finally:  # the runner has gone: nobody polls the exit statuses any more
+        shutil.rmtree(_status_dir, ignore_errors=True)

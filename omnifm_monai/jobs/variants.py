@@ -18,7 +18,8 @@ __all__ = ["DEFAULT_VARIANTS", "RECALIBRATED_FEDBN", "Variant", "load_variants",
 RECALIBRATED = '{"recalibrate_norms":true}'
 RECALIBRATED_FEDBN = "fedbn + recalibrated norms"
 # the main job's default: the best baseline measured on the demo's federation (docs/benchmarks.md, "The
-# fixed-task phantom, 5 seeds"), FedBN given OmniFM's BatchNorm recalibration, so OmniFM's table is fair
+# fixed-task phantom at 8 rounds" and "at 24 rounds"), FedBN given OmniFM's BatchNorm recalibration, so the
+# table compares OmniFM with its fairest peer
 DEFAULT_VARIANTS: dict[str, list[str]] = {RECALIBRATED_FEDBN: ["fedbn", "--strategy-options", RECALIBRATED]}
 
 

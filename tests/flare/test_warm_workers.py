@@ -40,7 +40,12 @@ def pool_and_env(tmp_path):
     env["PYTHONPATH"] = os.pathsep.join([str(custom), env.get("PYTHONPATH", "")])
     pool = WarmWorkerPool(preloaded=("nvflare.fuel.f3.streaming.stream_utils",))
     yield pool, env, tmp_path
+    status_dir = pool._status_dir
     pool.close()
+    deadline = time.monotonic() + 30
+    while status_dir and os.path.exists(status_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not status_dir or not os.path.exists(status_dir)  # the warm process removes its exit statuses
 
 
 def test_a_forked_worker_runs_the_module_in_its_own_session_with_the_runners_environment(pool_and_env):
