@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -124,7 +123,6 @@ def run_strategy(
     shown = -1
     headline = get_task(settings.task).headline_metric
     with open(os.path.join(root, "simulator.log"), "w") as log:
-        # own process group, so an interrupted main job also stops the simulator's workers
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             while process.poll() is None:
@@ -138,8 +136,11 @@ def run_strategy(
                         f"mean {headline} of the received model {format_metric(headline, value)}",
                         flush=True,
                     )
-        except BaseException:
-            os.killpg(process.pid, signal.SIGTERM)
+        except BaseException:  # interrupted: stop the job, its simulator and every worker, by their pids
+            from nvflare.private.fed.app.utils import kill_child_processes
+
+            kill_child_processes(process.pid)  # the simulator runs in a session of its own: no process group
+            process.kill()
             raise
     wall = time.perf_counter() - start
     problems = run_logged_errors(workspace)

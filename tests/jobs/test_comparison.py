@@ -165,3 +165,44 @@ def test_the_main_job_refuses_two_runs_into_one_folder_in_one_line(capsys):
     with pytest.raises(SystemExit):
         main_job.parse_args(["--strategies", "fedbn", "--variants", '{"fedbn": ["fedbn", "--rounds", "2"]}'])
     assert "would share the folder(s) ['fedbn']" in capsys.readouterr().err
+
+
+def test_an_interrupted_strategy_run_stops_the_simulator_in_its_own_session(tmp_path, monkeypatch):
+    import subprocess
+    import time
+
+    import psutil
+    import pytest
+
+    from nvflare_jobs import main_job
+    from omnifm_monai.jobs import comparison
+
+    # Prepare: a job that starts a "simulator" in a session of its own (as the builder does) and waits
+    pid_file, real_popen, real_sleep = tmp_path / "simulator.pid", subprocess.Popen, time.sleep
+    job = (
+        "import subprocess, sys, time\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], start_new_session=True)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(120)\n"
+    )
+
+    def job_that_starts_a_simulator(command, **kwargs):
+        return real_popen([sys.executable, "-c", job], **kwargs)
+
+    def interrupt_once_the_simulator_runs(seconds):
+        while not pid_file.exists() or not pid_file.read_text():
+            real_sleep(0.05)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(comparison.subprocess, "Popen", job_that_starts_a_simulator)
+    monkeypatch.setattr(comparison.time, "sleep", interrupt_once_the_simulator_runs)
+    _, job_args, settings = main_job.parse_args(["--clients", "2", "--rounds", "1"])
+    # Execute
+    with pytest.raises(KeyboardInterrupt):
+        comparison.run_strategy("omnifm", job_args, settings, str(tmp_path))
+    # Assert
+    simulator = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(simulator) and psutil.Process(simulator).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the simulator outlived the interrupted main job"
+        real_sleep(0.05)
