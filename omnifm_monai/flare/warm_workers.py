@@ -24,6 +24,7 @@ folder: the client entry script and the bundle) comes from the runner's ``PYTHON
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import logging
 import os
@@ -84,13 +85,14 @@ _LISTEN_TIMEOUT_S = 5.0  # a forked worker opens its port in tenths of a second;
 class ForkedWorker:
     """The runner's handle on a worker forked by the warm process (the part of ``subprocess.Popen`` it uses).
 
-    The warm process reaps its children and writes each exit status to ``<status_dir>/<pid>``; until that file
-    exists the worker is running.
+    The warm process numbers its forks, reaps its children and writes each exit status to
+    ``<status_dir>/<launch number>``; until that file exists the worker is running. (Not by pid: pids are
+    reused, and a new worker would read an earlier one's status.)
     """
 
-    def __init__(self, pid: int, status_dir: str, pool: WarmWorkerPool):
+    def __init__(self, pid: int, launch: int, status_dir: str, pool: WarmWorkerPool):
         self.pid, self.returncode = pid, None
-        self._status_path = os.path.join(status_dir, str(pid))
+        self._status_path = os.path.join(status_dir, str(launch))
         self._pool = pool
         self.args = [WORKER_MODULE]
 
@@ -99,6 +101,7 @@ class ForkedWorker:
             try:
                 with open(self._status_path) as f:
                     self.returncode = int(f.read())
+                os.remove(self._status_path)
             except (OSError, ValueError):
                 if not self._pool.alive() and not _pid_alive(self.pid):
                     self.returncode = -signal.SIGKILL  # the warm process is gone, so nobody reaped it
@@ -187,7 +190,7 @@ class WarmWorkerPool:
             reply = self._reply()
         if "error" in reply:
             raise RuntimeError(f"the warm worker process could not fork a worker: {reply['error']}")
-        return ForkedWorker(int(reply["pid"]), self._status_dir, self)
+        return ForkedWorker(int(reply["pid"]), int(reply["launch"]), self._status_dir, self)
 
     def close(self) -> None:
         """End the warm process (its forked workers run on, as NVFlare's own workers would)."""
@@ -278,8 +281,12 @@ def patch_worker_launch() -> bool:
 # --- the warm process --------------------------------------------------------------------------------------
 
 
+_LAUNCHES: dict[int, int] = {}
+"""In the warm process: the launch number of each running child, by pid."""
+
+
 def _reap(status_dir: str) -> None:
-    """Write the exit status of every child that has ended to ``<status_dir>/<pid>`` (atomically)."""
+    """Write the exit status of every child that has ended to ``<status_dir>/<launch number>`` (atomically)."""
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -287,7 +294,10 @@ def _reap(status_dir: str) -> None:
             return
         if pid == 0:
             return
-        path = os.path.join(status_dir, str(pid))
+        launch = _LAUNCHES.pop(pid, None)
+        if launch is None:
+            continue
+        path = os.path.join(status_dir, str(launch))
         with open(path + ".tmp", "w") as f:
             f.write(str(os.waitstatus_to_exitcode(status)))
         os.replace(path + ".tmp", path)
@@ -315,6 +325,7 @@ def _run_worker(request: dict, requests, control: socket.socket) -> None:
     code = 1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the worker's own children are its own to wait for
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # and a SIGTERM ends it as it ends NVFlare's worker
         requests.close()
         control.close()
@@ -348,20 +359,24 @@ def serve(control: socket.socket, status_dir: str, preloaded: Sequence[str]) -> 
     control.sendall(b'{"ready": true}\n')
     requests = control.makefile("r")
     control.settimeout(None)
-    while True:
+    for launch in itertools.count():
         line = requests.readline()
         _reap(status_dir)
         if not line:  # the runner's process closed its end: no more turns
             return
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # no reaping before the child is numbered
         try:
             request = json.loads(line)
             pid = os.fork()
         except (OSError, ValueError) as e:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
             control.sendall((json.dumps({"error": f"{type(e).__name__}: {e}"}) + "\n").encode())
             continue
         if pid == 0:
             _run_worker(request, requests, control)
-        control.sendall((json.dumps({"pid": pid}) + "\n").encode())
+        _LAUNCHES[pid] = launch
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        control.sendall((json.dumps({"pid": pid, "launch": launch}) + "\n").encode())
 
 
 def _reap_on_sigchld(status_dir: str) -> None:

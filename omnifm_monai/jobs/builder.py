@@ -50,6 +50,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # left out of the shipped bundle: outputs, and logging.conf (NVFlare parses every .conf under custom/)
 BUNDLE_OUTPUTS = ("models", "eval", "logs", "__pycache__", "*.pt", "*.ts", "logging.conf")
 CLIENT_SCRIPT = "omnifm_client.py"  # the entry script's name inside each site's custom/ folder
+NVFLARE_MAX_CLIENTS = 100  # the simulator's default --max_clients
 INITIAL_MODEL_FILE = "omnifm_initial_model.pt"  # the seeded initial global weights in the server's custom/ folder
 CLIENT_ENTRY = REPO_ROOT / "nvflare_jobs" / "client_entry.py"  # what is copied there by default
 DP_LEDGER_FILE = "dp_ledger.json"  # a site's spectral DP releases so far, in its site folder (survives restarts)
@@ -367,6 +368,7 @@ def _simulate(job, sites: Sequence[str], workspace: str, threads: int) -> int:
         job.export_job(job_root)
         command = [sys.executable, "-m", "omnifm_monai.flare.simulator", os.path.join(job_root, job.name)]
         command += ["-w", workspace, "-c", ",".join(sites), "-n", str(len(sites)), "-t", str(threads)]
+        command += ["-m", str(max(NVFLARE_MAX_CLIENTS, len(sites)))]  # NVFlare refuses more than 100 by default
         process = subprocess.Popen(command, start_new_session=True)  # as NVFlare starts it
         try:
             return process.wait()

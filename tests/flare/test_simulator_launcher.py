@@ -97,5 +97,9 @@ def test_the_job_starts_the_patched_simulator_and_an_interrupt_stops_its_tree(tm
         builder._simulate(ExportedJob(), ["site-1", "site-2"], str(tmp_path / "ws"), threads=2)
     ((command, kwargs),) = started
     assert command[1:3] == ["-m", "omnifm_monai.flare.simulator"] and command[3].endswith("omnifm_job")
-    assert command[4:] == ["-w", str(tmp_path / "ws"), "-c", "site-1,site-2", "-n", "2", "-t", "2"]
+    assert command[4:] == ["-w", str(tmp_path / "ws"), "-c", "site-1,site-2", "-n", "2", "-t", "2", "-m", "100"]
     assert kwargs == {"start_new_session": True} and stopped == [os.getpid()]
+    sites = [f"site-{i}" for i in range(1, 257)]  # beyond NVFlare's default of 100 sites
+    with pytest.raises(KeyboardInterrupt):
+        builder._simulate(ExportedJob(), sites, str(tmp_path / "ws"), threads=4)
+    assert started[-1][0][-2:] == ["-m", "256"]

@@ -133,3 +133,14 @@ def test_the_launch_returns_once_the_worker_listens_on_its_port(pool_and_env):
         worker.kill()
         sleeper.kill()
     assert worker.wait(timeout=30) == -signal.SIGKILL
+
+
+def test_a_handle_reads_its_own_launchs_status_never_an_earlier_process_with_its_pid(tmp_path):
+    """Pids are reused (32768 here, threads included): a status filed by pid would end a new worker at once."""
+    from omnifm_monai.flare.warm_workers import ForkedWorker, WarmWorkerPool
+
+    (tmp_path / str(os.getpid())).write_text("-15")  # what an earlier worker with this pid would have left
+    worker = ForkedWorker(os.getpid(), 7, str(tmp_path), WarmWorkerPool())
+    assert worker.poll() is None  # this process runs: no status of launch 7 yet
+    (tmp_path / "7").write_text("0")
+    assert worker.poll() == 0 and not (tmp_path / "7").exists()  # read once, then removed
