@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from monai.utils import optional_import
 
-from omnifm_monai.data.site_archive import SPLITS
+from omnifm_monai.data.site_archive import SPLITS, save_site_archive
 
 __all__ = [
     "MEDMNIST_SIZES",
@@ -212,8 +212,7 @@ class ImageClassificationData:
         arrays["modality"] = np.asarray(self.modality, dtype=np.str_)
         arrays["name"] = np.asarray(self.name, dtype=np.str_)
         arrays["source"] = np.asarray(self.source, dtype=np.str_)
-        with open(path, "wb") as f:  # a file object keeps numpy from appending a second ".npz"
-            np.savez_compressed(f, **arrays)
+        save_site_archive(path, arrays, {})  # written whole or not at all
 
 
 def medmnist_flag_and_size(stem: str) -> tuple[str, int]:

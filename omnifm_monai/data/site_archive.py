@@ -37,14 +37,20 @@ def save_site_archive(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
     """Write ``arrays`` and ``texts`` (as 0-d ``np.str_`` arrays) to a compressed ``.npz`` at ``path`` as given.
 
     The parent folder is created; the archive is written through a file object, so that numpy does not
-    append a second ``".npz"``.
+    append a second ``".npz"``, to a temporary file beside ``path`` that then replaces it: a writer stopped
+    half-way (a simulator ending a site's turn) leaves no truncated archive for the next reader.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     contents = dict(arrays)
     contents.update({key: np.asarray(value, dtype=np.str_) for key, value in texts.items()})
-    with open(path, "wb") as f:
-        np.savez_compressed(f, **contents)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "wb") as f:
+            np.savez_compressed(f, **contents)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def load_site_archive(path: str | os.PathLike) -> dict[str, np.ndarray]:
