@@ -178,6 +178,7 @@ class WarmWorkerPool:
         """Fork a child that runs ``argv`` (``python -m MODULE ARGS...``) with ``env``; its handle.
 
         Raises:
+            ValueError: ``argv`` is not ``python -m MODULE ...``.
             RuntimeError: the warm process could not be started or could not fork.
         """
         if list(argv[1:2]) != ["-m"] or len(argv) < 3:
