@@ -228,8 +228,8 @@ class _SubprocessWithWarmWorkers:
 
     def Popen(self, args, *more, **options):  # noqa: N802 (subprocess's name)
         argv = list(args) if isinstance(args, (list, tuple)) else None
-        worker = argv is not None and argv[1:3] == ["-m", WORKER_MODULE]
-        if worker and not self.failed and not more and set(options) <= {"shell", "preexec_fn", "env"}:
+        is_worker = argv is not None and argv[1:3] == ["-m", WORKER_MODULE]
+        if is_worker and not self.failed and not more and set(options) <= {"shell", "preexec_fn", "env"}:
             try:
                 worker = self.pool.launch(argv, options.get("env") or os.environ)
             except (OSError, RuntimeError, ValueError) as e:
