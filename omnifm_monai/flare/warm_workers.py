@@ -28,7 +28,9 @@ import itertools
 import json
 import logging
 import os
+import re
 import runpy
+import shutil
 import signal
 import socket
 import subprocess
@@ -45,6 +47,7 @@ __all__ = [
     "ForkedWorker",
     "WarmWorkerPool",
     "patch_worker_launch",
+    "remove_stale_status_dirs",
     "serve",
 ]
 
@@ -78,6 +81,9 @@ PRELOADED = (
 COLD_WORKERS_ENV = "OMNIFM_COLD_WORKERS"
 """``1``: start every worker as NVFlare does, a new interpreter per site turn."""
 
+_STATUS_DIR_PREFIX = "omnifm_warm_workers_"
+_STATUS_DIR_NAME = re.compile(re.escape(_STATUS_DIR_PREFIX) + r"pid(\d+)_")  # pid of the pool's process
+_WARM_PID_FILE = "warm.pid"  # in the status folder: the warm process's pid
 _START_TIMEOUT_S = 120.0  # the warm process's imports, on a loaded machine
 _LISTEN_TIMEOUT_S = 5.0  # a forked worker opens its port in tenths of a second; past this the runner retries
 
@@ -139,6 +145,36 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def remove_stale_status_dirs(temp_dir: str | None = None) -> list[str]:
+    """Remove the status folders in ``temp_dir`` (default: the temp dir) that no live process uses; the removed.
+
+    A warm process removes its folder when it exits, but not when it is killed (SIGKILL, as an interrupted
+    run's process tree is stopped). A folder is stale only when both processes that use it are gone: the pool's
+    process (its pid is in the name, ``omnifm_warm_workers_pid<PID>_...``) and the warm process (the pid in its
+    ``warm.pid``). Folders named otherwise (older versions) are left alone.
+    """
+    temp_dir = temp_dir or tempfile.gettempdir()
+    removed = []
+    try:
+        entries = list(os.scandir(temp_dir))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _STATUS_DIR_NAME.match(entry.name)
+        if not match or not entry.is_dir(follow_symlinks=False) or _pid_alive(int(match.group(1))):
+            continue
+        try:
+            with open(os.path.join(entry.path, _WARM_PID_FILE)) as f:
+                warm_pid = int(f.read())
+        except (OSError, ValueError):
+            warm_pid = 0  # the pool's process died before it wrote it: before any fork, so nothing writes here
+        if warm_pid > 0 and _pid_alive(warm_pid):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.path)
+    return removed
+
+
 class WarmWorkerPool:
     """One warm process in this process, started at the first :meth:`launch`; thread-safe.
 
@@ -158,11 +194,14 @@ class WarmWorkerPool:
         return self._process is not None and self._process.poll() is None
 
     def _start(self) -> None:
-        self._status_dir = tempfile.mkdtemp(prefix="omnifm_warm_workers_")
+        remove_stale_status_dirs()  # left by killed warm processes of earlier runs
+        self._status_dir = tempfile.mkdtemp(prefix=f"{_STATUS_DIR_PREFIX}pid{os.getpid()}_")
         ours, theirs = socket.socketpair()
         command = [sys.executable, "-m", __name__, str(theirs.fileno()), self._status_dir, ",".join(self.preloaded)]
         self._process = subprocess.Popen(command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
         theirs.close()
+        with open(os.path.join(self._status_dir, _WARM_PID_FILE), "w") as f:
+            f.write(str(self._process.pid))
         ours.settimeout(_START_TIMEOUT_S)
         self._socket, self._replies = ours, ours.makefile("r")
         self._reply()  # {"ready": true}, once the imports are done
@@ -385,8 +424,6 @@ def _reap_on_sigchld(status_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    import shutil
-
     _status_dir = sys.argv[2]
     _reap_on_sigchld(_status_dir)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so that the status folder is removed

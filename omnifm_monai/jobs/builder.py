@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from omnifm_monai.data.federation_classes import encode_class_names
+from omnifm_monai.flare.process_tree import stop_process_tree
 from omnifm_monai.jobs.run_summary import RunSummary, summarize_run
 from omnifm_monai.jobs.settings import JobSettings
 
@@ -373,9 +374,7 @@ def _simulate(job, sites: Sequence[str], workspace: str, threads: int) -> int:
         try:
             return process.wait()
         except BaseException:  # interrupted: stop the simulator and every worker under it, by their pids
-            from nvflare.private.fed.app.utils import kill_child_processes
-
-            kill_child_processes(os.getpid())
+            stop_process_tree(process)
             raise
 
 

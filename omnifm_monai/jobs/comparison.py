@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 
+from omnifm_monai.flare.process_tree import stop_process_tree
 from omnifm_monai.jobs.builder import REPO_ROOT, federation_for, job_site_names
 from omnifm_monai.jobs.cross_site import cross_site_section, run_cross_site
 from omnifm_monai.jobs.references import LOCAL_CONVERGED, POOLED_CONVERGED, local_to_convergence, pooled_to_convergence
@@ -137,10 +138,7 @@ def run_strategy(
                         flush=True,
                     )
         except BaseException:  # interrupted: stop the job, its simulator and every worker, by their pids
-            from nvflare.private.fed.app.utils import kill_child_processes
-
-            kill_child_processes(process.pid)  # the simulator runs in a session of its own: no process group
-            process.kill()
+            stop_process_tree(process)
             raise
     wall = time.perf_counter() - start
     problems = run_logged_errors(workspace)

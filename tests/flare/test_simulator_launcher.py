@@ -91,6 +91,9 @@ def test_the_job_starts_the_patched_simulator_and_an_interrupt_stops_its_tree(tm
         def wait(self):
             raise KeyboardInterrupt
 
+        def kill(self):
+            stopped.append(("killed", self.pid))
+
     monkeypatch.setattr(builder.subprocess, "Popen", InterruptedSimulator)
     monkeypatch.setattr(nvflare_utils, "kill_child_processes", stopped.append)
     with pytest.raises(KeyboardInterrupt):
@@ -98,7 +101,7 @@ def test_the_job_starts_the_patched_simulator_and_an_interrupt_stops_its_tree(tm
     ((command, kwargs),) = started
     assert command[1:3] == ["-m", "omnifm_monai.flare.simulator"] and command[3].endswith("omnifm_job")
     assert command[4:] == ["-w", str(tmp_path / "ws"), "-c", "site-1,site-2", "-n", "2", "-t", "2", "-m", "100"]
-    assert kwargs == {"start_new_session": True} and stopped == [os.getpid()]
+    assert kwargs == {"start_new_session": True} and stopped == [12345, ("killed", 12345)]  # its tree, then it
     sites = [f"site-{i}" for i in range(1, 257)]  # beyond NVFlare's default of 100 sites
     with pytest.raises(KeyboardInterrupt):
         builder._simulate(ExportedJob(), sites, str(tmp_path / "ws"), threads=4)

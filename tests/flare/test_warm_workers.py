@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -144,3 +145,52 @@ def test_a_handle_reads_its_own_launchs_status_never_an_earlier_process_with_its
     assert worker.poll() is None  # this process runs: no status of launch 7 yet
     (tmp_path / "7").write_text("0")
     assert worker.poll() == 0 and not (tmp_path / "7").exists()  # read once, then removed
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()  # reaped: no process has this pid until it is reused
+    return process.pid
+
+
+def test_only_status_folders_whose_processes_are_all_gone_are_removed(tmp_path):
+    """A SIGKILLed warm process leaves its status folder behind; the next warm process's start removes it."""
+    from omnifm_monai.flare.warm_workers import remove_stale_status_dirs
+
+    # Prepare: folders of a dead pool, a live pool, a dead pool with a live warm process, an older version
+    dead, live = _dead_pid(), os.getpid()
+    stale, ours, warm_lives, older = (
+        tmp_path / f"omnifm_warm_workers_{name}"
+        for name in (f"pid{dead}_a", f"pid{live}_b", f"pid{dead}_c", "x1y2z3w4")
+    )
+    for folder in (stale, ours, warm_lives, older):
+        folder.mkdir()
+    (stale / "warm.pid").write_text(str(_dead_pid()))
+    (stale / "3").write_text("0")  # an exit status nobody read
+    (warm_lives / "warm.pid").write_text(str(live))
+    not_a_folder = tmp_path / f"omnifm_warm_workers_pid{dead}_d"
+    not_a_folder.write_text("")
+    # Execute
+    removed = remove_stale_status_dirs(str(tmp_path))
+    # Assert
+    assert removed == [str(stale)] and not stale.exists()
+    assert ours.exists() and warm_lives.exists() and older.exists() and not_a_folder.exists()
+
+
+def test_a_pool_names_its_status_folder_by_its_pid_and_removes_stale_ones_as_it_starts(pool_and_env, monkeypatch):
+    import tempfile
+
+    pool, env, tmp_path = pool_and_env
+    temp_dir = tmp_path / "tmp"
+    temp_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp_dir))
+    stale = temp_dir / f"omnifm_warm_workers_pid{_dead_pid()}_abc"  # what a killed run left
+    stale.mkdir()
+    # Execute
+    worker = pool.launch([sys.executable, "-m", "fake_worker", str(tmp_path / "p.json"), "exit"], env)
+    # Assert
+    assert worker.wait(timeout=60) == 3 and not stale.exists()
+    status_dir = pool._status_dir
+    assert os.path.dirname(status_dir) == str(temp_dir)
+    assert os.path.basename(status_dir).startswith(f"omnifm_warm_workers_pid{os.getpid()}_")
+    assert (Path(status_dir) / "warm.pid").read_text() == str(pool._process.pid)

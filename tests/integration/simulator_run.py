@@ -8,12 +8,14 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from omnifm_monai.flare.process_tree import stop_process_tree
+
 REPO = Path(__file__).resolve().parents[2]
 PARALLEL = int(os.environ.get("OMNIFM_PARALLEL_SIMULATIONS", "3"))
 """Simulations :func:`simulate_many` runs side by side: a tiny job mostly waits (start-up, task polling),
 so three share 2 cores at about the wall time of one and a half."""
 
-__all__ = ["PARALLEL", "REPO", "run_bounded", "simulate", "simulate_many", "stop_tree"]
+__all__ = ["PARALLEL", "REPO", "run_bounded", "simulate", "simulate_many"]
 
 
 def _command(tmp_path: Path, options: Sequence[str]) -> list[str]:
@@ -31,23 +33,14 @@ def _logs(tmp_path: Path, output: str) -> str:
     return logs
 
 
-def stop_tree(process: subprocess.Popen) -> None:
-    """Kill a job process and every process under it, by their pids (the simulator and its site workers start
-    their own sessions, so a process group would miss them)."""
-    from nvflare.private.fed.app.utils import kill_child_processes
-
-    kill_child_processes(process.pid)
-    process.kill()
-
-
 def run_bounded(command: Sequence[str], *, timeout: int) -> subprocess.CompletedProcess:
     """``subprocess.run(command, capture_output=True, text=True)`` in the repository; past ``timeout`` seconds
-    the whole process tree is stopped (:func:`stop_tree`) before ``TimeoutExpired`` is raised."""
+    the whole process tree is stopped (:func:`stop_process_tree`) before ``TimeoutExpired`` is raised."""
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        stop_tree(process)
+        stop_process_tree(process)
         process.communicate()
         raise
     return subprocess.CompletedProcess(command, process.returncode, out, err)
@@ -102,7 +95,7 @@ def simulate_many(
                 finish(name, process)
                 del running[name]
             elif time.monotonic() - started > timeout:
-                stop_tree(process)
+                stop_process_tree(process)
                 process.wait()
                 finish(name, process, f"\nsimulate_many: killed after {timeout} s\n")
                 del running[name]
