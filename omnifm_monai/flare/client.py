@@ -244,9 +244,12 @@ class SiteTrainer:
         tokens = self.strategy.spectral_summary(
             self.network, self.train_images, self.centroid_groups, seed=self.args.seed
         )  # (K, d_s) or None
+        labels = self.strategy.spectral_labels(self.centroid_groups) if tokens is not None else None  # (K,) or None
         # what the strategy sends beyond weights (SCAFFOLD: its control-variate delta; FedDG: amplitude spectra)
         extra = self.strategy.upload_meta(self.network, self.trainer, self.train_images, seed=self.args.seed)
-        return outgoing_payload(self.network, self.private_keys, self.num_train, tokens, extra_meta=extra)
+        return outgoing_payload(
+            self.network, self.private_keys, self.num_train, tokens, token_labels=labels, extra_meta=extra
+        )
 
 
 def start_error(site: str, error: BaseException) -> str:

@@ -15,7 +15,9 @@ class MetaKey:
     ROUND = "omnifm_round"
     STRATEGY = "omnifm_strategy"
     PROTOTYPES = "omnifm_prototypes"  # server -> client, float32 (P, d_s)
+    PROTOTYPE_LABELS = "omnifm_prototype_labels"  # server -> client, int64 (P,): the prototypes' classes
     TOKENS = "omnifm_spectral_tokens"  # client -> server, float32 (N, d_s)
+    TOKEN_LABELS = "omnifm_spectral_token_labels"  # client -> server, int64 (N,): label-aware prototypes
     NUM_SAMPLES = "omnifm_num_samples"  # client -> server, int
     UPLOAD_BYTES = "omnifm_upload_bytes"  # client -> server, {"model": int, "spectral": int}
     DP_EPSILON = "omnifm_dp_epsilon"  # client filter -> server, [epsilon this round, epsilon so far, delta]

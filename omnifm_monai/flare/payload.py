@@ -2,11 +2,12 @@
 
 Only shared parameters (never a key the strategy marks private), the spectral summary (one
 centroid per local class, or per cluster of the site's tokens for tasks without image labels;
-never per-image tokens), the strategy's documented extra uploads (:data:`EXTRA_META`: SCAFFOLD's
-control-variate delta, one array per shared float parameter; FedDG-ELCFS's low-band amplitude
-spectra of a sample of its images), the sample count, the upload sizes and the evaluation metrics
-are sent (after a failed round: the metrics and ``MetaKey.TRAINING_FAILED`` only). No image, label,
-file name, DICOM tag or error message is ever put in a payload.
+never per-image tokens; with label-aware prototypes also the shared class id of each centroid, i.e.
+which classes the site holds), the strategy's documented extra uploads (:data:`EXTRA_META`:
+SCAFFOLD's control-variate delta, one array per shared float parameter; FedDG-ELCFS's low-band
+amplitude spectra of a sample of its images), the sample count, the upload sizes and the evaluation
+metrics are sent (after a failed round: the metrics and ``MetaKey.TRAINING_FAILED`` only). No image,
+per-image label, file name, DICOM tag or error message is ever put in a payload.
 """
 
 from __future__ import annotations
@@ -109,11 +110,13 @@ def outgoing_payload(
     num_samples: int,
     tokens: np.ndarray | None = None,
     *,
+    token_labels: np.ndarray | None = None,
     extra_meta: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(params, meta)`` a site sends after local training, and nothing else.
 
     Args:
+        token_labels: the shared class id of each row of ``tokens`` (label-aware prototypes), int64 (K,).
         extra_meta: the strategy's ``upload_meta``, keys in :data:`EXTRA_META`: a ``{key: array}`` entry
             keeps only the shared keys' arrays, an array entry is sent as it is; all as float32, and
             counted in ``MetaKey.UPLOAD_BYTES`` under the entry's kind.
@@ -125,6 +128,8 @@ def outgoing_payload(
     meta: dict[str, Any] = {MetaKey.NUM_SAMPLES: int(num_samples)}
     if tokens is not None:
         meta[MetaKey.TOKENS] = np.asarray(tokens, np.float32)
+        if token_labels is not None:
+            meta[MetaKey.TOKEN_LABELS] = np.asarray(token_labels, np.int64)
     extra_bytes = {"spectral": 0, "control": 0}
     for name, value in (extra_meta or {}).items():
         if name not in EXTRA_META:
@@ -139,7 +144,8 @@ def outgoing_payload(
             extra_bytes[EXTRA_META[name]] += meta[name].nbytes
     meta[MetaKey.UPLOAD_BYTES] = {
         "model": int(sum(v.numel() * v.element_size() for v in params.values())),
-        "spectral": (int(meta[MetaKey.TOKENS].nbytes) if tokens is not None else 0) + int(extra_bytes["spectral"]),
+        "spectral": sum(int(meta[key].nbytes) for key in (MetaKey.TOKENS, MetaKey.TOKEN_LABELS) if key in meta)
+        + int(extra_bytes["spectral"]),
         "control": int(extra_bytes["control"]),
     }
     return params, meta

@@ -21,6 +21,9 @@ spend more than the budget stops uploading tokens: the filter removes them, logs
 result (``MetaKey.DP_BUDGET_SPENT``, metric ``dp_budget_spent``); its weights still go up. A
 ``ledger`` file keeps the releases across restarts of the site, so a restart does not reset the
 budget. A tighter bound would use the class sizes; this one needs no information from the data.
+
+The class ids that label-aware prototypes send with the rows (``MetaKey.TOKEN_LABELS``: which classes
+the site holds) are not noised, so the filter removes them: with DP on, the site's rows go up unlabelled.
 """
 
 from __future__ import annotations
@@ -153,6 +156,7 @@ class SpectralTokenPrivacy(Filter):
         tokens = dxo.meta.get(MetaKey.TOKENS)
         if tokens is None:
             return shareable
+        dxo.meta.pop(MetaKey.TOKEN_LABELS, None)  # not covered by the guarantee: the rows go up unlabelled
         metrics = dxo.meta.get(DXOMetaKey.INITIAL_METRICS)
         if self.budget and self.spent_after(self._rounds + 1) > self.budget:
             del dxo.meta[MetaKey.TOKENS]

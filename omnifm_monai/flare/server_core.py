@@ -30,10 +30,11 @@ from omnifm_monai.flare.uploads import (
     clean_metrics,
     validate_dp_report,
     validate_num_samples,
+    validate_token_labels,
     validate_tokens,
     validate_upload,
 )
-from omnifm_monai.knowledge import SpectralKnowledgeBase, check_int, first_contact_prototypes, site_prototypes
+from omnifm_monai.knowledge import SpectralKnowledgeBase, check_int, first_contact_rows, site_prototype_rows
 from omnifm_monai.strategies import Strategy
 from omnifm_monai.strategies.aggregate import AGGREGATOR_STATE_FILE
 
@@ -148,27 +149,34 @@ class ServerCore:
         self._accepted: dict[str, dict[str, Any]] = {}
         self._rejected: dict[str, str] = {}
         self._tokens: dict[str, np.ndarray] = {}
+        self._token_labels: dict[str, np.ndarray | None] = {}  # the class of each token (label-aware prototypes)
         self._metrics: dict[str, dict[str, float | int]] = {}  # cleaned metrics of the accepted uploads
         self._retrieval_seconds = 0.0
 
     def payload(self, site: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """What the server sends ``site`` this round: shared weights and, for OmniFM, prototypes (P, d_s)."""
+        """What the server sends ``site`` this round: shared weights and, for OmniFM, prototypes (P, d_s) (with
+        their class ids (P,) when the sites sent theirs: label-aware prototypes)."""
         meta: dict[str, Any] = {MetaKey.ROUND: self.round, MetaKey.STRATEGY: self.strategy.name}
         if self.knowledge_base is not None:
-            meta[MetaKey.PROTOTYPES] = self._prototypes_for(site)
+            rows = self._prototype_rows_for(site)  # (P,)
+            meta[MetaKey.PROTOTYPES] = self.knowledge_base.get(rows).astype(np.float32)
+            labels = self.knowledge_base.labels[rows]  # (P,), -1: unlabelled
+            if (labels >= 0).any():
+                meta[MetaKey.PROTOTYPE_LABELS] = labels.copy()
         meta.update(self._aggregator.outgoing_meta(site))
         return dict(self.global_params), meta
 
-    def _prototypes_for(self, site: str) -> np.ndarray:
-        """Top-k neighbours (from other sites) of each of the site's queries, deduplicated, (P, d_s); before the
-        site's first upload (it joins late, or is sampled for the first time) the other sources' newest entries."""
+    def _prototype_rows_for(self, site: str) -> np.ndarray:
+        """Knowledge-base rows (P,) of the top-k neighbours (from other sites) of each of the site's queries,
+        deduplicated; before the site's first upload (it joins late, or is sampled for the first time) the other
+        sources' newest entries."""
         kb, queries = self.knowledge_base, self.site_queries.get(site)
         if len(kb) == 0 or self.prototypes_per_site == 0:
-            return np.zeros((0, self.token_dim), np.float32)
+            return np.zeros(0, np.int64)
         if queries is None:
-            return first_contact_prototypes(kb, site=site, limit=self.prototypes_per_site)
+            return first_contact_rows(kb, site=site, limit=self.prototypes_per_site)
         start = time.perf_counter()
-        prototypes = site_prototypes(
+        rows = site_prototype_rows(
             kb,
             queries,
             site=site,
@@ -178,7 +186,7 @@ class ServerCore:
             balanced=self.balance_prototypes,
         )
         self._retrieval_seconds += time.perf_counter() - start
-        return prototypes
+        return rows
 
     def submit(
         self, site: str, params: Mapping[str, Any], meta: Mapping[str, Any], *, metrics: Mapping | None = None
@@ -222,11 +230,12 @@ class ServerCore:
                 raise
             except ValueError as e:
                 raise InvalidUploadError(str(e)) from e
-            tokens = None
+            tokens = token_labels = None
             if self.knowledge_base is not None and meta.get(MetaKey.DP_BUDGET_SPENT) is not True:
                 if meta.get(MetaKey.TOKENS) is None:
                     raise InvalidUploadError(f"{self.strategy.name} needs spectral tokens in meta.")
                 tokens = validate_tokens(meta[MetaKey.TOKENS], self.token_dim, self.max_tokens_per_upload)
+                token_labels = validate_token_labels(meta.get(MetaKey.TOKEN_LABELS), len(tokens))  # (N,) or None
             dp = meta.get(MetaKey.DP_EPSILON)
             dp = None if dp is None else validate_dp_report(dp)
         except InvalidUploadError as e:
@@ -237,6 +246,7 @@ class ServerCore:
             self._aggregator.accept(site, arrays, weight=float(num_samples), round_num=self.round, meta=meta)
         if tokens is not None:
             self._tokens[site] = tokens
+            self._token_labels[site] = token_labels
         self.site_num_samples.setdefault(site, num_samples)
         self._metrics[site] = kept
         self._accepted[site] = {
@@ -276,7 +286,7 @@ class ServerCore:
         start = time.perf_counter()
         if self.knowledge_base is not None:
             for site, tokens in sorted(self._tokens.items()):  # site-name order, as the weights
-                self.knowledge_base.add(tokens, source=site, round_num=self.round)
+                self.knowledge_base.add(tokens, source=site, round_num=self.round, labels=self._token_labels[site])
                 self.site_queries[site] = tokens
             self.knowledge_base.age(self.round)
             self.knowledge_base.prune()

@@ -4,8 +4,9 @@ What the server accepts (docs/method.md, "What the server accepts"): every share
 global parameter's shape and kind (float parameters: float32/float64 of finite values with
 ``|v| <= max_abs_value``; integer counters: integers within int32; boolean buffers: booleans), a
 sample count that is an integer in ``[1, max_num_samples]``, spectral tokens (1..max rows, finite,
-non-zero), a DP report of finite non-negative numbers and metrics that are finite numbers (others are
-dropped with a warning, never the upload).
+non-zero) and, for label-aware prototypes, one class id per token (integers in ``[0, 2**31)``), a DP
+report of finite non-negative numbers and metrics that are finite numbers (others are dropped with a
+warning, never the upload).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from omnifm_monai.knowledge import as_unit_tokens, is_int
+from omnifm_monai.knowledge import as_unit_tokens, check_labels, is_int
 
 __all__ = [
     "INT_LIMIT",
@@ -26,6 +27,7 @@ __all__ = [
     "clean_metrics",
     "validate_dp_report",
     "validate_num_samples",
+    "validate_token_labels",
     "validate_tokens",
     "validate_upload",
 ]
@@ -200,3 +202,20 @@ def validate_tokens(tokens: Any, token_dim: int, max_tokens: int) -> np.ndarray:
     if x.shape[0] == 0:
         raise InvalidUploadError(f"0 spectral tokens uploaded (shape {x.shape}); expected at least one row.")
     return x
+
+
+def validate_token_labels(labels: Any, num_tokens: int) -> np.ndarray | None:
+    """Check the class ids a site sent with its ``num_tokens`` spectral tokens (label-aware prototypes).
+
+    Returns:
+        the ids as int64 (N,), or None when the site sent none.
+
+    Raises:
+        InvalidUploadError: not one integer class id in ``[0, 2**31)`` per token.
+    """
+    if labels is None:
+        return None
+    try:
+        return check_labels("spectral token labels", labels, num_tokens)
+    except ValueError as e:
+        raise InvalidUploadError(str(e)) from e

@@ -25,7 +25,7 @@ from omnifm_monai.knowledge.persistence import config_from_state, entries_from_s
 from omnifm_monai.knowledge.pruning import age_keep, frequency_keep, share_cap, share_keep
 from omnifm_monai.knowledge.retrieval import topk_cosine
 from omnifm_monai.knowledge.store import EntryStore
-from omnifm_monai.knowledge.validation import as_unit_tokens, check_int, check_sources
+from omnifm_monai.knowledge.validation import as_unit_tokens, check_int, check_labels, check_sources
 
 __all__ = ["SpectralKnowledgeBase"]
 
@@ -33,10 +33,11 @@ __all__ = ["SpectralKnowledgeBase"]
 class SpectralKnowledgeBase(EntryStore):
     """Server-side store of L2-normalised spectral tokens with top-k cosine retrieval and pruning.
 
-    Each entry has a vector, a source id (a site or modality name), the round it was added, its
-    retrieval count (``hits``) and the round it was last retrieved (``last_hit``, -1 when never).
+    Each entry has a vector, a source id (a site or modality name), the shared class it summarises
+    (``labels``, -1 when the site sent none), the round it was added, its retrieval count (``hits``) and the
+    round it was last retrieved (``last_hit``, -1 when never).
     Row indices returned by :meth:`add` and :meth:`retrieve`, and the read-only views ``vectors``,
-    ``rounds``, ``hits`` and ``last_hit``, are valid until the next :meth:`add`, :meth:`prune`,
+    ``labels``, ``rounds``, ``hits`` and ``last_hit``, are valid until the next :meth:`add`, :meth:`prune`,
     :meth:`age` or :meth:`load_state_dict` (copy them to keep them).
 
     A typical server round::
@@ -60,8 +61,8 @@ class SpectralKnowledgeBase(EntryStore):
             ``max(min_per_source, max_size // sources)`` entries (:func:`~.pruning.share_cap`), so one
             site cannot take the base over.
         duplicate_threshold: :meth:`add` collapses a row whose cosine to a stored entry (or an earlier
-            row of the upload) is at least this (:mod:`~omnifm_monai.knowledge.duplicates`); a
-            duplicate of the same source's entry refreshes that entry's round. None: never.
+            row of the upload) of the same class is at least this (:mod:`~omnifm_monai.knowledge.duplicates`);
+            a duplicate of the same source's entry refreshes that entry's round. None: never.
 
     Raises:
         ValueError: when an argument is not an integer in its range.
@@ -103,7 +104,7 @@ class SpectralKnowledgeBase(EntryStore):
         )
 
     # ------------------------------------------------------------------ mutation
-    def add(self, vectors: np.ndarray, source: str | Sequence[str], round_num: int) -> np.ndarray:
+    def add(self, vectors: np.ndarray, source: str | Sequence[str], round_num: int, labels: Any = None) -> np.ndarray:
         """Append uploaded tokens, re-normalised to unit L2 norm.
 
         All arguments are validated before anything changes: on error the base is untouched.
@@ -112,26 +113,34 @@ class SpectralKnowledgeBase(EntryStore):
             vectors: tokens, the shape should be (N, dim); finite, no zero rows, N <= ``max_upload``.
             source: one non-empty source id for all rows, or one per row.
             round_num: federated round the tokens were uploaded in (>= 0).
+            labels: the shared class id each row summarises, (N,) integers >= 0 (label-aware prototypes);
+                None: unlabelled (-1).
 
         Returns:
             int64 indices of the rows holding the upload, shape (N,): new rows, or for a collapsed
             near-duplicate the entry it was collapsed into.
 
         Raises:
-            ValueError: on a bad shape, NaN/Inf, a zero-norm row, an oversized upload, bad source ids
-                or a bad round number.
+            ValueError: on a bad shape, NaN/Inf, a zero-norm row, an oversized upload, bad source ids,
+                bad labels or a bad round number.
         """
         x = as_unit_tokens(vectors, self.dim, max_rows=self.max_upload, limit=f"max_upload={self.max_upload}")
         names = check_sources(source, x.shape[0])
+        labels = check_labels("labels", labels, x.shape[0])  # (N,)
         round_num = check_int("round_num", round_num, 0)
 
         self._round = max(self._round, round_num)
         if self.duplicate_threshold is None:
-            return self._append(x, names, round_num)
+            return self._append(x, names, round_num, labels)
         is_new, match = collapse_duplicates(
-            x, self._vectors[: self._n], threshold=self.duplicate_threshold, chunk_size=self.chunk_size
+            x,
+            self._vectors[: self._n],
+            threshold=self.duplicate_threshold,
+            chunk_size=self.chunk_size,
+            labels=labels,
+            stored_labels=self._labels[: self._n],
         )  # (N,), (N,)
-        return self._append_collapsed(x, names, round_num, is_new, match)
+        return self._append_collapsed(x, names, round_num, labels, is_new, match)
 
     def retrieve(
         self,
@@ -276,6 +285,7 @@ class SpectralKnowledgeBase(EntryStore):
         return {
             "vectors": self._vectors[:n].copy(),
             "sources": np.asarray(self.sources, dtype=np.str_).copy().reshape(n),
+            "labels": self._labels[:n].copy(),
             "rounds": self._rounds[:n].copy(),
             "hits": self._hits[:n].copy(),
             "last_hit": self._last_hit[:n].copy(),
@@ -293,8 +303,9 @@ class SpectralKnowledgeBase(EntryStore):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Replace the contents with ``state`` (from :meth:`state_dict`), after validating all of it.
 
-        The entries (``vectors``, ``sources``, ``rounds``, ``hits``, ``last_hit``, ``round``) are
-        loaded; the stored configuration must match ``dim`` and is otherwise ignored, so this
+        The entries (``vectors``, ``sources``, ``labels``, ``rounds``, ``hits``, ``last_hit``, ``round``) are
+        loaded (a state without ``labels``, written before label-aware prototypes, loads as unlabelled); the
+        stored configuration must match ``dim`` and is otherwise ignored, so this
         instance keeps its own pruning policy (use :meth:`from_state_dict` to restore it as well).
 
         Raises:
@@ -302,7 +313,7 @@ class SpectralKnowledgeBase(EntryStore):
                 negative counts); the base is unchanged on error.
         """
         entries = entries_from_state(state, self.dim)
-        self._replace(entries.vectors, entries.sources, entries.rounds, entries.hits, entries.last_hit)
+        self._replace(entries.vectors, entries.sources, entries.labels, entries.rounds, entries.hits, entries.last_hit)
         self._round = entries.latest_round
 
     @classmethod

@@ -12,14 +12,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from omnifm_monai.knowledge.validation import as_unit_rows
+from omnifm_monai.knowledge.validation import MAX_LABEL, as_unit_rows
 
 __all__ = ["CONFIG_KEYS", "DATA_KEYS", "Entries", "config_from_state", "entries_from_state", "read_npz", "write_npz"]
 
 CONFIG_KEYS = ("dim", "max_size", "min_per_source", "max_upload", "max_age", "chunk_size")
 """The constructor arguments a state stores (``max_age`` None as -1)."""
 DATA_KEYS = ("vectors", "sources", "rounds", "hits", "last_hit")
-"""The per-entry columns a state must hold."""
+"""The per-entry columns a state must hold (``labels`` is optional: states written before it are unlabelled)."""
 
 
 class Entries(NamedTuple):
@@ -27,6 +27,7 @@ class Entries(NamedTuple):
 
     vectors: np.ndarray  # (N, dim) float32, unit rows
     sources: list[str]
+    labels: np.ndarray  # (N,) int64, -1: unlabelled
     rounds: np.ndarray  # (N,) int64
     hits: np.ndarray  # (N,) int64
     last_hit: np.ndarray  # (N,) int64
@@ -40,7 +41,7 @@ def _check_mapping(state: Any) -> None:
 
 def entries_from_state(state: Mapping[str, Any], dim: int) -> Entries:
     """Validate the entries of ``state`` (``vectors``, ``sources``, ``rounds``, ``hits``, ``last_hit``,
-    optional ``round`` and ``dim``) for a base of width ``dim``.
+    optional ``labels``, ``round`` and ``dim``) for a base of width ``dim``.
 
     Raises:
         ValueError: naming the bad key (missing, wrong shape or dtype, non-finite, zero-norm,
@@ -64,15 +65,16 @@ def entries_from_state(state: Mapping[str, Any], dim: int) -> Entries:
         )
     if n and (np.char.str_len(sources) == 0).any():
         raise ValueError("state['sources'] contains an empty source id.")
-    ints = {}
-    for key, low in (("rounds", 0), ("hits", 0), ("last_hit", -1)):
+    ints = {"labels": np.full(n, -1, np.int64)}  # a state written before label-aware prototypes: unlabelled
+    columns = (("rounds", 0), ("hits", 0), ("last_hit", -1)) + ((("labels", -1),) if "labels" in state else ())
+    for key, low in columns:
         a = np.asarray(state[key])
         if a.shape != (n,) or (n and not np.issubdtype(a.dtype, np.integer)):
             raise ValueError(
                 f"state['{key}'] has shape {a.shape} and dtype {a.dtype}; expected integers of shape ({n},)."
             )
-        if n and a.min() < low:
-            raise ValueError(f"state['{key}'] has value {a.min()}; expected >= {low}.")
+        if n and (a.min() < low or a.max() > MAX_LABEL):
+            raise ValueError(f"state['{key}'] has values in [{a.min()}, {a.max()}]; expected [{low}, 2**31).")
         ints[key] = a.astype(np.int64)
     latest = int(ints["rounds"].max(initial=0))
     if "round" in state:
@@ -80,7 +82,7 @@ def entries_from_state(state: Mapping[str, Any], dim: int) -> Entries:
         if r.shape != () or not np.issubdtype(r.dtype, np.integer) or int(r) < 0:
             raise ValueError(f"state['round'] is {state['round']!r}; expected an integer >= 0.")
         latest = max(latest, int(r))
-    return Entries(vectors, sources.tolist(), ints["rounds"], ints["hits"], ints["last_hit"], latest)
+    return Entries(vectors, sources.tolist(), ints["labels"], ints["rounds"], ints["hits"], ints["last_hit"], latest)
 
 
 def config_from_state(state: Mapping[str, Any]) -> dict[str, Any]:

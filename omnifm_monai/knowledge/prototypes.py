@@ -1,5 +1,8 @@
 """Which prototypes the server sends a site: its queries' neighbours from the other sites, or, before its
-first upload (a site joining late, or sampled for the first time), the newest entries of every other source."""
+first upload (a site joining late, or sampled for the first time), the newest entries of every other source.
+
+Both return knowledge-base rows; the server sends their vectors (``kb.get``) and, for label-aware
+prototypes, their class ids (``kb.labels``)."""
 
 from __future__ import annotations
 
@@ -10,10 +13,10 @@ import numpy as np
 from omnifm_monai.knowledge.base import SpectralKnowledgeBase
 from omnifm_monai.knowledge.retrieval import pick_prototypes
 
-__all__ = ["first_contact_prototypes", "site_prototypes"]
+__all__ = ["first_contact_rows", "site_prototype_rows"]
 
 
-def site_prototypes(
+def site_prototype_rows(
     kb: SpectralKnowledgeBase,
     queries: np.ndarray,
     *,
@@ -31,7 +34,7 @@ def site_prototypes(
             from, and every retrieved neighbour counts a hit.
 
     Returns:
-        at most ``limit`` prototypes (P, d_s), float32.
+        the rows of at most ``limit`` prototypes, (P,) int64.
     """
     if balanced:
         names, codes = np.unique(kb.sources, return_inverse=True)  # (S,), (N,)
@@ -48,12 +51,12 @@ def site_prototypes(
     else:
         _, index = kb.retrieve(queries, retrieval_k, exclude_source=site, round_num=round_num)  # (Q, k')
         picked = pick_prototypes(index, limit=limit)  # (P,)
-    return kb.get(picked).astype(np.float32)
+    return picked
 
 
-def first_contact_prototypes(kb: SpectralKnowledgeBase, *, site: str, limit: int) -> np.ndarray:
-    """Prototypes for a site with no query yet: the other sources' newest entries, taken in turn from each
-    source (newest first) so that every source is represented, at most ``limit``, (P, d_s) float32.
+def first_contact_rows(kb: SpectralKnowledgeBase, *, site: str, limit: int) -> np.ndarray:
+    """Rows for a site with no query yet: the other sources' newest entries, taken in turn from each
+    source (newest first) so that every source is represented, at most ``limit``, (P,) int64.
 
     Nothing is retrieved, so no entry counts a hit.
     """
@@ -65,4 +68,4 @@ def first_contact_prototypes(kb: SpectralKnowledgeBase, *, site: str, limit: int
     ranked = np.full((len(per_source), max(map(len, per_source), default=0)), -1, np.int64)  # (S, L), -1: padding
     for s, rows in enumerate(per_source):
         ranked[s, : len(rows)] = rows
-    return kb.get(pick_prototypes(ranked, limit=limit)).astype(np.float32)  # (P, d_s), ranks interleaved
+    return pick_prototypes(ranked, limit=limit)  # (P,), ranks interleaved

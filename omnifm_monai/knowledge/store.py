@@ -1,4 +1,4 @@
-"""Column storage of knowledge-base entries: vectors, source codes, rounds, hits, last retrieval."""
+"""Column storage of knowledge-base entries: vectors, source codes, class labels, rounds, hits, last retrieval."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ class EntryStore:
         self._n = 0
         self._vectors = np.zeros((0, self.dim), np.float32)
         self._codes = np.zeros(0, np.int32)
+        self._labels = np.zeros(0, np.int64)  # the shared class an entry summarises; -1: none
         self._rounds = np.zeros(0, np.int64)
         self._hits = np.zeros(0, np.int64)
         self._last_hit = np.zeros(0, np.int64)
@@ -50,6 +51,9 @@ class EntryStore:
         return self._n
 
     vectors = _live_view("_vectors", "Stored unit vectors, (N, dim) float32, read-only view.")
+    labels = _live_view(
+        "_labels", "Shared class id each entry summarises (-1: unlabelled), (N,) int64, read-only view."
+    )
     rounds = _live_view("_rounds", "Round each entry was added, (N,) int64, read-only view.")
     hits = _live_view("_hits", "Number of times each entry was retrieved, (N,) int64, read-only view.")
     last_hit = _live_view(
@@ -77,12 +81,14 @@ class EntryStore:
 
         self._vectors = grow(self._vectors)
         self._codes = grow(self._codes)
+        self._labels = grow(self._labels)
         self._rounds = grow(self._rounds)
         self._hits = grow(self._hits)
         self._last_hit = grow(self._last_hit)
 
-    def _append(self, x: np.ndarray, names: list[str], round_num: int) -> np.ndarray:
-        """Append unit rows x (N, dim) from sources ``names`` (one each); returns their int64 indices (N,)."""
+    def _append(self, x: np.ndarray, names: list[str], round_num: int, labels: np.ndarray) -> np.ndarray:
+        """Append unit rows x (N, dim) from sources ``names`` with class ``labels`` (N,) (one each); returns their
+        int64 indices (N,)."""
         n_new = x.shape[0]
         start = self._n
         self._reserve(start + n_new)
@@ -92,6 +98,7 @@ class EntryStore:
                 self._names.append(name)
         self._vectors[start : start + n_new] = x
         self._codes[start : start + n_new] = [self._code_of[s] for s in names]
+        self._labels[start : start + n_new] = labels
         self._rounds[start : start + n_new] = round_num
         self._hits[start : start + n_new] = 0
         self._last_hit[start : start + n_new] = -1
@@ -99,13 +106,20 @@ class EntryStore:
         return np.arange(start, start + n_new, dtype=np.int64)
 
     def _append_collapsed(
-        self, x: np.ndarray, names: list[str], round_num: int, is_new: np.ndarray, match: np.ndarray
+        self,
+        x: np.ndarray,
+        names: list[str],
+        round_num: int,
+        labels: np.ndarray,
+        is_new: np.ndarray,
+        match: np.ndarray,
     ) -> np.ndarray:
         """Append the rows of x (N, dim) where ``is_new``; the others map to the entry ``match`` names
         (see :func:`~omnifm_monai.knowledge.duplicates.collapse_duplicates`). A source's own entry seen
         again gets ``round_num`` as its round. Returns the entry of every row, int64 (N,)."""
         out = np.empty(x.shape[0], np.int64)
-        out[is_new] = self._append(x[is_new], [s for s, new in zip(names, is_new) if new], round_num)
+        kept_names = [s for s, new in zip(names, is_new) if new]
+        out[is_new] = self._append(x[is_new], kept_names, round_num, labels[is_new])
         for i in np.flatnonzero(~is_new):
             j = int(match[i]) if match[i] >= 0 else int(out[-1 - match[i]])
             if self._names[self._codes[j]] == names[i]:  # the source's own token again: still current
@@ -124,6 +138,7 @@ class EntryStore:
         self,
         vectors: np.ndarray,
         sources: list[str],
+        labels: np.ndarray,
         rounds: np.ndarray,
         hits: np.ndarray,
         last_hit: np.ndarray,
@@ -136,6 +151,7 @@ class EntryStore:
         self._reserve(n)
         self._vectors[:n] = vectors
         self._codes[:n] = [code_of[s] for s in sources]
+        self._labels[:n] = labels
         self._rounds[:n] = rounds
         self._hits[:n] = hits
         self._last_hit[:n] = last_hit
@@ -147,7 +163,7 @@ class EntryStore:
         if removed == 0:
             return 0
         n_keep = self._n - removed
-        for name in ("_vectors", "_codes", "_rounds", "_hits", "_last_hit"):
+        for name in ("_vectors", "_codes", "_labels", "_rounds", "_hits", "_last_hit"):
             a = getattr(self, name)
             a[:n_keep] = a[: self._n][keep]
         self._n = n_keep

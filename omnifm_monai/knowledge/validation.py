@@ -9,7 +9,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_unit_rows", "as_unit_tokens", "check_int", "check_sources", "is_int", "row_norms"]
+__all__ = [
+    "MAX_LABEL",
+    "as_unit_rows",
+    "as_unit_tokens",
+    "check_int",
+    "check_labels",
+    "check_sources",
+    "is_int",
+    "row_norms",
+]
 
 EPS_NORM = 1e-8
 """Rows with a smaller L2 norm have no direction and are refused."""
@@ -98,6 +107,29 @@ def as_unit_tokens(value: Any, dim: int, *, max_rows: int, name: str = "vectors"
     if count > max_rows:
         raise ValueError(f"{count} {name} uploaded; at most {limit or max_rows} are accepted.")
     return as_unit_rows(name, value, dim)
+
+
+MAX_LABEL = 2**31 - 1
+"""The largest class id an entry may carry (a shared class id of the job's label space)."""
+
+
+def check_labels(name: str, value: Any, n: int) -> np.ndarray:
+    """The class id of each of ``n`` rows as int64 (n,); ``None`` gives -1 (unlabelled) for every row.
+
+    Raises:
+        ValueError: naming ``name`` unless ``value`` is None or integers in [0, 2**31) of shape (n,).
+    """
+    if value is None:
+        return np.full(n, -1, np.int64)
+    try:
+        labels = np.asarray(value)
+    except Exception as e:  # ragged nested lists and similar
+        raise ValueError(f"{name} could not be converted to an array: {e}") from e
+    if labels.shape != (n,) or (n and not np.issubdtype(labels.dtype, np.integer)):
+        raise ValueError(f"{name} has shape {labels.shape} and dtype {labels.dtype}; expected {n} integers.")
+    if n and (labels.min() < 0 or labels.max() > MAX_LABEL):
+        raise ValueError(f"{name} has values in [{labels.min()}, {labels.max()}]; expected class ids in [0, 2**31).")
+    return labels.astype(np.int64)
 
 
 def check_sources(source: str | Sequence[str], n: int) -> list[str]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from omnifm_monai.blocks import EmbeddingCrossAttention, PrefixSuffixPrompt, PrototypeMemory
+from omnifm_monai.blocks import EmbeddingCrossAttention, PrefixSuffixPrompt, PrototypeMemory, class_codes
 from omnifm_monai.losses.spalign import spalign_loss
 from omnifm_monai.networks.spectral_options import SpectralOptionsLike, SpectralPathOptions
 from omnifm_monai.spectral import SpectralTokenizer
@@ -89,23 +89,25 @@ class OmniFMNetwork(nn.Module):
             raise RuntimeError("spectral_token() needs a network built with spectral=True.")
         return self.tokenizer(image)
 
-    def set_prototypes(self, prototypes) -> None:
-        """Load the prototypes (P, d_s) the server retrieved for this site."""
+    def set_prototypes(self, prototypes, labels=None) -> None:
+        """Load the prototypes (P, d_s) the server retrieved for this site, and their class ids (P,) or None."""
         if not self.spectral:
             raise RuntimeError("set_prototypes() needs a network built with spectral=True.")
-        self.spectral_memory.set_prototypes(prototypes)
+        self.spectral_memory.set_prototypes(prototypes, labels)
 
     def prompt_sequence(self, image: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """image (B, C, *S), r (B, L, d) -> [Z || r || c] (B, L', d); ``Z = ECA(r, [s || S_g])``.
 
         The site's own token s is part of the context so the tokenizer also learns from the task
-        loss (SPAlign alone would let every token collapse onto the prototypes' mean).
+        loss (SPAlign alone would let every token collapse onto the prototypes' mean). A labelled
+        prototype enters the context with its class's fixed code added (label-aware prototypes).
         """
         prefix = tokens
         if self.spectral:
             token = self.tokenizer(image)  # (B, d_s)
-            prototypes = self.spectral_memory(token)  # (B, K, d_s)
-            context = torch.cat([token.unsqueeze(1), prototypes], dim=1)  # (B, 1 + K, d_s)
+            prototypes, labels = self.spectral_memory.retrieve(token)  # (B, K, d_s), (B, K)
+            tagged = prototypes + class_codes(labels, self.token_dim).to(prototypes)  # (B, K, d_s)
+            context = torch.cat([token.unsqueeze(1), tagged], dim=1)  # (B, 1 + K, d_s)
             prefix = self.eca(tokens, context)  # (B, L, d)
             self.last_token, self.last_prototypes = token, prototypes
         return self.psp(prefix, tokens)

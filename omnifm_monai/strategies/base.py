@@ -75,9 +75,14 @@ class Strategy:
         recalibrate_norms: after loading the shared weights, the site re-estimates its BatchNorm
             running statistics on its own training data (one forward pass, no gradient; see
             :mod:`omnifm_monai.flare.norm_statistics`).
+        label_prototypes: label-aware prototypes (with ``spectral``): the site sends the shared class id of
+            each centroid, the server keeps it with the entry and sends it with the prototypes, and the
+            site's ECA sees each retrieved prototype with its class's code (one prototype of every class
+            per sample). Tasks without image labels send none.
 
     Raises:
-        ValueError: ``proximal_mu`` is negative or ``private_patterns`` is a single string.
+        ValueError: ``proximal_mu`` is negative, ``private_patterns`` is a single string, or
+            ``label_prototypes`` is set without ``spectral``.
     """
 
     name: str
@@ -88,10 +93,13 @@ class Strategy:
     spectral: bool = False
     prompt: bool = False
     recalibrate_norms: bool = False
+    label_prototypes: bool = False
 
     def __post_init__(self) -> None:
         if self.proximal_mu < 0:
             raise ValueError(f"proximal_mu must be >= 0, got {self.proximal_mu}.")
+        if self.label_prototypes and not self.spectral:
+            raise ValueError("label_prototypes needs the spectral path: set spectral=true as well.")
         if isinstance(self.private_patterns, str):
             raise ValueError(f"private_patterns must be a list of patterns, got the string {self.private_patterns!r}.")
         object.__setattr__(self, "private_patterns", tuple(self.private_patterns))  # JSON gives a list
@@ -142,7 +150,7 @@ class Strategy:
             recalibrate_norm_statistics(network, trainer)
         if self.spectral:
             empty = np.zeros((0, network.token_dim), np.float32)  # (0, d_s): nothing retrieved yet
-            network.set_prototypes(meta.get(MetaKey.PROTOTYPES, empty))
+            network.set_prototypes(meta.get(MetaKey.PROTOTYPES, empty), meta.get(MetaKey.PROTOTYPE_LABELS))
 
     def before_training(self, network: nn.Module, trainer: SupervisedTrainer) -> None:
         """Just before the round's local epochs: FedProx anchors its term at the received weights."""
@@ -159,6 +167,13 @@ class Strategy:
         if not self.spectral:
             return None
         return spectral_centroids(network, images, groups, seed=seed)
+
+    def spectral_labels(self, groups: np.ndarray | None) -> np.ndarray | None:
+        """The shared class id of each row :meth:`spectral_summary` returns, (K,) int64 (label-aware
+        prototypes), or None: the option is off, or the task has no image labels (clustered rows)."""
+        if not (self.spectral and self.label_prototypes) or groups is None:
+            return None
+        return np.unique(np.asarray(groups).reshape(-1)).astype(np.int64)  # spectral_centroids' row order
 
     def upload_meta(
         self, network: nn.Module, trainer: SupervisedTrainer, images: torch.Tensor, *, seed: int

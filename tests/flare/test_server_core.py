@@ -8,7 +8,7 @@ import pytest
 from omnifm_monai.flare.constants import MetaKey
 from omnifm_monai.flare.server_core import ServerCore
 from omnifm_monai.flare.uploads import InvalidUploadError
-from omnifm_monai.knowledge import SpectralKnowledgeBase, first_contact_prototypes
+from omnifm_monai.knowledge import SpectralKnowledgeBase, first_contact_rows
 from omnifm_monai.strategies import get_strategy
 
 INITIAL = {
@@ -147,11 +147,11 @@ def test_a_site_without_an_upload_yet_gets_the_other_sources_newest_entries_in_t
     assert core.payload("site-2")[1][MetaKey.PROTOTYPES].shape[1] == 4  # a site with queries still retrieves
 
 
-def test_first_contact_prototypes_are_empty_when_the_base_holds_only_the_sites_own_entries():
+def test_first_contact_rows_are_empty_when_the_base_holds_only_the_sites_own_entries():
     kb = SpectralKnowledgeBase(dim=4)
     kb.add(np.eye(4, dtype=np.float32)[:2], source="site-1", round_num=0)
-    assert first_contact_prototypes(kb, site="site-1", limit=8).shape == (0, 4)
-    assert first_contact_prototypes(kb, site="site-9", limit=1).shape == (1, 4)
+    assert first_contact_rows(kb, site="site-1", limit=8).shape == (0,)
+    assert first_contact_rows(kb, site="site-9", limit=1).tolist() == [0]  # equal age: the first stored
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ PRIVATE_KEYS = {
     "psp.private_suffix",
     "spectral_memory.private_prototypes",
     "spectral_memory.private_num_prototypes",
+    "spectral_memory.private_prototype_labels",
 }
 
 pytestmark = pytest.mark.slow
@@ -28,7 +29,8 @@ pytestmark = pytest.mark.slow
 def _simulate(tmp_path: Path, rounds: int) -> str:
     command = [
         sys.executable, "-m", "nvflare_jobs.omnifm_job",
-        "--strategy", "omnifm", "--strategy-options", '{"spectral":true}',  # the path is off by default
+        # the spectral path (off by default) with label-aware prototypes; tasks' runs cover the unlabelled path
+        "--strategy", "omnifm", "--strategy-options", '{"spectral":true,"label_prototypes":true}',
         "--clients", "2", "--rounds", str(rounds), "--threads", "2",
         "--image-size", "32", "--samples-per-client", "40",
         "--state-root", str(tmp_path / "state"), "--workspace", str(tmp_path / f"ws{rounds}"),
@@ -79,6 +81,7 @@ def test_knowledge_base_grew_and_was_persisted(federated_runs):
     assert first_state["history"][0]["knowledge_base_size"] > 0
     kb = SpectralKnowledgeBase.load(tmp_path / "state" / "server" / "knowledge_base.npz")
     assert len(kb) > 0 and set(kb.sources.tolist()) == {"site-1", "site-2"}
+    assert (kb.labels >= 0).all()  # every centroid came with the shared class it summarises
 
 
 def test_second_run_resumes_at_the_next_round(federated_runs):
@@ -89,5 +92,10 @@ def test_second_run_resumes_at_the_next_round(federated_runs):
     restored = dict(re.findall(r"(site-\d): \d+ training images, private keys restored: (\d+)", second))
     assert sorted(restored) == ["site-1", "site-2"]  # both sites picked their private state back up
     assert all(int(n) > len(PRIVATE_KEYS) for n in restored.values())
-    # round 1's sites received prototypes retrieved from the other site
+    # round 1's sites received prototypes retrieved from the other site, each with its class
     assert state["history"][1]["seconds"]["retrieval"] > 0
+    for site in ("site-1", "site-2"):
+        private = torch.load(tmp_path / "state" / site / "private_omnifm.pt", weights_only=True)
+        count = int(private["spectral_memory.private_num_prototypes"])
+        labels = private["spectral_memory.private_prototype_labels"]
+        assert count > 0 and (labels[:count] >= 0).all() and (labels[count:] == -1).all()

@@ -11,7 +11,12 @@ from simulator_run import simulate_many
 from omnifm_monai.tasks import get_task
 
 TASKS = ["segmentation", "super_resolution", "vqa", "fusion"]
-PRIVATE_KEYS = {"psp.private_suffix", "spectral_memory.private_prototypes", "spectral_memory.private_num_prototypes"}
+PRIVATE_KEYS = {
+    "psp.private_suffix",
+    "spectral_memory.private_prototypes",
+    "spectral_memory.private_num_prototypes",
+    "spectral_memory.private_prototype_labels",
+}
 
 pytestmark = pytest.mark.slow
 

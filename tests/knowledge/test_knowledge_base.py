@@ -569,7 +569,7 @@ def _bad_states():
         ("empty source", edit(sources=lambda s: np.where(np.arange(11) == 3, "", s)), "empty source"),
         ("long rounds", edit(rounds=lambda r: np.concatenate([r, r])), r"state\['rounds'\]"),
         ("float hits", edit(hits=lambda h: h.astype(float)), r"state\['hits'\]"),
-        ("negative hits", edit(hits=lambda h: h - 5), r"state\['hits'\] has value -5"),
+        ("negative hits", edit(hits=lambda h: h - 5), r"state\['hits'\] has values in \[-5"),
         ("last_hit below -1", edit(last_hit=lambda h: h - 1), r"state\['last_hit'\]"),
         ("bad round", edit(round=np.asarray(-1)), r"state\['round'\]"),
         ("not a mapping", [1, 2], "mapping"),

@@ -30,6 +30,7 @@ def test_private_parameters_follow_the_rule():
     assert sorted(private) == [
         "psp.private_suffix",
         "spectral_memory.private_num_prototypes",
+        "spectral_memory.private_prototype_labels",
         "spectral_memory.private_prototypes",
     ]
     assert not [k for k in OmniFMClassifier(spectral=False, prompt=False, **SMALL).state_dict() if is_private_key(k)]

@@ -34,6 +34,7 @@ def test_private_keys_and_plain_baseline():
     assert sorted(private) == [
         "psp.private_suffix",
         "spectral_memory.private_num_prototypes",
+        "spectral_memory.private_prototype_labels",
         "spectral_memory.private_prototypes",
     ]
     plain = OmniFMVQA(spectral=False, prompt=False, **SMALL)

@@ -30,6 +30,7 @@ def test_private_keys_per_strategy():
         "psp.private_suffix",
         "spectral_memory.private_prototypes",
         "spectral_memory.private_num_prototypes",
+        "spectral_memory.private_prototype_labels",
     }
     assert keys["omnifm"] == {"psp.private_suffix"} | keys["fedbn"] | keys["fedper"]  # no spectral bank by default
     spectral = get_strategy("omnifm", spectral=True)
