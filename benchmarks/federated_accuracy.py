@@ -457,7 +457,9 @@ def plot(report: dict, path: Path) -> None:
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     p = benchmark_parser(__doc__, job_options=True)
-    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    p.add_argument(
+        "--strategies", nargs="*", default=list(STRATEGIES), help="registered strategies (none: only --variants)"
+    )
     p.add_argument("--ablations", action="store_true", help="also OmniFM with each component removed")
     p.add_argument("--sweeps", action="store_true", help="also OmniFM with lambda, k, cutoff, prototypes varied")
     p.add_argument(
