@@ -13,7 +13,8 @@ Conventions every task network follows, because the federated pipeline relies on
 - the private suffix c is ``psp.private_suffix`` (a key part starting with ``private``);
 - every constructor argument is stored under its own name (NVFlare's job export reads them back);
   the spectral-path hyperparameters come as one :class:`SpectralPathOptions` (``spectral_options``),
-  readable as ``token_dim``, ``cutoff``, ``top_k``, ``memory_capacity`` and ``num_heads``;
+  readable as ``token_dim``, ``cutoff``, ``top_k``, ``memory_capacity`` and ``num_heads``
+  (and ``freeze_tokenizer``);
 - ``spectral=False, prompt=False`` gives the plain backbone the baselines use.
 """
 
@@ -74,6 +75,7 @@ class OmniFMNetwork(nn.Module):
             self.tokenizer = SpectralTokenizer(
                 spatial_dims=spatial_dims, token_dim=options.token_dim, cutoff=options.cutoff
             )
+            self.tokenizer.requires_grad_(not options.freeze_tokenizer)
             self.spectral_memory = PrototypeMemory(
                 options.token_dim, capacity=options.memory_capacity, top_k=options.top_k
             )

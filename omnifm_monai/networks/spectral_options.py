@@ -26,6 +26,10 @@ class SpectralPathOptions:
         memory_capacity: prototypes the site's bank can hold.
         num_heads: heads of the ECA and of the network's own attention blocks (head, mixer); must
             divide the network's token width d.
+        freeze_tokenizer: the tokenizer keeps its initial weights (no gradient): the token stays a fixed
+            random projection of the low-pass log-amplitude spectrum, the same at every site. Trained, the
+            shared tokenizer maps every site's images onto one direction within a few rounds (token
+            collapse, docs/benchmarks.md), and retrieval then has nothing to choose between.
 
     Raises:
         ValueError: a field out of range; the message names the field and its value.
@@ -36,12 +40,15 @@ class SpectralPathOptions:
     top_k: int = 4
     memory_capacity: int = 64
     num_heads: int = 4
+    freeze_tokenizer: bool = False
 
     def __post_init__(self) -> None:
         for name in ("token_dim", "top_k", "memory_capacity", "num_heads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+        if not isinstance(self.freeze_tokenizer, bool):
+            raise ValueError(f"freeze_tokenizer must be a bool, got {self.freeze_tokenizer!r}.")
         cutoff = self.cutoff
         if isinstance(cutoff, bool) or not isinstance(cutoff, numbers.Real) or not 0.0 < cutoff <= 1.0:
             raise ValueError(f"cutoff must be in (0, 1], got {self.cutoff!r}.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from omnifm_monai.networks import OmniFMClassifier, OmniFMFusion, SpectralPathOptions
 
@@ -19,6 +20,7 @@ def test_defaults_are_the_networks_former_defaults():
         "top_k": 4,
         "memory_capacity": 64,
         "num_heads": 4,
+        "freeze_tokenizer": False,
     }
 
 
@@ -50,6 +52,7 @@ def test_a_network_takes_an_instance_a_mapping_or_none(given):
         ("cutoff", 0.0),
         ("cutoff", 1.5),
         ("cutoff", "0.1"),
+        ("freeze_tokenizer", 1),
     ],
 )
 def test_ill_fields_name_themselves(field, value):
@@ -69,3 +72,15 @@ def test_options_are_stored_for_the_job_export():
     net = OmniFMFusion(features=(4, 8), spectral_options={"token_dim": 16, "num_heads": 2})
     assert isinstance(net.spectral_options, SpectralPathOptions)
     assert net.spectral_options == SpectralPathOptions(token_dim=16, num_heads=2)
+
+
+def test_a_frozen_tokenizer_gets_no_gradient_and_the_rest_trains():
+    net = OmniFMClassifier(in_channels=1, num_classes=2, spectral_options={"freeze_tokenizer": True}, **SMALL)
+    net.set_prototypes(torch.nn.functional.normalize(torch.rand(3, 64), dim=-1))
+    before = {k: v.clone() for k, v in net.tokenizer.state_dict().items()}
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.1)
+    (net(torch.rand(4, 1, 32, 32)).sum() + net.spalign_term()).backward()
+    optimizer.step()
+    assert all(p.grad is None for p in net.tokenizer.parameters())
+    assert all(torch.equal(before[k], v) for k, v in net.tokenizer.state_dict().items())
+    assert net.eca.attention.to_k.weight.grad is not None  # ECA still learns from the task loss
