@@ -34,7 +34,13 @@ from omnifm_monai.flare.uploads import (
     validate_tokens,
     validate_upload,
 )
-from omnifm_monai.knowledge import SpectralKnowledgeBase, check_int, first_contact_rows, site_prototype_rows
+from omnifm_monai.knowledge import (
+    SpectralKnowledgeBase,
+    check_int,
+    first_contact_rows,
+    site_prototype_rows,
+    token_cosines,
+)
 from omnifm_monai.strategies import Strategy
 from omnifm_monai.strategies.aggregate import AGGREGATOR_STATE_FILE
 
@@ -301,6 +307,8 @@ class ServerCore:
             "metrics": self._round_metrics(metrics),
             "dropped": dropped,  # None, or why the aggregate was not adopted
             "knowledge_base_size": len(self.knowledge_base) if self.knowledge_base is not None else 0,
+            # how far apart the sites' latest uploads are (both near 1: token collapse, knowledge/spread.py)
+            "token_cosine": token_cosines(self.site_queries) if self.knowledge_base is not None else None,
             "closed_at": time.time(),  # wall clock (s since the epoch): round durations, benchmarks/nvflare_overhead.py
             "seconds": {
                 "aggregate": aggregate_seconds,

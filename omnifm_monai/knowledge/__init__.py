@@ -6,6 +6,7 @@ from .persistence import CONFIG_KEYS, DATA_KEYS, Entries, config_from_state, ent
 from .prototypes import first_contact_rows, site_prototype_rows
 from .pruning import age_keep, frequency_keep, priority_order, rank_in_source, share_cap, share_keep, source_quotas
 from .retrieval import pick_prototypes, topk_cosine
+from .spread import token_cosines
 from .validation import (
     EPS_NORM,
     MAX_LABEL,
@@ -46,6 +47,7 @@ __all__ = [
     "share_keep",
     "site_prototype_rows",
     "source_quotas",
+    "token_cosines",
     "topk_cosine",
     "write_npz",
 ]

@@ -169,3 +169,22 @@ def test_a_bank_saved_before_the_labels_loads_unlabelled():
     fresh = PrototypeMemory(token_dim=4, capacity=8, top_k=2)
     fresh.load_state_dict(old, strict=True)
     assert fresh.num_prototypes == 4 and (fresh.private_prototype_labels == -1).all()
+
+
+# ---------------------------------------------------------------- token collapse, as the server records it
+def test_token_cosines_tell_collapsed_uploads_from_spread_ones():
+    from omnifm_monai.knowledge import token_cosines
+
+    spread = token_cosines({"site-1": AXES[:2], "site-2": AXES[2:]})
+    assert spread == pytest.approx({"within_site": 0.0, "between_sites": 0.0})
+    one = np.tile(AXES[:1], (2, 1))
+    assert token_cosines({"site-1": one, "site-2": one}) == pytest.approx({"within_site": 1.0, "between_sites": 1.0})
+    assert token_cosines({"site-1": AXES[:1]}) == {"within_site": None, "between_sites": None}  # no pair
+
+
+def test_the_round_history_records_the_token_cosines():
+    core = _core()
+    core.submit("site-1", *_upload(AXES[:2], np.array([0, 1])))
+    core.submit("site-2", *_upload(AXES[:2], np.array([0, 1])))
+    record = core.close_round(["site-1", "site-2"])
+    assert record["token_cosine"] == pytest.approx({"within_site": 0.0, "between_sites": 1.0})
