@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -13,6 +15,13 @@ CLASS_CODE_SEED = 20260303
 """Seed of the class codes: every site derives the same code for the same shared class id."""
 
 
+@functools.lru_cache(maxsize=1024)
+def _class_code(value: int, dim: int) -> torch.Tensor:
+    """The fixed unit vector (dim,) of class id ``value``: drawn once per process, not per forward pass."""
+    generator = torch.Generator().manual_seed(CLASS_CODE_SEED + value)
+    return F.normalize(torch.randn(dim, generator=generator), dim=0)
+
+
 def class_codes(labels: torch.Tensor, dim: int) -> torch.Tensor:
     """labels (...) int64 -> one fixed unit vector per shared class id, zeros where the id is -1, (..., dim).
 
@@ -22,8 +31,7 @@ def class_codes(labels: torch.Tensor, dim: int) -> torch.Tensor:
     codes = torch.zeros(*labels.shape, dim)
     for value in torch.unique(labels).tolist():
         if value >= 0:
-            generator = torch.Generator().manual_seed(CLASS_CODE_SEED + int(value))
-            codes[labels.cpu() == value] = F.normalize(torch.randn(dim, generator=generator), dim=0)
+            codes[labels.cpu() == value] = _class_code(int(value), dim)
     return codes.to(labels.device)
 
 

@@ -108,7 +108,9 @@ class OmniFMNetwork(nn.Module):
         if self.spectral:
             token = self.tokenizer(image)  # (B, d_s)
             prototypes, labels = self.spectral_memory.retrieve(token)  # (B, K, d_s), (B, K)
-            tagged = prototypes + class_codes(labels, self.token_dim).to(prototypes)  # (B, K, d_s)
+            tagged = prototypes  # SPAlign below aligns s with the untagged prototypes
+            if bool((labels >= 0).any()):  # label-aware prototypes: each tagged with its class's code
+                tagged = prototypes + class_codes(labels, self.token_dim).to(prototypes)  # (B, K, d_s)
             context = torch.cat([token.unsqueeze(1), tagged], dim=1)  # (B, 1 + K, d_s)
             prefix = self.eca(tokens, context)  # (B, L, d)
             self.last_token, self.last_prototypes = token, prototypes
