@@ -154,8 +154,8 @@ class ServerCore:
         self._aggregator.reset()
         self._accepted: dict[str, dict[str, Any]] = {}
         self._rejected: dict[str, str] = {}
-        self._tokens: dict[str, np.ndarray] = {}
-        self._token_labels: dict[str, np.ndarray | None] = {}  # the class of each token (label-aware prototypes)
+        # each accepted site's tokens (N, d_s) and their class ids (N,) (None unless label-aware prototypes)
+        self._uploads: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
         self._metrics: dict[str, dict[str, float | int]] = {}  # cleaned metrics of the accepted uploads
         self._retrieval_seconds = 0.0
 
@@ -251,8 +251,7 @@ class ServerCore:
         if arrays:
             self._aggregator.accept(site, arrays, weight=float(num_samples), round_num=self.round, meta=meta)
         if tokens is not None:
-            self._tokens[site] = tokens
-            self._token_labels[site] = token_labels
+            self._uploads[site] = (tokens, token_labels)
         self.site_num_samples.setdefault(site, num_samples)
         self._metrics[site] = kept
         self._accepted[site] = {
@@ -291,8 +290,8 @@ class ServerCore:
         aggregate_seconds = time.perf_counter() - start
         start = time.perf_counter()
         if self.knowledge_base is not None:
-            for site, tokens in sorted(self._tokens.items()):  # site-name order, as the weights
-                self.knowledge_base.add(tokens, source=site, round_num=self.round, labels=self._token_labels[site])
+            for site, (tokens, labels) in sorted(self._uploads.items()):  # site-name order, as the weights
+                self.knowledge_base.add(tokens, source=site, round_num=self.round, labels=labels)
                 self.site_queries[site] = tokens
             self.knowledge_base.age(self.round)
             self.knowledge_base.prune()
