@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import subprocess
+import threading
+from collections.abc import Iterator
 
-__all__ = ["stop_process_tree"]
+__all__ = ["sigterm_raises_exit", "stop_process_tree"]
 
 
 def stop_process_tree(process: subprocess.Popen) -> None:
@@ -18,3 +22,26 @@ def stop_process_tree(process: subprocess.Popen) -> None:
 
     kill_child_processes(process.pid)
     process.kill()
+
+
+@contextlib.contextmanager
+def sigterm_raises_exit() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``SystemExit(143)`` in place of ending the process at once.
+
+    A scheduler or ``kill PID`` sends SIGTERM, which by default ends Python without running ``except`` or
+    ``finally``: a job waiting on a simulator would leave it (in its own session) and its workers running.
+    Raised as an exception, it reaches the caller's cleanup (:func:`stop_process_tree`). Outside the main
+    thread, where Python cannot set signal handlers, the block runs unchanged. The previous handler is restored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_exit(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, raise_exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

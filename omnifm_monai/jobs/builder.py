@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from omnifm_monai.data.federation_classes import encode_class_names
-from omnifm_monai.flare.process_tree import stop_process_tree
+from omnifm_monai.flare.process_tree import sigterm_raises_exit, stop_process_tree
 from omnifm_monai.jobs.run_summary import RunSummary, summarize_run
 from omnifm_monai.jobs.settings import JobSettings
 
@@ -370,12 +370,13 @@ def _simulate(job, sites: Sequence[str], workspace: str, threads: int) -> int:
         command = [sys.executable, "-m", "omnifm_monai.flare.simulator", os.path.join(job_root, job.name)]
         command += ["-w", workspace, "-c", ",".join(sites), "-n", str(len(sites)), "-t", str(threads)]
         command += ["-m", str(max(NVFLARE_MAX_CLIENTS, len(sites)))]  # NVFlare refuses more than 100 by default
-        process = subprocess.Popen(command, start_new_session=True)  # as NVFlare starts it
-        try:
-            return process.wait()
-        except BaseException:  # interrupted: stop the simulator and every worker under it, by their pids
-            stop_process_tree(process)
-            raise
+        with sigterm_raises_exit():
+            process = subprocess.Popen(command, start_new_session=True)  # as NVFlare starts it
+            try:
+                return process.wait()
+            except BaseException:  # interrupted or terminated: stop the simulator and every worker, by their pids
+                stop_process_tree(process)
+                raise
 
 
 def export_job(settings: JobSettings, export_dir: str, *, save_settings: bool = False) -> str:

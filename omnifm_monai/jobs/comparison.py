@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from omnifm_monai.flare.process_tree import stop_process_tree
+from omnifm_monai.flare.process_tree import sigterm_raises_exit, stop_process_tree
 from omnifm_monai.jobs.builder import REPO_ROOT, federation_for, job_site_names
 from omnifm_monai.jobs.cross_site import cross_site_section, run_cross_site
 from omnifm_monai.jobs.references import LOCAL_CONVERGED, POOLED_CONVERGED, local_to_convergence, pooled_to_convergence
@@ -123,7 +123,7 @@ def run_strategy(
     start = time.perf_counter()
     shown = -1
     headline = get_task(settings.task).headline_metric
-    with open(os.path.join(root, "simulator.log"), "w") as log:
+    with open(os.path.join(root, "simulator.log"), "w") as log, sigterm_raises_exit():
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             while process.poll() is None:
@@ -137,7 +137,7 @@ def run_strategy(
                         f"mean {headline} of the received model {format_metric(headline, value)}",
                         flush=True,
                     )
-        except BaseException:  # interrupted: stop the job, its simulator and every worker, by their pids
+        except BaseException:  # interrupted or terminated: stop the job, its simulator and every worker, by pid
             stop_process_tree(process)
             raise
     wall = time.perf_counter() - start

@@ -1,6 +1,9 @@
 """The strategy comparison of the main job: its options and what a run counts (without the simulator)."""
 
+import os
 import sys
+
+import pytest
 
 
 def test_main_job_defaults_and_forwarded_options():
@@ -158,7 +161,6 @@ def test_the_main_job_runs_the_recalibrated_fedbn_beside_the_strategies_unless_t
 
 
 def test_the_main_job_refuses_two_runs_into_one_folder_in_one_line(capsys):
-    import pytest
 
     from nvflare_jobs import main_job
 
@@ -167,12 +169,13 @@ def test_the_main_job_refuses_two_runs_into_one_folder_in_one_line(capsys):
     assert "would share the folder(s) ['fedbn']" in capsys.readouterr().err
 
 
-def test_an_interrupted_strategy_run_stops_the_simulator_in_its_own_session(tmp_path, monkeypatch):
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_an_interrupted_strategy_run_stops_the_simulator_in_its_own_session(tmp_path, monkeypatch, stop):
+    import signal
     import subprocess
     import time
 
     import psutil
-    import pytest
 
     from nvflare_jobs import main_job
     from omnifm_monai.jobs import comparison
@@ -192,14 +195,23 @@ def test_an_interrupted_strategy_run_stops_the_simulator_in_its_own_session(tmp_
     def interrupt_once_the_simulator_runs(seconds):
         while not pid_file.exists() or not pid_file.read_text():
             real_sleep(0.05)
-        raise KeyboardInterrupt
+        if stop == "ctrl-c":
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler or `kill PID` sends
+        raise AssertionError("SIGTERM did not stop the job")
 
     monkeypatch.setattr(comparison.subprocess, "Popen", job_that_starts_a_simulator)
     monkeypatch.setattr(comparison.time, "sleep", interrupt_once_the_simulator_runs)
     _, job_args, settings = main_job.parse_args(["--clients", "2", "--rounds", "1"])
-    # Execute
-    with pytest.raises(KeyboardInterrupt):
-        comparison.run_strategy("omnifm", job_args, settings, str(tmp_path))
+    # Execute (without the fix, SIGTERM would end pytest itself: outside the job it does nothing)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        with pytest.raises(KeyboardInterrupt if stop == "ctrl-c" else SystemExit) as raised:
+            comparison.run_strategy("omnifm", job_args, settings, str(tmp_path))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if stop == "sigterm":
+        assert raised.value.code == 128 + signal.SIGTERM
     # Assert
     simulator = int(pid_file.read_text())
     deadline = time.monotonic() + 10
