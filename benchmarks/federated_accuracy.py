@@ -226,9 +226,11 @@ def _site_mean(per_site: dict[str, dict], metric: str) -> float:
 def _reference_record(
     participation: float, seed: int, label: str, per_site: dict[str, dict], metrics: tuple[str, ...]
 ) -> dict:
-    """A run record of a central reference: each metric averaged over the sites."""
+    """A run record of a central reference: each metric averaged over the sites (``val_<metric>`` where the
+    sites report it: references trained before 2026-12-04 did not)."""
     record = {"participation": participation, "seed": seed, "label": label, "problems": []}
     record.update({m: _site_mean(per_site, m) for m in (*metrics, "majority_rate")})
+    record.update({f"val_{m}": _site_mean(per_site, f"val_{m}") for m in metrics})
     return record
 
 

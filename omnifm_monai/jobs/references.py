@@ -5,7 +5,8 @@ trained *to convergence* rather than for the federation's budget: the task's bun
 ``spectral=False, prompt=False``) for at most ``max_epochs`` epochs, validated after every epoch on the
 training data's own validation split (a site's own, or every site's pooled), stopped after ``patience``
 epochs without a better validation score (MONAI's :class:`~monai.handlers.EarlyStopHandler`), and scored
-with the weights of its best validation epoch on each site's own test split. Both references take the
+with the weights of its best validation epoch on each site's own test split (and, as ``val_<metric>``, on its
+validation split: for a site alone that is the best epoch's own score). Both references take the
 same epoch cap. The test split never chooses anything. :func:`train_bundle` with ``patience=0`` trains for
 a fixed number of epochs (the benchmark's same-budget pooled row).
 """
@@ -117,7 +118,8 @@ def train_bundle(
 
 
 def _score_sites(settings: JobSettings, clients, out_dir: str, trained: dict[str, Any]) -> dict[str, dict]:
-    """``{site: test metrics}``: each site's own test split scored by the network of ``trained[site]``."""
+    """``{site: metrics}``: the network of ``trained[site]`` on the site's own test split, and on its validation
+    split as ``val_<metric>``, as a federated site reports its received model (what settings are chosen on)."""
     from omnifm_monai.tasks import get_task
 
     task, metrics = get_task(settings.task), {}
@@ -126,7 +128,11 @@ def _score_sites(settings: JobSettings, clients, out_dir: str, trained: dict[str
         if not os.path.isfile(path):
             client.save_npz(path)
         workflow = trained[client.name]
-        metrics[client.name] = task.test_evaluator(path, workflow.parser)(workflow.trainer.network)
+        network = workflow.trainer.network
+        on_val = task.test_evaluator(path, workflow.parser, split="val")(network)
+        metrics[client.name] = task.test_evaluator(path, workflow.parser)(network) | {
+            f"val_{k}": v for k, v in on_val.items()
+        }
     return metrics
 
 

@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 BENCHMARK = "federated_accuracy"  # the script under test (conftest.py loads it as `script`)
@@ -161,7 +162,12 @@ def test_converged_references_train_once_and_restart(script, tmp_path):
         assert sorted(per_site) == ["site-1", "site-2"]
         # site-2: 10 images -> 2 test images, so its accuracy is 0, 0.5 or 1
         assert per_site["site-2"]["restricted_accuracy"] in (0.0, 0.5, 1.0)
+        # each site's validation split is scored too (what settings are chosen on), as a federated site's is
+        assert all(0.0 <= m["val_restricted_accuracy"] <= 1.0 for m in per_site.values())
     assert script.converged_references(job_args, str(tmp_path), max_epochs=3, patience=1) == refs  # cached
+    local = refs[script.LOCAL_CONVERGED]
+    record = script._reference_record(1.0, 0, script.LOCAL_CONVERGED, local, ("restricted_accuracy",))
+    assert record["val_restricted_accuracy"] == np.mean([m["val_restricted_accuracy"] for m in local.values()])
 
 
 def test_a_dense_task_reports_its_own_metrics_and_units(script):
